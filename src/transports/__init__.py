@@ -1,0 +1,1 @@
+"""Drivers that run the webhook core: HTTP, clocks, storage and runtimes."""
