@@ -21,6 +21,7 @@ JavaScript enumerates them.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -76,7 +77,7 @@ def _is_plain(value: Any, path: str, depth: int) -> bool:
             return True
         raise PayloadError(path, f"integer {value} is outside JavaScript's safe range ±(2**53-1)")
     if kind is float:
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise PayloadError(path, f"{value!r} is not representable in JSON")
         return False
     if isinstance(value, Mapping):

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+from cattrs.v import format_exception
 
 from webhook_core.errors import PayloadError, UnknownEvent
 from webhook_core.names import validate_event_name
@@ -126,6 +127,16 @@ def _json_object(value: Any, _: type) -> JSONObject:
     return dict(value)
 
 
+def _describe(exc: BaseException, kind: type | None) -> str:
+    """cattrs' error text, but keeping our hooks' own reasons ("expected int, got bool")."""
+    if isinstance(exc, TypeError) and exc.args and str(exc.args[0]).startswith(_OWN_REASONS):
+        return str(exc.args[0])
+    return format_exception(exc, kind)
+
+
+_OWN_REASONS = ("expected ", "object key ")
+
+
 def make_converter() -> cattrs.Converter:
     """A cattrs converter that refuses wrong types instead of coercing them."""
     converter = cattrs.Converter(forbid_extra_keys=True)
@@ -207,7 +218,9 @@ class EventCatalog:
                 raise PayloadError("data", f"{name!r} is free-form; pass a mapping, not a model")
             raise PayloadError("data", f"expected an object, got {type(data).__name__}")
         if isinstance(data, model):
+            # attrs models do not check their field types: validate what was built.
             result: JSONObject = self._converter.unstructure(data)
+            self.from_json(name, result)
             return result
         if attrs.has(type(data)):
             raise PayloadError(
@@ -225,7 +238,8 @@ class EventCatalog:
         try:
             return self._converter.structure(data, model)
         except Exception as exc:
-            problems = [m.rpartition(" @ ") for m in cattrs.transform_error(exc, path="data")]
+            messages = cattrs.transform_error(exc, path="data", format_exception=_describe)
+            problems = [m.rpartition(" @ ") for m in messages]
             if not problems:
                 raise PayloadError("data", str(exc)) from None
             reason, _, path = problems[0]

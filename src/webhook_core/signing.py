@@ -280,7 +280,9 @@ def _v1_candidates(provided: bytes) -> list[bytes]:
     entries = provided.split(b" ")
     if len(entries) > _MAX_SIGNATURES:
         raise VerificationError("header webhook-signature holds too many signatures")
-    candidates = [value for version, _, value in (e.partition(b",") for e in entries) if version == b"v1"]
+    candidates = [
+        value for version, _, value in (e.partition(b",") for e in entries) if version == b"v1"
+    ]
     if not candidates:
         raise VerificationError("header webhook-signature holds no v1 signature")
     return candidates

@@ -7,9 +7,18 @@ import re
 from webhook_core.errors import PayloadError
 
 _SECONDS_PER_DAY = 86_400
+# re.ASCII: ``\d`` must not match other scripts' digits (``int`` would accept them).
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})\Z"
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})\Z",
+    re.ASCII,
 )
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+        return 29
+    return _DAYS_IN_MONTH[month - 1]
 
 
 def _civil_from_days(days: int) -> tuple[int, int, int]:
@@ -53,18 +62,32 @@ def rfc3339(epoch_seconds: float) -> str:
 
 
 def parse_rfc3339(text: str, path: str = "timestamp") -> float:
-    """Parse an RFC 3339 timestamp into epoch seconds; raise ``PayloadError`` naming ``path``."""
+    """Parse an RFC 3339 timestamp into epoch seconds; raise ``PayloadError`` naming ``path``.
+
+    A leap second (``:60``) is accepted and read as the first second of the next minute.
+    """
+    if not isinstance(text, str):
+        raise PayloadError(path, f"expected an RFC 3339 string, not {type(text).__name__}")
     match = _RFC3339.match(text)
     if match is None:
         raise PayloadError(path, f"{text!r} is not an RFC 3339 timestamp")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     fraction, zone = match.group(7), match.group(8)
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+    if not (
+        1 <= month <= 12
+        and 1 <= day <= _days_in_month(year, month)
+        and hour < 24
+        and minute < 60
+        and second < 61
+    ):
         raise PayloadError(path, f"{text!r} has a field out of range")
     offset = 0
     if zone != "Z":
+        offset_hours, offset_minutes = int(zone[1:3]), int(zone[4:6])
+        if offset_hours > 23 or offset_minutes > 59:
+            raise PayloadError(path, f"{text!r} has a UTC offset out of range")
         sign = -1 if zone[0] == "-" else 1
-        offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+        offset = sign * (offset_hours * 3600 + offset_minutes * 60)
     seconds = (
         _days_from_civil(year, month, day) * _SECONDS_PER_DAY
         + hour * 3600

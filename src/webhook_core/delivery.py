@@ -1,0 +1,313 @@
+"""The delivery state machine: one event on its way to one endpoint.
+
+Theory of operation
+-------------------
+A delivery is created ``pending`` and due at once. A driver that claims it
+feeds ``Start(now)`` (legal only once it is due) and it becomes ``in_flight``;
+the driver makes the HTTP attempt and feeds ``Finish(result)``. A 2xx makes it
+``delivered``. Any other outcome is a failed attempt: while attempts remain it
+becomes ``retry_scheduled``, due ``policy.delay_after(...)`` after the attempt
+ended; after the last attempt it is ``failed``. ``410 Gone`` fails it at once
+and emits ``DisableEndpoint``. If the driver loses an attempt without a result
+(crash, lease expiry, shutdown) it feeds ``Abandon(now)``: the attempt is
+recorded as abandoned, does not use up the retry budget, and the delivery is
+due again at once; ``policy.max_abandoned`` of those fail it. ``Cancel`` fails
+a waiting delivery (its endpoint was disabled or removed).
+
+``delivered`` and ``failed`` are terminal. A replay is a new delivery
+(``replay``) that points back at the old one, so history is never rewritten.
+
+Every rule is in ``TRANSITIONS``; ``apply`` raises ``IllegalTransition`` and
+leaves the record untouched for any (state, input) pair the table lacks.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from webhook_core.errors import IllegalTransition
+from webhook_core.retry import RETRY_AFTER_STATUSES, RetryPolicy, parse_retry_after
+from webhook_core.statemachine import check_table
+
+RESPONSE_EXCERPT_LIMIT = 64 * 1024
+
+
+class DeliveryState(enum.Enum):
+    """Where a delivery stands."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    RETRY_SCHEDULED = "retry_scheduled"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Outcome(enum.Enum):
+    """How one attempt ended."""
+
+    SUCCESS = "success"  # 2xx
+    HTTP_ERROR = "http_error"  # any other status but 3xx
+    REDIRECT = "redirect"  # 3xx: never followed
+    TIMEOUT = "timeout"  # the total deadline passed
+    CONNECT_ERROR = "connect_error"  # refused, unreachable, DNS failure
+    TLS_ERROR = "tls_error"  # handshake or certificate failure
+    NETWORK_ERROR = "network_error"  # reset or closed mid-exchange
+    PROTOCOL_ERROR = "protocol_error"  # not valid HTTP, or over the size caps
+    BLOCKED = "blocked"  # the outbound guard refused the address
+    ABANDONED = "abandoned"  # no result: the driver crashed, shut down or lost its lease
+
+
+ERROR_KINDS = frozenset(Outcome) - {Outcome.SUCCESS, Outcome.HTTP_ERROR, Outcome.REDIRECT}
+
+
+@attrs.frozen
+class Attempt:
+    """One recorded attempt."""
+
+    number: int
+    started_at: float
+    ended_at: float
+    outcome: Outcome
+    status: int | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the start of the attempt to its end."""
+        return self.ended_at - self.started_at
+
+
+@attrs.frozen
+class AttemptResult:
+    """What the driver observed: a status (with ``Retry-After``), or an error kind."""
+
+    started_at: float
+    ended_at: float
+    status: int | None = None
+    error_kind: Outcome | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+    retry_after: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.status is None) == (self.error_kind is None):
+            raise ValueError("an AttemptResult has exactly one of status and error_kind")
+        if self.error_kind is not None and self.error_kind not in ERROR_KINDS:
+            raise ValueError(f"{self.error_kind} is not an error kind")
+        if self.status is not None and not 100 <= self.status <= 999:
+            raise ValueError(f"HTTP status {self.status} is out of range")
+        if self.ended_at < self.started_at:
+            raise ValueError("an attempt cannot end before it starts")
+
+
+@attrs.frozen
+class Start:
+    """The driver is about to send an attempt."""
+
+    now: float
+
+
+@attrs.frozen
+class Finish:
+    """The attempt ended with ``result``."""
+
+    result: AttemptResult
+
+
+@attrs.frozen
+class Abandon:
+    """The attempt was lost without a result (crash, shutdown, lease expiry)."""
+
+    now: float
+    reason: str = "attempt abandoned"
+
+
+@attrs.frozen
+class Cancel:
+    """Stop a waiting delivery for good (its endpoint was disabled or removed)."""
+
+    now: float
+    reason: str
+
+
+DeliveryInput = Start | Finish | Abandon | Cancel
+
+
+@attrs.frozen
+class DisableEndpoint:
+    """Effect: the endpoint asked to be left alone (410 Gone)."""
+
+    endpoint_id: str
+    reason: str
+
+
+@attrs.frozen
+class Delivery:
+    """One event's delivery to one endpoint, with its attempt history."""
+
+    id: str
+    event_id: str
+    endpoint_id: str
+    created_at: float
+    state: DeliveryState = DeliveryState.PENDING
+    next_attempt_at: float | None = None
+    attempts: tuple[Attempt, ...] = ()
+    reason: str | None = None
+    replay_of: str | None = None
+
+    @property
+    def attempts_made(self) -> int:
+        """Attempts that count against the retry budget (abandoned ones do not)."""
+        return sum(1 for a in self.attempts if a.outcome is not Outcome.ABANDONED)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the delivery is delivered or failed."""
+        return self.state in TERMINAL
+
+
+def new_delivery(delivery_id: str, event_id: str, endpoint_id: str, now: float) -> Delivery:
+    """A pending delivery, due at ``now``."""
+    return Delivery(delivery_id, event_id, endpoint_id, now, DeliveryState.PENDING, now)
+
+
+def replay(original: Delivery, delivery_id: str, now: float) -> Delivery:
+    """A fresh pending delivery of the same event to the same endpoint, linked to ``original``."""
+    if not original.is_terminal:
+        raise IllegalTransition(
+            "delivery", original.state.value, "replay", "only delivered or failed deliveries"
+        )
+    return Delivery(
+        delivery_id,
+        original.event_id,
+        original.endpoint_id,
+        now,
+        DeliveryState.PENDING,
+        now,
+        replay_of=original.id,
+    )
+
+
+P, IF, RS, D, F = (
+    DeliveryState.PENDING,
+    DeliveryState.IN_FLIGHT,
+    DeliveryState.RETRY_SCHEDULED,
+    DeliveryState.DELIVERED,
+    DeliveryState.FAILED,
+)
+TERMINAL = frozenset({D, F})
+
+TRANSITIONS: dict[tuple[DeliveryState, type], frozenset[DeliveryState]] = {
+    (P, Start): frozenset({IF}),
+    (RS, Start): frozenset({IF}),
+    (IF, Finish): frozenset({D, RS, F}),
+    (IF, Abandon): frozenset({P, RS, F}),
+    (P, Cancel): frozenset({F}),
+    (RS, Cancel): frozenset({F}),
+}
+check_table("delivery", TRANSITIONS, DeliveryState, P, TERMINAL)
+
+
+def _start(d: Delivery, event: Start, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+    if d.next_attempt_at is not None and event.now < d.next_attempt_at:
+        raise IllegalTransition(
+            "delivery", d.state.value, "Start", f"not due until {d.next_attempt_at}"
+        )
+    return attrs.evolve(d, state=IF, next_attempt_at=None), ()
+
+
+def _finish(d: Delivery, event: Finish, policy: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+    result = event.result
+    number = d.attempts_made + 1
+    status = result.status
+    if status is None:
+        outcome = result.error_kind
+        assert outcome is not None
+    elif 200 <= status <= 299:
+        outcome = Outcome.SUCCESS
+    elif 300 <= status <= 399:
+        outcome = Outcome.REDIRECT
+    else:
+        outcome = Outcome.HTTP_ERROR
+    excerpt = result.response_excerpt
+    if excerpt is not None and len(excerpt) > RESPONSE_EXCERPT_LIMIT:
+        excerpt = excerpt[:RESPONSE_EXCERPT_LIMIT]
+    attempt = Attempt(
+        number, result.started_at, result.ended_at, outcome, status, result.error, excerpt
+    )
+    attempts = (*d.attempts, attempt)
+    if outcome is Outcome.SUCCESS:
+        return attrs.evolve(d, state=D, attempts=attempts, reason=None), ()
+    if status == 410:
+        reason = "endpoint answered 410 Gone"
+        return (
+            attrs.evolve(d, state=F, attempts=attempts, reason=reason),
+            (DisableEndpoint(d.endpoint_id, reason),),
+        )
+    if number >= policy.max_attempts:
+        reason = f"all {number} attempts failed; last: {_describe(attempt)}"
+        return attrs.evolve(d, state=F, attempts=attempts, reason=reason), ()
+    retry_after = None
+    if status in RETRY_AFTER_STATUSES:
+        retry_after = parse_retry_after(result.retry_after, result.ended_at)
+    due = result.ended_at + policy.delay_after(number, d.id, retry_after)
+    return (
+        attrs.evolve(
+            d, state=RS, attempts=attempts, next_attempt_at=due, reason=_describe(attempt)
+        ),
+        (),
+    )
+
+
+def _abandon(
+    d: Delivery, event: Abandon, policy: RetryPolicy
+) -> tuple[Delivery, tuple[object, ...]]:
+    started = event.now
+    attempt = Attempt(
+        d.attempts_made + 1, started, started, Outcome.ABANDONED, None, event.reason, None
+    )
+    attempts = (*d.attempts, attempt)
+    abandoned = sum(1 for a in attempts if a.outcome is Outcome.ABANDONED)
+    if abandoned >= policy.max_abandoned:
+        reason = f"abandoned {abandoned} times; last: {event.reason}"
+        return attrs.evolve(d, state=F, attempts=attempts, reason=reason), ()
+    state = RS if d.attempts_made else P
+    return (
+        attrs.evolve(
+            d, state=state, attempts=attempts, next_attempt_at=event.now, reason=event.reason
+        ),
+        (),
+    )
+
+
+def _cancel(d: Delivery, event: Cancel, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+    return attrs.evolve(d, state=F, next_attempt_at=None, reason=event.reason), ()
+
+
+def _describe(attempt: Attempt) -> str:
+    if attempt.status is not None:
+        return f"HTTP {attempt.status}"
+    detail = f": {attempt.error}" if attempt.error else ""
+    return f"{attempt.outcome.value}{detail}"
+
+
+_HANDLERS = {Start: _start, Finish: _finish, Abandon: _abandon, Cancel: _cancel}
+
+
+def apply(
+    delivery: Delivery, event: DeliveryInput, policy: RetryPolicy
+) -> tuple[Delivery, tuple[object, ...]]:
+    """Feed ``event`` to ``delivery``; return the new record and the effects to carry out.
+
+    Raises ``IllegalTransition`` (and changes nothing) when the table has no
+    rule for the delivery's state and this kind of input.
+    """
+    targets = TRANSITIONS.get((delivery.state, type(event)))
+    if targets is None:
+        raise IllegalTransition("delivery", delivery.state.value, type(event).__name__)
+    new, effects = _HANDLERS[type(event)](delivery, event, policy)  # type: ignore[operator]
+    assert new.state in targets, (delivery.state, event, new.state)
+    return new, effects

@@ -1,0 +1,237 @@
+"""The endpoint state machine: a receiver URL, its secrets and its subscriptions.
+
+Theory of operation
+-------------------
+An endpoint starts ``unverified``. ``BeginVerification(token)`` moves it to
+``verifying`` while the driver sends the handshake (a signed
+``webhook.verification`` event carrying the token); ``HandshakeResult`` makes it
+``active`` when the answer is a 2xx whose body is the token (whitespace
+trimmed) or a JSON object whose ``verification_token`` is the token, and sends
+it back to ``unverified`` otherwise (the operator may try again). Only
+``active`` endpoints receive deliveries.
+
+``Disable`` (by the operator, by a 410 Gone, or by the health checks) moves any
+other state to ``disabled``; ``Enable`` brings it back to ``active`` if the
+current URL was verified, else to ``unverified``. ``ChangeUrl`` forgets the
+verification: the endpoint is ``unverified`` again (or stays ``disabled``).
+There is no terminal state: removing an endpoint deletes the record.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable
+
+import attrs
+
+from webhook_core.errors import ConfigError, IllegalTransition
+from webhook_core.names import any_pattern_matches, validate_pattern
+from webhook_core.signing import Secret
+from webhook_core.statemachine import check_table
+
+_MAX_TOKEN_RESPONSE = 4096
+
+
+class EndpointState(enum.Enum):
+    """Whether an endpoint receives deliveries."""
+
+    UNVERIFIED = "unverified"
+    VERIFYING = "verifying"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+@attrs.frozen
+class EndpointSecret:
+    """A signing secret; during a rotation the old one lives on until ``expires_at``."""
+
+    value: str = attrs.field(repr=False)
+    created_at: float
+    expires_at: float | None = None
+    parsed: Secret = attrs.field(init=False, repr=False, eq=False)
+
+    @parsed.default
+    def _parse(self) -> Secret:
+        return Secret.parse(self.value)
+
+
+def _patterns(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    patterns = tuple(validate_pattern(p) for p in value)
+    if not patterns:
+        raise ConfigError("an endpoint needs at least one event pattern ('*' for all)")
+    return patterns
+
+
+@attrs.frozen
+class Endpoint:
+    """A receiver: URL, secrets (newest first), event patterns and verification status."""
+
+    id: str
+    url: str
+    secrets: tuple[EndpointSecret, ...]
+    created_at: float
+    filters: tuple[str, ...] = attrs.field(default=("*",), converter=_patterns)
+    state: EndpointState = EndpointState.UNVERIFIED
+    verification_token: str | None = attrs.field(default=None, repr=False)
+    verified_url: str | None = None
+    disabled_reason: str | None = None
+    last_error: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+    max_in_flight: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.secrets:
+            raise ConfigError("an endpoint needs at least one secret")
+
+    def subscribes_to(self, event_name: str) -> bool:
+        """True when one of the endpoint's patterns selects ``event_name``."""
+        return any_pattern_matches(self.filters, event_name)
+
+    def signing_secrets(self, now: float) -> tuple[Secret, ...]:
+        """The secrets that sign a request sent at ``now``, newest first."""
+        return tuple(
+            s.parsed for s in self.secrets if s.expires_at is None or s.expires_at > now
+        ) or (self.secrets[0].parsed,)
+
+
+def rotate_secret(endpoint: Endpoint, new_secret: str, now: float, grace: float) -> Endpoint:
+    """Make ``new_secret`` the newest; older ones keep signing for ``grace`` seconds more."""
+    if not grace >= 0:
+        raise ConfigError("grace must be a non-negative number of seconds")
+    kept = tuple(
+        attrs.evolve(s, expires_at=min(s.expires_at or now + grace, now + grace))
+        for s in endpoint.secrets
+        if s.expires_at is None or s.expires_at > now
+    )
+    return attrs.evolve(endpoint, secrets=(EndpointSecret(new_secret, now), *kept))
+
+
+@attrs.frozen
+class BeginVerification:
+    """The driver is about to send the handshake carrying ``token``."""
+
+    token: str
+    now: float
+
+
+@attrs.frozen
+class HandshakeResult:
+    """The handshake's answer: a status and body, or an error description."""
+
+    now: float
+    status: int | None
+    body: bytes = b""
+    error: str | None = None
+
+
+@attrs.frozen
+class Disable:
+    """Stop deliveries to the endpoint."""
+
+    reason: str
+    now: float
+
+
+@attrs.frozen
+class Enable:
+    """Resume a disabled endpoint."""
+
+    now: float
+
+
+@attrs.frozen
+class ChangeUrl:
+    """Point the endpoint at a new URL; it must be verified again."""
+
+    url: str
+    now: float
+
+
+EndpointInput = BeginVerification | HandshakeResult | Disable | Enable | ChangeUrl
+
+U, V, A, X = (
+    EndpointState.UNVERIFIED,
+    EndpointState.VERIFYING,
+    EndpointState.ACTIVE,
+    EndpointState.DISABLED,
+)
+
+TRANSITIONS: dict[tuple[EndpointState, type], frozenset[EndpointState]] = {
+    (U, BeginVerification): frozenset({V}),
+    (V, BeginVerification): frozenset({V}),
+    (A, BeginVerification): frozenset({V}),
+    (V, HandshakeResult): frozenset({A, U}),
+    (U, Disable): frozenset({X}),
+    (V, Disable): frozenset({X}),
+    (A, Disable): frozenset({X}),
+    (X, Enable): frozenset({A, U}),
+    (U, ChangeUrl): frozenset({U}),
+    (V, ChangeUrl): frozenset({U}),
+    (A, ChangeUrl): frozenset({U}),
+    (X, ChangeUrl): frozenset({X}),
+}
+check_table("endpoint", TRANSITIONS, EndpointState, U, frozenset())
+
+
+def token_matches(token: str, status: int | None, body: bytes) -> str | None:
+    """None when the handshake answer verifies; otherwise the reason it does not."""
+    if status is None:
+        return "no HTTP response"
+    if not 200 <= status <= 299:
+        return f"answered HTTP {status}, not 2xx"
+    if len(body) > _MAX_TOKEN_RESPONSE:
+        return "answer body is too large to hold the token"
+    try:
+        text = body.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return "answer body is not UTF-8"
+    if text == token:
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return "answer body is neither the token nor JSON"
+    if isinstance(parsed, dict) and parsed.get("verification_token") == token:
+        return None
+    return "answer does not carry the verification token"
+
+
+def apply(endpoint: Endpoint, event: EndpointInput) -> Endpoint:
+    """Feed ``event`` to ``endpoint`` and return the new record.
+
+    Raises ``IllegalTransition`` (and changes nothing) for a pair the table lacks.
+    """
+    targets = TRANSITIONS.get((endpoint.state, type(event)))
+    if targets is None:
+        raise IllegalTransition("endpoint", endpoint.state.value, type(event).__name__)
+    new = _step(endpoint, event)
+    assert new.state in targets, (endpoint.state, event, new.state)
+    return new
+
+
+def _step(e: Endpoint, event: EndpointInput) -> Endpoint:
+    if isinstance(event, BeginVerification):
+        if not event.token:
+            raise ConfigError("a verification token must not be empty")
+        return attrs.evolve(e, state=V, verification_token=event.token, last_error=None)
+    if isinstance(event, HandshakeResult):
+        assert e.verification_token is not None
+        problem = event.error or token_matches(e.verification_token, event.status, event.body)
+        if problem is None:
+            return attrs.evolve(
+                e, state=A, verified_url=e.url, verification_token=None, last_error=None
+            )
+        return attrs.evolve(
+            e, state=U, verification_token=None, last_error=f"verification failed: {problem}"
+        )
+    if isinstance(event, Disable):
+        return attrs.evolve(e, state=X, disabled_reason=event.reason, verification_token=None)
+    if isinstance(event, Enable):
+        state = A if e.verified_url == e.url else U
+        return attrs.evolve(e, state=state, disabled_reason=None, last_error=None)
+    state = X if e.state is X else U
+    return attrs.evolve(e, url=event.url, state=state, verified_url=None, verification_token=None)
