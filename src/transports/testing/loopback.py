@@ -327,6 +327,9 @@ class LoopbackReceiver:
             return
         self._closed = True
         self._stop.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
         stuck: list[str] = []
         if self._accept_thread is not None:
             self._accept_thread.join(self._shutdown_timeout)

@@ -1,0 +1,208 @@
+"""In-memory storage: for tests, virtual-time runs and benchmarks. Not durable.
+
+Due deliveries sit in a heap keyed by due time (stale entries are skipped
+lazily), and leases in a second heap, so ``claim`` costs O(k log n) for k
+claimed out of n stored.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Sequence
+
+import attrs
+
+from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter
+from webhook_core import Cancel, Delivery, DeliveryState, Endpoint, Event, RetryPolicy
+from webhook_core import delivery as delivery_machine
+
+_WAITING = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)
+
+
+class MemoryStore:
+    """A thread-safe in-memory ``Store``."""
+
+    blocking = False
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._endpoints: dict[str, Endpoint] = {}
+        self._events: dict[str, Event] = {}
+        self._deliveries: dict[str, Delivery] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._due: list[tuple[float, int, str]] = []
+        self._lease_heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+
+    def save_endpoint(self, endpoint: Endpoint) -> None:
+        """Insert or replace an endpoint."""
+        with self._lock:
+            self._endpoints[endpoint.id] = endpoint
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint, or None."""
+        return self._endpoints.get(endpoint_id)
+
+    def list_endpoints(self) -> list[Endpoint]:
+        """Every endpoint, oldest first."""
+        with self._lock:
+            return sorted(self._endpoints.values(), key=lambda e: (e.created_at, e.id))
+
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        """Remove an endpoint and fail its waiting deliveries."""
+        with self._lock:
+            if self._endpoints.pop(endpoint_id, None) is None:
+                return False
+            policy = RetryPolicy()
+            for d in list(self._deliveries.values()):
+                if d.endpoint_id == endpoint_id and d.state in _WAITING:
+                    cancelled, _ = delivery_machine.apply(
+                        d, Cancel(d.next_attempt_at or d.created_at, "endpoint removed"), policy
+                    )
+                    self._deliveries[d.id] = cancelled
+            return True
+
+    def add_event(self, event: Event, deliveries: Sequence[Delivery]) -> None:
+        """Store an event and its deliveries."""
+        with self._lock:
+            if event.id in self._events:
+                raise ValueError(f"event {event.id!r} already exists")
+            self._events[event.id] = event
+            for d in deliveries:
+                self._put(d)
+
+    def _put(self, d: Delivery) -> None:
+        self._deliveries[d.id] = d
+        self._leases.pop(d.id, None)
+        if d.state in _WAITING and d.next_attempt_at is not None:
+            heapq.heappush(self._due, (d.next_attempt_at, next(self._seq), d.id))
+
+    def get_event(self, event_id: str) -> Event | None:
+        """The event, or None."""
+        return self._events.get(event_id)
+
+    def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
+        """Lease up to ``limit`` due deliveries (expired leases first)."""
+        claimed: list[Claimed] = []
+        with self._lock:
+            heap = self._lease_heap
+            while heap and heap[0][0] <= now and len(claimed) < limit:
+                expires, _, delivery_id = heapq.heappop(heap)
+                lease = self._leases.get(delivery_id)
+                if lease is None or lease[1] != expires:
+                    continue
+                self._lease(delivery_id, worker, lease_until)
+                claimed.append(self._claimed(self._deliveries[delivery_id]))
+            due = self._due
+            while due and due[0][0] <= now and len(claimed) < limit:
+                due_at, _, delivery_id = heapq.heappop(due)
+                d = self._deliveries.get(delivery_id)
+                if (
+                    d is None
+                    or d.state not in _WAITING
+                    or d.next_attempt_at != due_at
+                    or delivery_id in self._leases
+                ):
+                    continue
+                endpoint = self._endpoints.get(d.endpoint_id)
+                if endpoint is None:
+                    continue
+                self._lease(delivery_id, worker, lease_until)
+                self._deliveries[delivery_id] = attrs.evolve(
+                    d, state=DeliveryState.IN_FLIGHT, next_attempt_at=None
+                )
+                claimed.append(self._claimed(d))
+        return claimed
+
+    def _lease(self, delivery_id: str, worker: str, lease_until: float) -> None:
+        self._leases[delivery_id] = (worker, lease_until)
+        heapq.heappush(self._lease_heap, (lease_until, next(self._seq), delivery_id))
+
+    def _claimed(self, d: Delivery) -> Claimed:
+        return Claimed(d, self._events[d.event_id], self._endpoints[d.endpoint_id])
+
+    def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
+        """Write records still leased to ``worker``."""
+        written = 0
+        with self._lock:
+            for d in deliveries:
+                lease = self._leases.get(d.id)
+                if lease is None or lease[0] != worker:
+                    continue
+                self._put(d)
+                written += 1
+        return written
+
+    def release(self, delivery_ids: Sequence[str], worker: str) -> None:
+        """Return unstarted claims: due again at once."""
+        with self._lock:
+            for delivery_id in delivery_ids:
+                lease = self._leases.get(delivery_id)
+                if lease is None or lease[0] != worker:
+                    continue
+                del self._leases[delivery_id]
+                d = self._deliveries[delivery_id]
+                state = DeliveryState.RETRY_SCHEDULED if d.attempts_made else DeliveryState.PENDING
+                self._put(attrs.evolve(d, state=state, next_attempt_at=d.created_at))
+
+    def save_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        """Insert or replace delivery records."""
+        with self._lock:
+            for d in deliveries:
+                self._put(d)
+
+    def next_due(self) -> float | None:
+        """Earliest due time or lease expiry."""
+        with self._lock:
+            due = self._due
+            while due:
+                due_at, _, delivery_id = due[0]
+                d = self._deliveries.get(delivery_id)
+                if (
+                    d is not None
+                    and d.state in _WAITING
+                    and d.next_attempt_at == due_at
+                    and delivery_id not in self._leases
+                ):
+                    break
+                heapq.heappop(due)
+            leases = self._lease_heap
+            while leases:
+                expires, _, delivery_id = leases[0]
+                lease = self._leases.get(delivery_id)
+                if lease is not None and lease[1] == expires:
+                    break
+                heapq.heappop(leases)
+            times = [h[0][0] for h in (due, leases) if h]
+            return min(times) if times else None
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        """The delivery, or None."""
+        return self._deliveries.get(delivery_id)
+
+    def _select(self, where: DeliveryFilter) -> list[Delivery]:
+        with self._lock:
+            rows = [
+                d
+                for d in self._deliveries.values()
+                if (where.state is None or d.state is where.state)
+                and (where.endpoint_id is None or d.endpoint_id == where.endpoint_id)
+                and (where.event_id is None or d.event_id == where.event_id)
+            ]
+        rows.sort(key=lambda d: (d.created_at, d.id))
+        return rows
+
+    def list_deliveries(
+        self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
+    ) -> list[Delivery]:
+        """Deliveries matching ``where``, oldest first."""
+        return self._select(where)[offset : offset + limit]
+
+    def count_deliveries(self, where: DeliveryFilter = ALL_DELIVERIES) -> int:
+        """How many deliveries match ``where``."""
+        return len(self._select(where))
+
+    def close(self) -> None:
+        """Nothing to release."""

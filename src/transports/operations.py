@@ -1,0 +1,205 @@
+"""What the sender does to its store, shared by every driver.
+
+These functions validate input, apply the core's state machines and write
+the results. They block only as much as the store does; the async drivers run
+them in worker threads when the store is blocking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from transports.ids import new_id, new_secret, new_token
+from transports.store import DeliveryFilter, Store
+from webhook_core import (
+    BeginVerification,
+    Cancel,
+    ChangeUrl,
+    ConfigError,
+    Delivery,
+    DeliveryState,
+    Disable,
+    Enable,
+    Endpoint,
+    EndpointSecret,
+    EndpointState,
+    Event,
+    EventCatalog,
+    RetryPolicy,
+    build_event,
+    fan_out,
+    replay,
+    rotate_secret,
+    validate_headers,
+    validate_pattern,
+    validate_url,
+)
+from webhook_core import delivery as delivery_machine
+from webhook_core import endpoint as endpoint_machine
+
+
+class NotFound(LookupError):
+    """No endpoint or delivery has the given id."""
+
+
+@attrs.frozen
+class PublishResult:
+    """The stored event and how many deliveries it fanned out to."""
+
+    event: Event
+    deliveries: int
+
+
+def _require_endpoint(store: Store, endpoint_id: str) -> Endpoint:
+    endpoint = store.get_endpoint(endpoint_id)
+    if endpoint is None:
+        raise NotFound(f"no endpoint with id {endpoint_id!r}")
+    return endpoint
+
+
+def add_endpoint(
+    store: Store,
+    url: str,
+    now: float,
+    *,
+    secret: str | None = None,
+    events: Iterable[str] = ("*",),
+    headers: Mapping[str, str] | None = None,
+    description: str = "",
+    allow_http: bool = False,
+) -> Endpoint:
+    """Register an endpoint; it is ``verifying`` until the driver's handshake succeeds."""
+    validate_url(url, allow_http=allow_http)
+    patterns = tuple(validate_pattern(p) for p in ([events] if isinstance(events, str) else events))
+    endpoint = Endpoint(
+        id=new_id("ep"),
+        url=url,
+        secrets=(EndpointSecret(secret or new_secret(), now),),
+        created_at=now,
+        filters=patterns,
+        headers=validate_headers(headers or {}),
+        description=description,
+    )
+    endpoint = endpoint_machine.apply(endpoint, BeginVerification(new_token(), now))
+    store.save_endpoint(endpoint)
+    return endpoint
+
+
+def change_endpoint(
+    store: Store,
+    endpoint_id: str,
+    now: float,
+    *,
+    url: str | None = None,
+    events: Iterable[str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    allow_http: bool = False,
+) -> Endpoint:
+    """Change an endpoint's URL, patterns or headers; a new URL is verified again."""
+    endpoint = _require_endpoint(store, endpoint_id)
+    if events is not None:
+        patterns = tuple(
+            validate_pattern(p) for p in ([events] if isinstance(events, str) else events)
+        )
+        endpoint = attrs.evolve(endpoint, filters=patterns)
+    if headers is not None:
+        endpoint = attrs.evolve(endpoint, headers=validate_headers(headers))
+    if url is not None and url != endpoint.url:
+        validate_url(url, allow_http=allow_http)
+        endpoint = endpoint_machine.apply(endpoint, ChangeUrl(url, now))
+        if endpoint.state is EndpointState.UNVERIFIED:
+            endpoint = endpoint_machine.apply(endpoint, BeginVerification(new_token(), now))
+    store.save_endpoint(endpoint)
+    return endpoint
+
+
+def request_verification(store: Store, endpoint_id: str, now: float) -> Endpoint:
+    """Ask for the handshake to be sent again (after a failed one)."""
+    endpoint = endpoint_machine.apply(
+        _require_endpoint(store, endpoint_id), BeginVerification(new_token(), now)
+    )
+    store.save_endpoint(endpoint)
+    return endpoint
+
+
+def cancel_waiting(store: Store, endpoint_id: str, now: float, reason: str) -> int:
+    """Fail every waiting delivery of an endpoint; return how many."""
+    policy = RetryPolicy()
+    cancelled = [
+        delivery_machine.apply(d, Cancel(now, reason), policy)[0]
+        for state in (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)
+        for d in store.list_deliveries(DeliveryFilter(state, endpoint_id), limit=10**9)
+    ]
+    store.save_deliveries(cancelled)
+    return len(cancelled)
+
+
+def disable_endpoint(store: Store, endpoint_id: str, now: float, reason: str) -> Endpoint:
+    """Stop deliveries to an endpoint; its waiting deliveries fail (replay them later)."""
+    endpoint = endpoint_machine.apply(_require_endpoint(store, endpoint_id), Disable(reason, now))
+    store.save_endpoint(endpoint)
+    cancel_waiting(store, endpoint_id, now, f"endpoint disabled: {reason}")
+    return endpoint
+
+
+def enable_endpoint(store: Store, endpoint_id: str, now: float) -> Endpoint:
+    """Resume a disabled endpoint (verified again if its URL changed meanwhile)."""
+    endpoint = endpoint_machine.apply(_require_endpoint(store, endpoint_id), Enable(now))
+    if endpoint.state is EndpointState.UNVERIFIED:
+        endpoint = endpoint_machine.apply(endpoint, BeginVerification(new_token(), now))
+    store.save_endpoint(endpoint)
+    return endpoint
+
+
+def rotate_endpoint_secret(
+    store: Store, endpoint_id: str, now: float, *, secret: str | None = None, grace: float = 86_400
+) -> Endpoint:
+    """Give an endpoint a new secret; the old one keeps signing for ``grace`` seconds."""
+    endpoint = rotate_secret(
+        _require_endpoint(store, endpoint_id), secret or new_secret(), now, grace
+    )
+    store.save_endpoint(endpoint)
+    return endpoint
+
+
+def remove_endpoint(store: Store, endpoint_id: str) -> None:
+    """Delete an endpoint (its waiting deliveries fail)."""
+    if not store.delete_endpoint(endpoint_id):
+        raise NotFound(f"no endpoint with id {endpoint_id!r}")
+
+
+def publish(
+    store: Store,
+    catalog: EventCatalog,
+    name: str,
+    data: Any,
+    now: float,
+    *,
+    event_id: str | None = None,
+    endpoints: list[Endpoint] | None = None,
+) -> PublishResult:
+    """Validate, encode and store an event with one delivery per subscribed active endpoint."""
+    event = build_event(catalog, name, data, event_id=event_id or new_id("evt"), now=now)
+    targets = store.list_endpoints() if endpoints is None else endpoints
+    deliveries = fan_out(event, targets, new_id=lambda: new_id("dlv"), now=now)
+    store.add_event(event, deliveries)
+    return PublishResult(event, len(deliveries))
+
+
+def replay_delivery(store: Store, delivery_id: str, now: float) -> Delivery:
+    """A new pending delivery of a delivered or failed one's event."""
+    original = store.get_delivery(delivery_id)
+    if original is None:
+        raise NotFound(f"no delivery with id {delivery_id!r}")
+    endpoint = _require_endpoint(store, original.endpoint_id)
+    if endpoint.state is not EndpointState.ACTIVE:
+        raise ConfigError(
+            f"endpoint {endpoint.id} is {endpoint.state.value}; "
+            "enable or verify it before replaying"
+        )
+    fresh = replay(original, new_id("dlv"), now)
+    store.save_deliveries([fresh])
+    return fresh

@@ -1,0 +1,521 @@
+"""The async webhook service: one implementation on anyio for trio and asyncio.
+
+Theory of operation
+-------------------
+The host application enters ``async with WebhookService(...) as hooks:`` in
+its own event loop (trio or asyncio). Inside, three kinds of task run in the
+service's task group:
+
+* the dispatcher claims due deliveries from the store in batches (up to the
+  free share of ``max_in_flight``), starts one attempt task per claim, then
+  sleeps until the store's next due time, a wake-up (publish, a finished
+  attempt) or, for stores other processes may write, the poll interval;
+* each attempt task applies the core's ``Start``, sends the signed request
+  under a total deadline (``anyio.fail_after``: connect, send, headers and
+  body together), applies ``Finish`` and hands the record to the writer;
+* the writer drains finished records and stores them a batch at a time.
+
+Handshakes run as tasks too, for endpoints in ``verifying``. Every decision
+(state, retry time, disabling) is made by ``webhook_core``; this module only
+executes effects and reports results. On exit the dispatcher stops claiming,
+attempts in flight finish within their deadline, and the writer flushes;
+nothing is lost: a claim never written back is reclaimed when its lease ends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from transports import operations
+from transports.clocks import AnyioClock, Clock
+from transports.http import AsyncHttpTransport, HttpxTransport, TransportError
+from transports.ids import new_id
+from transports.memory import MemoryStore
+from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
+from webhook_core import (
+    USER_AGENT,
+    Abandon,
+    AttemptResult,
+    ConfigError,
+    Delivery,
+    DeliveryState,
+    DisableEndpoint,
+    Endpoint,
+    EndpointState,
+    EventCatalog,
+    Finish,
+    HandshakeResult,
+    HttpRequest,
+    Outcome,
+    RetryPolicy,
+    Start,
+    delivery_request,
+    platform_catalog,
+    verification_event,
+    verification_request,
+)
+from webhook_core import delivery as delivery_machine
+from webhook_core import endpoint as endpoint_machine
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_OPEN_STATES = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED, DeliveryState.IN_FLIGHT)
+_WRITE_BATCH = 512
+
+
+async def send_with_deadline(
+    http: AsyncHttpTransport, request: HttpRequest, clock: Clock
+) -> tuple[AttemptResult, bytes]:
+    """Send ``request`` under its total deadline; the core's view of the result, and the body."""
+    started = clock.now()
+    try:
+        with anyio.fail_after(request.timeout):
+            response = await http.send(request)
+    except TimeoutError:
+        return (
+            AttemptResult(
+                started,
+                clock.now(),
+                error_kind=Outcome.TIMEOUT,
+                error=f"no complete response within {request.timeout:g} s",
+            ),
+            b"",
+        )
+    except TransportError as exc:
+        return AttemptResult(started, clock.now(), error_kind=exc.kind, error=exc.detail), b""
+    excerpt = response.body.decode("utf-8", errors="replace")
+    return (
+        AttemptResult(
+            started,
+            clock.now(),
+            status=response.status,
+            response_excerpt=excerpt,
+            retry_after=response.header("retry-after"),
+        ),
+        response.body,
+    )
+
+
+class WebhookService:
+    """Sends webhooks from inside a trio or asyncio application.
+
+    ``store`` defaults to a new in-memory store; ``http`` to an httpx transport;
+    ``clock`` to the event loop's clock anchored at the real time (virtual under
+    trio's ``MockClock`` or ``looptime``).
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        http: AsyncHttpTransport | None = None,
+        clock: Clock | None = None,
+        policy: RetryPolicy | None = None,
+        catalog: EventCatalog | None = None,
+        allow_http: bool = False,
+        max_in_flight: int = 64,
+        lease: float | None = None,
+        poll_interval: float | None = None,
+        worker_id: str | None = None,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        self.store: Store = store if store is not None else MemoryStore()
+        self.policy = policy or RetryPolicy()
+        self.catalog = catalog or platform_catalog()
+        self.allow_http = allow_http
+        if max_in_flight < 1:
+            raise ConfigError("max_in_flight must be at least 1")
+        self.max_in_flight = max_in_flight
+        self.lease = (
+            lease if lease is not None else self.policy.timeout + max(30.0, self.policy.timeout)
+        )
+        if self.lease <= self.policy.timeout + 5:
+            raise ConfigError(
+                f"lease ({self.lease:g} s) must outlive the attempt deadline "
+                f"({self.policy.timeout:g} s) by more than 5 s"
+            )
+        if poll_interval is None:
+            poll_interval = 1.0 if self.store.blocking else math.inf
+        self.poll_interval = poll_interval
+        self.worker_id = worker_id or new_id("wrk")
+        self.user_agent = user_agent
+        self._http = http
+        self._owns_http = http is None
+        self._clock = clock
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._wake = anyio.Event()
+        self._progress = anyio.Event()
+        self._stopping = False
+        self._in_flight = 0
+        self._unwritten = 0
+        self._verifying: set[str] = set()
+        self._last_scan = -math.inf
+        self._send_results: MemoryObjectSendStream[Delivery] | None = None
+        self._attempts_done = anyio.Event()
+        self._limiter = anyio.CapacityLimiter(1)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the service reads (available once started)."""
+        if self._clock is None:
+            raise RuntimeError("the service has not started; use 'async with service:'")
+        return self._clock
+
+    async def __aenter__(self) -> WebhookService:
+        if self._clock is None:
+            self._clock = AnyioClock()
+        if self._http is None:
+            self._http = HttpxTransport()
+        self._stopping = False
+        send, receive = anyio.create_memory_object_stream[Delivery](math.inf)
+        self._send_results = send
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._writer, receive)
+        self._tg.start_soon(self._dispatcher)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None and self._send_results is not None
+        self._stopping = True
+        self._wake.set()
+        try:
+            if exc_type is None:
+                with anyio.CancelScope(shield=True):
+                    while self._in_flight or self._verifying:
+                        self._attempts_done = anyio.Event()
+                        await self._attempts_done.wait()
+            await self._send_results.aclose()
+        finally:
+            result = await self._tg.__aexit__(exc_type, exc, tb)
+            self._tg = None
+            if self._owns_http and self._http is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._http.aclose()
+                self._http = None
+        return result
+
+    async def serve(self) -> None:
+        """Run until cancelled (for a dedicated dispatcher process)."""
+        async with self:
+            await anyio.sleep_forever()
+
+    # -- store access ------------------------------------------------------------
+
+    async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if not self.store.blocking:
+            return fn(*args, **kwargs)
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
+
+    def _notify(self) -> None:
+        self._wake.set()
+
+    # -- the sender's API --------------------------------------------------------
+
+    async def add_endpoint(
+        self,
+        url: str,
+        *,
+        secret: str | None = None,
+        events: Iterable[str] = ("*",),
+        headers: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> Endpoint:
+        """Register an endpoint and start its verification handshake."""
+        endpoint = await self._call(
+            operations.add_endpoint,
+            self.store,
+            url,
+            self.clock.now(),
+            secret=secret,
+            events=events,
+            headers=headers,
+            description=description,
+            allow_http=self.allow_http,
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    async def change_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Iterable[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Endpoint:
+        """Change an endpoint; a new URL is verified again before it receives events."""
+        endpoint = await self._call(
+            operations.change_endpoint,
+            self.store,
+            endpoint_id,
+            self.clock.now(),
+            url=url,
+            events=events,
+            headers=headers,
+            allow_http=self.allow_http,
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    async def verify_endpoint(self, endpoint_id: str) -> Endpoint:
+        """Send the handshake again (after a failed one)."""
+        endpoint = await self._call(
+            operations.request_verification, self.store, endpoint_id, self.clock.now()
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    async def disable_endpoint(
+        self, endpoint_id: str, reason: str = "disabled by operator"
+    ) -> Endpoint:
+        """Stop deliveries to an endpoint; its waiting deliveries fail."""
+        return await self._call(
+            operations.disable_endpoint, self.store, endpoint_id, self.clock.now(), reason
+        )
+
+    async def enable_endpoint(self, endpoint_id: str) -> Endpoint:
+        """Resume a disabled endpoint."""
+        endpoint = await self._call(
+            operations.enable_endpoint, self.store, endpoint_id, self.clock.now()
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    async def rotate_secret(
+        self, endpoint_id: str, *, secret: str | None = None, grace: float = 86_400
+    ) -> Endpoint:
+        """Give an endpoint a new secret; the old one signs too for ``grace`` seconds."""
+        return await self._call(
+            operations.rotate_endpoint_secret,
+            self.store,
+            endpoint_id,
+            self.clock.now(),
+            secret=secret,
+            grace=grace,
+        )
+
+    async def remove_endpoint(self, endpoint_id: str) -> None:
+        """Delete an endpoint; its waiting deliveries fail."""
+        await self._call(operations.remove_endpoint, self.store, endpoint_id)
+
+    async def publish(
+        self, event: str, data: Any, *, event_id: str | None = None
+    ) -> operations.PublishResult:
+        """Validate and store an event, fanned out to every subscribed active endpoint."""
+        result = await self._call(
+            operations.publish,
+            self.store,
+            self.catalog,
+            event,
+            data,
+            self.clock.now(),
+            event_id=event_id,
+        )
+        if result.deliveries:
+            self._notify()
+        return result
+
+    async def replay(self, delivery_id: str) -> Delivery:
+        """Send a delivered or failed delivery's event again, as a new delivery."""
+        fresh = await self._call(
+            operations.replay_delivery, self.store, delivery_id, self.clock.now()
+        )
+        self._notify()
+        return fresh
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        """A delivery with its attempt history."""
+        return await self._call(self.store.get_delivery, delivery_id)
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """An endpoint."""
+        return await self._call(self.store.get_endpoint, endpoint_id)
+
+    async def list_deliveries(
+        self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
+    ) -> list[Delivery]:
+        """Deliveries matching ``where``, oldest first."""
+        return await self._call(self.store.list_deliveries, where, limit, offset)
+
+    async def drain(self) -> None:
+        """Wait until no delivery is waiting or in flight and no handshake is running.
+
+        Under a virtual clock this runs the whole retry schedule in no wall time.
+        """
+        while True:
+            if not (self._in_flight or self._unwritten or self._verifying):
+                open_count = 0
+                for state in _OPEN_STATES:
+                    open_count += await self._call(
+                        self.store.count_deliveries, DeliveryFilter(state=state)
+                    )
+                if not open_count:
+                    return
+            self._progress = anyio.Event()
+            with anyio.move_on_after(
+                max(self.poll_interval, 0.05) if self.store.blocking else math.inf
+            ):
+                await self._progress.wait()
+
+    def _progressed(self) -> None:
+        self._progress.set()
+
+    # -- handshakes ------------------------------------------------------------
+
+    def _start_handshake(self, endpoint: Endpoint) -> None:
+        if (
+            endpoint.state is EndpointState.VERIFYING
+            and endpoint.id not in self._verifying
+            and self._tg is not None
+            and not self._stopping
+        ):
+            self._verifying.add(endpoint.id)
+            self._tg.start_soon(self._handshake, endpoint)
+
+    async def _handshake(self, endpoint: Endpoint) -> None:
+        try:
+            assert self._http is not None
+            now = self.clock.now()
+            token = endpoint.verification_token
+            assert token is not None
+            event = verification_event(token, event_id=new_id("evt"), now=now)
+            request = verification_request(
+                endpoint, event, now, self.policy.timeout, self.user_agent
+            )
+            result, body = await send_with_deadline(self._http, request, self.clock)
+            current = await self._call(self.store.get_endpoint, endpoint.id)
+            if (
+                current is None
+                or current.state is not EndpointState.VERIFYING
+                or current.verification_token != token
+            ):
+                return
+            answer = HandshakeResult(
+                result.ended_at,
+                result.status,
+                body,
+                None
+                if result.status is not None
+                else f"{result.error_kind.value}: {result.error}"
+                if result.error_kind
+                else None,
+            )
+            await self._call(self.store.save_endpoint, endpoint_machine.apply(current, answer))
+        finally:
+            self._verifying.discard(endpoint.id)
+            self._attempts_done.set()
+            self._progressed()
+
+    async def _scan_endpoints(self) -> None:
+        now = self.clock.now()
+        if now - self._last_scan < self.poll_interval and self._last_scan > -math.inf:
+            return
+        self._last_scan = now
+        for endpoint in await self._call(self.store.list_endpoints):
+            self._start_handshake(endpoint)
+
+    # -- delivery --------------------------------------------------------------
+
+    async def _dispatcher(self) -> None:
+        batch_cap = max(1, self.max_in_flight)
+        while not self._stopping:
+            self._wake = anyio.Event()
+            await self._scan_endpoints()
+            free = self.max_in_flight - self._in_flight
+            claimed: list[Claimed] = []
+            if free > 0:
+                now = self.clock.now()
+                claimed = await self._call(
+                    self.store.claim, now, min(free, batch_cap), self.worker_id, now + self.lease
+                )
+                assert self._tg is not None
+                for claim in claimed:
+                    self._in_flight += 1
+                    self._tg.start_soon(self._attempt, claim)
+                if claimed and len(claimed) == min(free, batch_cap):
+                    await anyio.sleep(0)
+                    continue
+            if self._stopping:
+                break
+            next_due = await self._call(self.store.next_due)
+            timeout = self.poll_interval
+            if next_due is not None:
+                timeout = min(timeout, max(next_due - self.clock.now(), 0.0))
+            if free <= 0:
+                timeout = self.poll_interval
+            if timeout > 0 or free <= 0:
+                with anyio.move_on_after(timeout):
+                    await self._wake.wait()
+
+    async def _attempt(self, claim: Claimed) -> None:
+        try:
+            await self._run_attempt(claim)
+        finally:
+            self._in_flight -= 1
+            self._wake.set()
+            self._attempts_done.set()
+
+    async def _run_attempt(self, claim: Claimed) -> None:
+        assert self._http is not None and self._send_results is not None
+        policy = self.policy
+        delivery = claim.delivery
+        now = self.clock.now()
+        if delivery.state is DeliveryState.IN_FLIGHT:
+            delivery, _ = delivery_machine.apply(delivery, Abandon(now, "lease expired"), policy)
+            if delivery.state is DeliveryState.FAILED:
+                self._unwritten += 1
+                await self._send_results.send(delivery)
+                return
+        delivery, _ = delivery_machine.apply(delivery, Start(now), policy)
+        request = delivery_request(
+            delivery, claim.event, claim.endpoint, now, policy.timeout, self.user_agent
+        )
+        result, _ = await send_with_deadline(self._http, request, self.clock)
+        delivery, effects = delivery_machine.apply(delivery, Finish(result), policy)
+        self._unwritten += 1
+        await self._send_results.send(delivery)
+        for effect in effects:
+            if isinstance(effect, DisableEndpoint):
+                await self._disable_for(effect)
+
+    async def _disable_for(self, effect: DisableEndpoint) -> None:
+        endpoint = await self._call(self.store.get_endpoint, effect.endpoint_id)
+        if endpoint is None or endpoint.state is EndpointState.DISABLED:
+            return
+        await self._call(
+            operations.disable_endpoint,
+            self.store,
+            effect.endpoint_id,
+            self.clock.now(),
+            effect.reason,
+        )
+
+    async def _writer(self, receive: MemoryObjectReceiveStream[Delivery]) -> None:
+        async with receive:
+            async for first in receive:
+                batch = [first]
+                while len(batch) < _WRITE_BATCH:
+                    try:
+                        batch.append(receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                with anyio.CancelScope(shield=True):
+                    await self._call(self.store.complete, batch, self.worker_id)
+                self._unwritten -= len(batch)
+                self._wake.set()
+                self._progressed()

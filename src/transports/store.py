@@ -1,0 +1,114 @@
+"""The storage interface every backend implements (memory, SQLite, PostgreSQL).
+
+Work moves in batches: ``claim`` hands out up to ``limit`` due deliveries in
+one call, leasing them to a worker until ``lease_until``; ``complete`` writes
+many finished records in one call, and only those whose lease the worker still
+holds (a worker that lost its lease must not overwrite another's result).
+
+A claimed delivery comes back as it was stored: ``pending`` or
+``retry_scheduled``, or ``in_flight`` when an earlier worker's lease expired
+(the dispatcher then records that attempt as abandoned before starting anew).
+In the store, a claimed delivery is ``in_flight`` with the lease set, exactly
+as the core's ``Start`` would leave it.
+
+Methods are synchronous. A backend that blocks (``blocking = True``) is called
+from worker threads by the async drivers; the memory store is called directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import attrs
+
+from webhook_core import Delivery, DeliveryState, Endpoint, Event
+
+
+@attrs.frozen
+class Claimed:
+    """A leased delivery with what is needed to send it."""
+
+    delivery: Delivery
+    event: Event
+    endpoint: Endpoint
+
+
+@attrs.frozen
+class DeliveryFilter:
+    """Which deliveries a listing selects (None: any)."""
+
+    state: DeliveryState | None = None
+    endpoint_id: str | None = None
+    event_id: str | None = None
+
+
+ALL_DELIVERIES = DeliveryFilter()
+
+
+class Store(Protocol):
+    """Durable (or in-memory) home of endpoints, events and deliveries."""
+
+    blocking: bool
+
+    def save_endpoint(self, endpoint: Endpoint) -> None:
+        """Insert or replace an endpoint."""
+        ...
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint, or None."""
+        ...
+
+    def list_endpoints(self) -> list[Endpoint]:
+        """Every endpoint, oldest first."""
+        ...
+
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        """Remove an endpoint; its waiting deliveries are failed. False if it did not exist."""
+        ...
+
+    def add_event(self, event: Event, deliveries: Sequence[Delivery]) -> None:
+        """Store an event and its deliveries together (all or nothing)."""
+        ...
+
+    def get_event(self, event_id: str) -> Event | None:
+        """The event, or None."""
+        ...
+
+    def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
+        """Lease up to ``limit`` deliveries that are due at ``now`` (or whose lease expired)."""
+        ...
+
+    def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
+        """Write finished records still leased to ``worker``; return how many were written."""
+        ...
+
+    def release(self, delivery_ids: Sequence[str], worker: str) -> None:
+        """Give back claimed deliveries that were never started (shutdown)."""
+        ...
+
+    def save_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        """Insert or replace delivery records (replays, cancellations); clears any lease."""
+        ...
+
+    def next_due(self) -> float | None:
+        """The earliest time a delivery becomes due or a lease expires; None if none will."""
+        ...
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        """The delivery with its attempts, or None."""
+        ...
+
+    def list_deliveries(
+        self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
+    ) -> list[Delivery]:
+        """Deliveries matching ``where``, oldest first."""
+        ...
+
+    def count_deliveries(self, where: DeliveryFilter = ALL_DELIVERIES) -> int:
+        """How many deliveries match ``where``."""
+        ...
+
+    def close(self) -> None:
+        """Release resources."""
+        ...
