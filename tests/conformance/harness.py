@@ -1,0 +1,122 @@
+"""One synchronous face for every driver, so one conformance suite runs on all of them.
+
+The async service runs in its own event loop thread (an anyio blocking
+portal, trio or asyncio); the threaded service is synchronous already.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import anyio.from_thread
+
+from transports.service import WebhookService
+from transports.testing import Handler, ReceivedRequest, Respond
+from webhook_core import Delivery, DeliveryState, Endpoint, EndpointState
+
+DRIVERS = ("trio", "asyncio", "threads")
+
+
+class PortalService:
+    """Calls the async service's methods from this thread through a blocking portal."""
+
+    def __init__(self, service: WebhookService, portal: anyio.from_thread.BlockingPortal) -> None:
+        self.service = service
+        self.portal = portal
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.service, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self.portal.call(lambda: method(*args, **kwargs))
+
+        return call
+
+    def drain(self, timeout: float = 20.0) -> None:
+        async def bounded() -> None:
+            with anyio.fail_after(timeout):
+                await self.service.drain()
+
+        self.portal.call(bounded)
+
+    @property
+    def store(self) -> Any:
+        return self.service.store
+
+
+@contextlib.contextmanager
+def running(driver: str, **options: Any) -> Iterator[Any]:
+    """A started service of the given driver, stopped gracefully on exit."""
+    options.setdefault("allow_http", True)
+    if driver == "threads":
+        from transports.threaded import ThreadedWebhookService
+
+        with ThreadedWebhookService(**options) as hooks:
+            yield hooks
+        return
+    with anyio.from_thread.start_blocking_portal(driver) as portal:
+        service = WebhookService(**options)
+        with portal.wrap_async_context_manager(service):
+            yield PortalService(service, portal)
+
+
+def handshake_answer(request: ReceivedRequest) -> Respond | None:
+    """The right answer to a verification request, or None if it is not one."""
+    body = request.json()
+    if body.get("event") == "webhook.verification":
+        return Respond(200, body["data"]["verification_token"].encode())
+    return None
+
+
+def verifying(then: Respond | Handler = Respond(200)) -> Handler:
+    """A behaviour that answers handshakes correctly and everything else with ``then``."""
+
+    def handle(request: ReceivedRequest) -> Any:
+        answer = handshake_answer(request)
+        if answer is not None:
+            return answer
+        if isinstance(then, Handler):
+            return then.fn(request)
+        return then
+
+    return Handler(handle)
+
+
+def wait_endpoint(hooks: Any, endpoint_id: str, state: EndpointState, timeout: float = 10.0) -> Endpoint:
+    """Poll until the endpoint reaches ``state``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        endpoint = hooks.get_endpoint(endpoint_id)
+        if endpoint is not None and endpoint.state is state:
+            return endpoint
+        if time.monotonic() > deadline:
+            raise AssertionError(f"endpoint stayed {endpoint.state if endpoint else None}, not {state}")
+        time.sleep(0.01)
+
+
+def wait_delivery(
+    hooks: Any, delivery_id: str, states: tuple[DeliveryState, ...], timeout: float = 15.0
+) -> Delivery:
+    """Poll until the delivery reaches one of ``states``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        delivery = hooks.get_delivery(delivery_id)
+        if delivery is not None and delivery.state in states:
+            return delivery
+        if time.monotonic() > deadline:
+            raise AssertionError(f"delivery stayed {delivery.state if delivery else None}")
+        time.sleep(0.01)
+
+
+def message(i: int = 0) -> dict[str, Any]:
+    """A valid ``message.*`` data object."""
+    return {"message_id": f"msg_{i}", "channel": "whatsapp", "to": "+919876543210", "status": "sent"}
+
+
+def body_json(request: ReceivedRequest) -> Any:
+    return json.loads(request.body)
