@@ -1,4 +1,9 @@
-"""Test helpers for webhook senders and receivers: a real loopback HTTP server."""
+"""Test helpers for webhook senders and receivers.
+
+A real loopback HTTP server (``LoopbackReceiver``) for tests in real time, and
+the time-travel kit (``RecordingReceiver`` with virtual clocks) for tests of
+retry behaviour in virtual time.
+"""
 
 from transports.testing.loopback import (
     MAX_WAIT,
@@ -14,8 +19,20 @@ from transports.testing.loopback import (
     Reset,
     Respond,
 )
+from transports.testing.timetravel import (
+    DEFAULT_EPOCH,
+    RecordedRequest,
+    RecordingReceiver,
+    virtual_asyncio,
+    virtual_trio,
+)
 
 __all__ = [
+    "DEFAULT_EPOCH",
+    "RecordedRequest",
+    "RecordingReceiver",
+    "virtual_asyncio",
+    "virtual_trio",
     "MAX_WAIT",
     "Behaviour",
     "CloseWithoutResponse",
