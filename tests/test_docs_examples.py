@@ -18,6 +18,7 @@ def python_blocks(name: str) -> list[str]:
 
 
 VIRTUAL_TIME = python_blocks("testing-in-virtual-time.md")
+WIRE = python_blocks("wire-contract.md")
 
 
 def test_the_tutorial_has_an_example_per_runtime() -> None:
@@ -35,3 +36,29 @@ def test_virtual_time_tutorial_block_runs(index: int, tmp_path: Path) -> None:
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("index", range(len(WIRE)))
+def test_wire_contract_block_runs(index: int, tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(WIRE[index], encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_wire_contract_example_body_is_what_the_library_sends() -> None:
+    from webhook_core import build_event, platform_catalog
+
+    text = (DOCS / "wire-contract.md").read_text(encoding="utf-8")
+    example = re.search(r"```json\n(\{\"event\":\"message.delivered\".*?)\n```", text)
+    assert example is not None
+    event = build_event(
+        platform_catalog(),
+        "message.delivered",
+        {"message_id": "msg_123", "channel": "whatsapp", "to": "+919876543210", "status": "delivered"},
+        event_id="evt_01HZX3J5K8Q2W9",
+        now=1704067200,
+    )
+    assert event.body.decode() == example.group(1)
