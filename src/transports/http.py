@@ -12,10 +12,15 @@ response are read.
 
 from __future__ import annotations
 
+import functools
 import ssl
-from typing import Protocol
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import attrs
+import httpcore
 import httpx
 
 from webhook_core import HttpRequest, Outcome
@@ -157,8 +162,111 @@ class HttpxTransport:
         await self._client.aclose()
 
 
+class _Deadline(threading.local):
+    """The calling thread's current exchange deadline (``time.monotonic`` seconds), if any."""
+
+    at: float | None = None
+
+    def bound(self, timeout: float | None, error: type[Exception]) -> float | None:
+        """``timeout`` cut down to the time left; raise ``error`` when none is left."""
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise error("the total deadline of the exchange has passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the calling thread's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._deadline.bound(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._deadline.bound(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._stream.start_tls(
+            ssl_context, server_hostname, self._deadline.bound(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(stream, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend with every wait bounded by the calling thread's deadline."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        self._backend = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._backend.connect_tcp(
+            host,
+            port,
+            self._deadline.bound(timeout, httpcore.ConnectTimeout),
+            local_address,
+            socket_options,
+        )
+        return _DeadlineStream(stream, self._deadline)
+
+
+@functools.lru_cache(maxsize=1024)
+def _core_url(url: str) -> httpcore.URL:
+    """httpx's parsing of ``url`` (IDNA, percent-encoding) in httpcore's form."""
+    parsed = httpx.URL(url)
+    return httpcore.URL(
+        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+    )
+
+
+# httpcore's exceptions as the httpx ones ``classify`` sorts.
+_HTTPCORE_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+}
+
+
 class HttpxSyncTransport:
-    """Blocking transport on ``httpx.Client`` for the threaded driver (thread-safe)."""
+    """Blocking transport for the threaded driver on httpcore, httpx's engine (thread-safe).
+
+    The whole exchange (connect, TLS, send, response headers and body) ends
+    within the request's ``timeout``: each socket wait is bounded by the time
+    left before the deadline, so a receiver that drips its answer a byte at a
+    time is cut off at the deadline (``Outcome.TIMEOUT``), without a watchdog
+    thread. Name resolution is the one wait the deadline cannot bound.
+    """
 
     def __init__(
         self,
@@ -169,35 +277,62 @@ class HttpxSyncTransport:
         body_limit: int = BODY_LIMIT,
     ) -> None:
         self.body_limit = body_limit
-        self._client = httpx.Client(**_client_options(verify, proxy, max_connections))  # type: ignore[arg-type]
+        self._deadline = _Deadline()
+        core_proxy = None
+        if proxy is not None:
+            parsed = httpx.Proxy(proxy)
+            core_proxy = httpcore.Proxy(
+                _core_url(str(parsed.url)), auth=parsed.raw_auth, headers=parsed.headers.raw
+            )
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify),
+            proxy=core_proxy,
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=5.0,
+            network_backend=_DeadlineBackend(self._deadline),
+        )
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        """POST ``request``; each network wait is bounded by the request's timeout."""
+        """POST ``request`` and read at most ``body_limit`` bytes, all within its timeout."""
+        timeout = request.timeout
+        self._deadline.at = time.monotonic() + timeout
         try:
-            with self._client.stream(
+            with self._pool.stream(
                 "POST",
-                request.url,
-                content=request.body,
+                _core_url(request.url),
                 headers=list(request.headers),
-                timeout=request.timeout,
+                content=request.body,
+                extensions={
+                    "timeout": {
+                        "connect": timeout,
+                        "read": timeout,
+                        "write": timeout,
+                        "pool": timeout,
+                    }
+                },
             ) as response:
                 chunks: list[bytes] = []
                 size = 0
-                for chunk in response.iter_raw():
+                for chunk in response.iter_stream():
                     chunks.append(chunk)
                     size += len(chunk)
                     if size >= self.body_limit:
                         break
                 return HttpResponse(
-                    response.status_code,
-                    tuple(response.headers.items()),
+                    response.status,
+                    tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers),
                     b"".join(chunks)[: self.body_limit],
                 )
-        except httpx.HTTPError as exc:
-            raise classify(exc) from exc
+        except tuple(_HTTPCORE_ERRORS) as exc:
+            translated = _HTTPCORE_ERRORS[type(exc)](str(exc))
+            translated.__cause__ = exc
+            raise classify(translated) from exc
         except OSError as exc:
             raise classify(exc) from exc
+        finally:
+            self._deadline.at = None
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._client.close()
+        self._pool.close()

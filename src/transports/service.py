@@ -155,6 +155,7 @@ class WebhookService:
         self._stopping = False
         self._in_flight = 0
         self._unwritten = 0
+        self._writes = 0
         self._verifying: set[str] = set()
         self._last_scan = -math.inf
         self._send_results: MemoryObjectSendStream[Delivery] | None = None
@@ -359,17 +360,20 @@ class WebhookService:
         """
         while True:
             if not (self._in_flight or self._unwritten or self._verifying):
+                writes = self._writes
                 open_count = 0
                 for state in _OPEN_STATES:
                     open_count += await self._call(
                         self.store.count_deliveries, DeliveryFilter(state=state)
                     )
-                if not open_count:
+                settled = writes == self._writes and not (
+                    self._in_flight or self._unwritten or self._verifying
+                )
+                if settled and not open_count:
                     return
             self._progress = anyio.Event()
-            with anyio.move_on_after(
-                max(self.poll_interval, 0.05) if self.store.blocking else math.inf
-            ):
+            wait = max(self.poll_interval, 0.05) if self.store.blocking else math.inf
+            with anyio.move_on_after(wait):
                 await self._progress.wait()
 
     def _progressed(self) -> None:
@@ -517,5 +521,6 @@ class WebhookService:
                 with anyio.CancelScope(shield=True):
                     await self._call(self.store.complete, batch, self.worker_id)
                 self._unwritten -= len(batch)
+                self._writes += 1
                 self._wake.set()
                 self._progressed()

@@ -7,19 +7,34 @@ portal, trio or asyncio); the threaded service is synchronous already.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.from_thread
 
+from transports.memory import MemoryStore
 from transports.service import WebhookService
+from transports.sqlite import SQLiteStore
+from transports.store import Store
 from transports.testing import Handler, ReceivedRequest, Respond
 from webhook_core import Delivery, DeliveryState, Endpoint, EndpointState
 
 DRIVERS = ("trio", "asyncio", "threads")
+STORES = ("memory", "sqlite")
+
+
+def make_store(kind: str, directory: Path) -> Store:
+    """A fresh store of the given kind (SQLite files go in ``directory``)."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SQLiteStore(directory / "webhooks.db")
+    raise ValueError(f"unknown store kind {kind!r}")
 
 
 class PortalService:
@@ -50,9 +65,11 @@ class PortalService:
 
 
 @contextlib.contextmanager
-def running(driver: str, **options: Any) -> Iterator[Any]:
+def running(driver: str, store_kind: str = "memory", **options: Any) -> Iterator[Any]:
     """A started service of the given driver, stopped gracefully on exit."""
     options.setdefault("allow_http", True)
+    if "store" not in options:
+        options["store"] = make_store(store_kind, Path(tempfile.mkdtemp()))
     if driver == "threads":
         from transports.threaded import ThreadedWebhookService
 
@@ -87,7 +104,9 @@ def verifying(then: Respond | Handler = Respond(200)) -> Handler:
     return Handler(handle)
 
 
-def wait_endpoint(hooks: Any, endpoint_id: str, state: EndpointState, timeout: float = 10.0) -> Endpoint:
+def wait_endpoint(
+    hooks: Any, endpoint_id: str, state: EndpointState, timeout: float = 10.0
+) -> Endpoint:
     """Poll until the endpoint reaches ``state``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -95,7 +114,9 @@ def wait_endpoint(hooks: Any, endpoint_id: str, state: EndpointState, timeout: f
         if endpoint is not None and endpoint.state is state:
             return endpoint
         if time.monotonic() > deadline:
-            raise AssertionError(f"endpoint stayed {endpoint.state if endpoint else None}, not {state}")
+            raise AssertionError(
+                f"endpoint stayed {endpoint.state if endpoint else None}, not {state}"
+            )
         time.sleep(0.01)
 
 
@@ -115,7 +136,12 @@ def wait_delivery(
 
 def message(i: int = 0) -> dict[str, Any]:
     """A valid ``message.*`` data object."""
-    return {"message_id": f"msg_{i}", "channel": "whatsapp", "to": "+919876543210", "status": "sent"}
+    return {
+        "message_id": f"msg_{i}",
+        "channel": "whatsapp",
+        "to": "+919876543210",
+        "status": "sent",
+    }
 
 
 def body_json(request: ReceivedRequest) -> Any:

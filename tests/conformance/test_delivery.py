@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conformance.harness import (
     DRIVERS,
+    STORES,
+    make_store,
     message,
     running,
     verifying,
@@ -39,17 +42,22 @@ SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItY29uZm9ybWFuY2UtdGVzdHM="
 FAST = RetryPolicy(schedule=(0.2, 0.2, 0.2, 0.2), timeout=1.0)
 DONE = (DeliveryState.DELIVERED, DeliveryState.FAILED)
 
-pytestmark = pytest.mark.parametrize("driver", DRIVERS)
+pytestmark = [
+    pytest.mark.parametrize("driver", DRIVERS),
+    pytest.mark.parametrize("store_kind", STORES),
+]
 
 
 def deliveries_at(rx: LoopbackReceiver, path: str) -> list[ReceivedRequest]:
     """Requests to ``path`` that are deliveries, not handshakes."""
     return [
-        r for r in rx.requests_for(path) if r.header("X-Netasampark-Event") != "webhook.verification"
+        r
+        for r in rx.requests_for(path)
+        if r.header("X-Netasampark-Event") != "webhook.verification"
     ]
 
 
-def test_both_signatures_verify_on_the_receiving_side(driver: str) -> None:
+def test_both_signatures_verify_on_the_receiving_side(driver: str, store_kind: str) -> None:
     verifier = Verifier([SECRET])
     checked: list[str] = []
 
@@ -60,7 +68,10 @@ def test_both_signatures_verify_on_the_receiving_side(driver: str) -> None:
         checked.append(request.header(SIGNATURE_HEADER) or "")
         return Respond(200)
 
-    with LoopbackReceiver(default=verifying(Handler(check))) as rx, running(driver) as hooks:
+    with (
+        LoopbackReceiver(default=verifying(Handler(check))) as rx,
+        running(driver, store_kind) as hooks,
+    ):
         endpoint = hooks.add_endpoint(rx.url("/hook"), secret=SECRET)
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
         result = hooks.publish("message.delivered", message(1))
@@ -75,24 +86,34 @@ def test_both_signatures_verify_on_the_receiving_side(driver: str) -> None:
         assert delivered.header("Content-Type") == "application/json"
 
 
-def test_fan_out_honours_filters_and_wildcards(driver: str) -> None:
+def test_fan_out_honours_filters_and_wildcards(driver: str, store_kind: str) -> None:
     patterns = {
         "/all": ["*"],
         "/messages": ["message.*"],
         "/exact": ["payment.processed"],
         "/two": ["grievance.created", "campaign.*"],
     }
-    with LoopbackReceiver(default=verifying()) as rx, running(driver) as hooks:
+    with LoopbackReceiver(default=verifying()) as rx, running(driver, store_kind) as hooks:
         for path, events in patterns.items():
             endpoint = hooks.add_endpoint(rx.url(path), events=events)
             wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
         hooks.publish("message.sent", message(1))
-        hooks.publish("payment.processed", {"payment_id": "p", "amount": 100, "currency": "INR", "status": "processed"})
-        hooks.publish("campaign.started", {"campaign_id": "c", "name": "n", "channel": "sms", "status": "running"})
+        hooks.publish(
+            "payment.processed",
+            {"payment_id": "p", "amount": 100, "currency": "INR", "status": "processed"},
+        )
+        hooks.publish(
+            "campaign.started",
+            {"campaign_id": "c", "name": "n", "channel": "sms", "status": "running"},
+        )
         hooks.drain()
 
         def events_at(path: str) -> list[str]:
-            return sorted(r.json()["event"] for r in rx.requests_for(path) if r.json()["event"] != "webhook.verification")
+            return sorted(
+                r.json()["event"]
+                for r in rx.requests_for(path)
+                if r.json()["event"] != "webhook.verification"
+            )
 
         assert events_at("/all") == ["campaign.started", "message.sent", "payment.processed"]
         assert events_at("/messages") == ["message.sent"]
@@ -102,11 +123,18 @@ def test_fan_out_honours_filters_and_wildcards(driver: str) -> None:
 
 @pytest.mark.parametrize(
     "answer",
-    [Respond(200, b"wrong-token"), Respond(200, b""), Respond(500, b"x"), Respond(200, b'{"verification_token": "nope"}')],
+    [
+        Respond(200, b"wrong-token"),
+        Respond(200, b""),
+        Respond(500, b"x"),
+        Respond(200, b'{"verification_token": "nope"}'),
+    ],
     ids=["wrong-token", "empty", "server-error", "wrong-json"],
 )
-def test_a_failed_handshake_leaves_the_endpoint_unverified(driver: str, answer: Respond) -> None:
-    with LoopbackReceiver(default=answer) as rx, running(driver) as hooks:
+def test_a_failed_handshake_leaves_the_endpoint_unverified(
+    driver: str, store_kind: str, answer: Respond
+) -> None:
+    with LoopbackReceiver(default=answer) as rx, running(driver, store_kind) as hooks:
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         failed = wait_endpoint(hooks, endpoint.id, EndpointState.UNVERIFIED)
         assert failed.last_error and "verification failed" in failed.last_error
@@ -116,12 +144,12 @@ def test_a_failed_handshake_leaves_the_endpoint_unverified(driver: str, answer: 
         assert [r.json()["event"] for r in rx.requests] == ["webhook.verification"]
 
 
-def test_json_token_answer_verifies(driver: str) -> None:
+def test_json_token_answer_verifies(driver: str, store_kind: str) -> None:
     def json_answer(request: ReceivedRequest) -> Respond:
         token = request.json()["data"]["verification_token"]
         return Respond(200, b'{"verification_token": "%s"}' % token.encode())
 
-    with LoopbackReceiver(default=Handler(json_answer)) as rx, running(driver) as hooks:
+    with LoopbackReceiver(default=Handler(json_answer)) as rx, running(driver, store_kind) as hooks:
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
 
@@ -131,8 +159,11 @@ def test_json_token_answer_verifies(driver: str) -> None:
     [Respond(500), Hang(5.0), Reset(), CloseWithoutResponse()],
     ids=["500", "timeout", "reset", "closed"],
 )
-def test_retries_after_a_failure_then_delivers(driver: str, failure: Any) -> None:
-    with LoopbackReceiver(default=verifying()) as rx, running(driver, policy=FAST) as hooks:
+def test_retries_after_a_failure_then_delivers(driver: str, store_kind: str, failure: Any) -> None:
+    with (
+        LoopbackReceiver(default=verifying()) as rx,
+        running(driver, store_kind, policy=FAST) as hooks,
+    ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
         rx.route("/hook", failure, Respond(200))
@@ -149,20 +180,23 @@ def test_retries_after_a_failure_then_delivers(driver: str, failure: Any) -> Non
         assert ids == {result.event.id}
 
 
-def test_refused_connection_is_retried_until_failed(driver: str) -> None:
+def test_refused_connection_is_retried_until_failed(driver: str, store_kind: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     policy = RetryPolicy(schedule=(0.1, 0.1), timeout=1.0)
-    with running(driver, policy=policy) as hooks:
+    with running(driver, store_kind, policy=policy) as hooks:
         endpoint = hooks.add_endpoint(f"http://127.0.0.1:{port}/hook")
         unverified = wait_endpoint(hooks, endpoint.id, EndpointState.UNVERIFIED)
         assert "connect_error" in (unverified.last_error or "")
 
 
-def test_refused_connection_counts_as_a_failed_attempt(driver: str) -> None:
+def test_refused_connection_counts_as_a_failed_attempt(driver: str, store_kind: str) -> None:
     policy = RetryPolicy(schedule=(0.1, 0.1), timeout=1.0)
-    with LoopbackReceiver(default=verifying()) as rx, running(driver, policy=policy) as hooks:
+    with (
+        LoopbackReceiver(default=verifying()) as rx,
+        running(driver, store_kind, policy=policy) as hooks,
+    ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
         rx.close()
@@ -173,8 +207,11 @@ def test_refused_connection_counts_as_a_failed_attempt(driver: str) -> None:
         assert [a.outcome for a in delivery.attempts] == [Outcome.CONNECT_ERROR] * 3
 
 
-def test_gone_disables_the_endpoint(driver: str) -> None:
-    with LoopbackReceiver(default=verifying()) as rx, running(driver, policy=FAST) as hooks:
+def test_gone_disables_the_endpoint(driver: str, store_kind: str) -> None:
+    with (
+        LoopbackReceiver(default=verifying()) as rx,
+        running(driver, store_kind, policy=FAST) as hooks,
+    ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
         rx.route("/hook", Respond(410))
@@ -188,9 +225,12 @@ def test_gone_disables_the_endpoint(driver: str) -> None:
         assert hooks.publish("message.sent", message(2)).deliveries == 0
 
 
-def test_retry_after_is_honoured(driver: str) -> None:
+def test_retry_after_is_honoured(driver: str, store_kind: str) -> None:
     policy = RetryPolicy(schedule=(30.0,), timeout=1.0)
-    with LoopbackReceiver(default=verifying()) as rx, running(driver, policy=policy) as hooks:
+    with (
+        LoopbackReceiver(default=verifying()) as rx,
+        running(driver, store_kind, policy=policy) as hooks,
+    ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
         rx.route("/hook", Respond(429, headers=(("Retry-After", "1"),)), Respond(200))
@@ -204,9 +244,12 @@ def test_retry_after_is_honoured(driver: str) -> None:
         assert 0.9 <= gap < 5.0
 
 
-def test_a_dripping_receiver_is_cut_off_at_the_deadline(driver: str) -> None:
+def test_a_dripping_receiver_is_cut_off_at_the_deadline(driver: str, store_kind: str) -> None:
     policy = RetryPolicy(schedule=(0.1,), timeout=1.0)
-    with LoopbackReceiver(default=verifying()) as rx, running(driver, policy=policy) as hooks:
+    with (
+        LoopbackReceiver(default=verifying()) as rx,
+        running(driver, store_kind, policy=policy) as hooks,
+    ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
         rx.route("/hook", Drip(200, b"x" * 40, interval=0.1), Respond(200))
@@ -219,13 +262,12 @@ def test_a_dripping_receiver_is_cut_off_at_the_deadline(driver: str) -> None:
         assert delivery.state is DeliveryState.DELIVERED
 
 
-def test_graceful_shutdown_loses_nothing(driver: str) -> None:
-    from transports.memory import MemoryStore
+def test_graceful_shutdown_loses_nothing(driver: str, store_kind: str, tmp_path: Path) -> None:
     from transports.testing import Delay
 
-    store = MemoryStore()
+    store = make_store(store_kind, tmp_path)
     with LoopbackReceiver(default=verifying()) as rx:
-        with running(driver, store=store, policy=FAST) as hooks:
+        with running(driver, store_kind, store=store, policy=FAST) as hooks:
             endpoint = hooks.add_endpoint(rx.url("/hook"))
             wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
             rx.route("/hook", Delay(0.5, Respond(200)))
@@ -234,10 +276,12 @@ def test_graceful_shutdown_loses_nothing(driver: str) -> None:
         deliveries = store.list_deliveries()
         assert sorted(d.event_id for d in deliveries) == sorted(ids)
         for d in deliveries:
-            assert d.state in (DeliveryState.DELIVERED, DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED) or (
-                d.state is DeliveryState.IN_FLIGHT
-            ), d
-        with running(driver, store=store, policy=FAST, lease=7.0) as hooks:
+            assert d.state in (
+                DeliveryState.DELIVERED,
+                DeliveryState.PENDING,
+                DeliveryState.RETRY_SCHEDULED,
+            ) or (d.state is DeliveryState.IN_FLIGHT), d
+        with running(driver, store_kind, store=store, policy=FAST, lease=7.0) as hooks:
             hooks.drain()
         assert {d.state for d in store.list_deliveries()} == {DeliveryState.DELIVERED}
         received = {r.header("webhook-id") for r in deliveries_at(rx, "/hook")}

@@ -1,0 +1,77 @@
+"""Converting core records to and from JSON-ready dicts, for durable stores (cattrs at the edge)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import cattrs
+
+from webhook_core import Attempt, Delivery, DeliveryState, Endpoint, EndpointSecret, Outcome
+
+converter = cattrs.Converter()
+converter.register_unstructure_hook(Outcome, lambda o: o.value)
+converter.register_structure_hook(Outcome, lambda v, _: Outcome(v))
+converter.register_unstructure_hook(
+    EndpointSecret,
+    lambda s: {"value": s.value, "created_at": s.created_at, "expires_at": s.expires_at},
+)
+converter.register_structure_hook(
+    EndpointSecret, lambda v, _: EndpointSecret(v["value"], v["created_at"], v["expires_at"])
+)
+
+
+def endpoint_to_json(endpoint: Endpoint) -> str:
+    """An endpoint as a JSON document."""
+    return json.dumps(converter.unstructure(endpoint), separators=(",", ":"))
+
+
+def endpoint_from_json(text: str) -> Endpoint:
+    """An endpoint from its JSON document."""
+    return converter.structure(json.loads(text), Endpoint)
+
+
+def attempts_to_json(attempts: tuple[Attempt, ...]) -> str:
+    """A delivery's attempt history as a JSON array."""
+    return json.dumps(converter.unstructure(attempts), separators=(",", ":"))
+
+
+def attempts_from_json(text: str) -> tuple[Attempt, ...]:
+    """A delivery's attempt history from its JSON array."""
+    data: list[dict[str, Any]] = json.loads(text)
+    return tuple(converter.structure(a, Attempt) for a in data)
+
+
+def delivery_row(d: Delivery) -> tuple[Any, ...]:
+    """The column values of a delivery, in ``DELIVERY_COLUMNS`` order."""
+    return (
+        d.id,
+        d.event_id,
+        d.endpoint_id,
+        d.created_at,
+        d.state.value,
+        d.next_attempt_at,
+        attempts_to_json(d.attempts) if d.attempts else "[]",
+        d.reason,
+        d.replay_of,
+    )
+
+
+DELIVERY_COLUMNS = (
+    "id, event_id, endpoint_id, created_at, state, next_attempt_at, attempts, reason, replay_of"
+)
+
+
+def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
+    """A delivery from its columns, in ``DELIVERY_COLUMNS`` order."""
+    return Delivery(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        DeliveryState(row[4]),
+        row[5],
+        attempts_from_json(row[6]) if row[6] != "[]" else (),
+        row[7],
+        row[8],
+    )

@@ -1,0 +1,341 @@
+"""SQLite storage: the embedded default, durable on one host.
+
+One connection per store, shared by the driver's worker threads under a
+lock. Python's implicit transactions are off (autocommit mode) and every write
+transaction starts with ``BEGIN IMMEDIATE``, so a transaction never upgrades
+from read to write (which makes SQLite return ``SQLITE_BUSY`` at once,
+ignoring ``busy_timeout``). WAL lets readers (the command line, other
+processes) look while the dispatcher writes. Schema migrations are versioned
+and applied when the store is opened.
+
+Claims lease rows in the same transaction that selects them: ``state`` becomes
+``in_flight`` with ``locked_by`` and ``lease_expires_at``; results are written
+only ``WHERE locked_by = <this worker>``; rows whose lease expired are claimed
+again (after a crash, the delivery is attempted anew with the same event id).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from transports.records import (
+    DELIVERY_COLUMNS,
+    delivery_from_row,
+    delivery_row,
+    endpoint_from_json,
+    endpoint_to_json,
+)
+from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter
+from webhook_core import Cancel, Delivery, Endpoint, Event, RetryPolicy
+from webhook_core import delivery as delivery_machine
+
+DEFAULT_PATH = "webhooks.db"
+_WAITING = ("pending", "retry_scheduled")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE endpoints (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL REFERENCES events (id),
+        endpoint_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        next_attempt_at REAL,
+        attempts TEXT NOT NULL DEFAULT '[]',
+        reason TEXT,
+        replay_of TEXT,
+        locked_by TEXT,
+        lease_expires_at REAL
+    );
+    CREATE INDEX deliveries_due ON deliveries (next_attempt_at)
+        WHERE state IN ('pending', 'retry_scheduled');
+    CREATE INDEX deliveries_lease ON deliveries (lease_expires_at) WHERE state = 'in_flight';
+    CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, state);
+    CREATE INDEX deliveries_event ON deliveries (event_id);
+    CREATE INDEX deliveries_state ON deliveries (state, created_at);
+    """,
+)
+
+
+class SQLiteStore:
+    """A durable ``Store`` in one SQLite file (``webhooks.db`` by default)."""
+
+    blocking = True
+
+    def __init__(
+        self, path: str | os.PathLike[str] = DEFAULT_PATH, *, synchronous: str = "FULL"
+    ) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        """The applied schema version."""
+        with self._lock:
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            return int(version)
+
+    def migrate(self) -> int:
+        """Apply pending migrations in one transaction each; return the schema version."""
+        with self._write() as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{self.path} has schema version {version}, newer than this library "
+                    f"knows ({len(MIGRATIONS)}); upgrade the library"
+                )
+            for number in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={number + 1}")
+        return self.schema_version
+
+    # -- endpoints ---------------------------------------------------------
+
+    def save_endpoint(self, endpoint: Endpoint) -> None:
+        """Insert or replace an endpoint."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO endpoints (id, created_at, record) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                (endpoint.id, endpoint.created_at, endpoint_to_json(endpoint)),
+            )
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT record FROM endpoints WHERE id = ?", (endpoint_id,)
+            ).fetchone()
+        return endpoint_from_json(row[0]) if row else None
+
+    def list_endpoints(self) -> list[Endpoint]:
+        """Every endpoint, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record FROM endpoints ORDER BY created_at, id"
+            ).fetchall()
+        return [endpoint_from_json(r[0]) for r in rows]
+
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        """Remove an endpoint and fail its waiting deliveries."""
+        policy = RetryPolicy()
+        with self._write() as db:
+            if db.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)).rowcount == 0:
+                return False
+            rows = db.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
+                "WHERE endpoint_id = ? AND state IN ('pending', 'retry_scheduled')",
+                (endpoint_id,),
+            ).fetchall()
+            cancelled = [
+                delivery_machine.apply(
+                    d, Cancel(d.next_attempt_at or d.created_at, "endpoint removed"), policy
+                )[0]
+                for d in map(delivery_from_row, rows)
+            ]
+            self._upsert(db, cancelled)
+            return True
+
+    # -- events and deliveries ---------------------------------------------------
+
+    def add_event(self, event: Event, deliveries: Sequence[Delivery]) -> None:
+        """Store an event and its deliveries in one transaction."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO events (id, name, created_at, body) VALUES (?, ?, ?, ?)",
+                (event.id, event.name, event.created_at, event.body),
+            )
+            self._upsert(db, deliveries)
+
+    @staticmethod
+    def _upsert(db: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
+        db.executemany(
+            f"INSERT INTO deliveries ({DELIVERY_COLUMNS}, locked_by, lease_expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
+            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
+            "next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts, "
+            "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL",
+            [delivery_row(d) for d in deliveries],
+        )
+
+    def get_event(self, event_id: str) -> Event | None:
+        """The event, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, name, created_at, body FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+        return Event(row[0], row[1], row[2], bytes(row[3])) if row else None
+
+    def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
+        """Lease up to ``limit`` due deliveries (expired leases first) in one transaction."""
+        with self._write() as db:
+            rows = db.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
+                "WHERE state = 'in_flight' AND lease_expires_at <= ? "
+                "AND endpoint_id IN (SELECT id FROM endpoints) "
+                "ORDER BY lease_expires_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            if len(rows) < limit:
+                rows += db.execute(
+                    f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
+                    "WHERE state IN ('pending', 'retry_scheduled') AND next_attempt_at <= ? "
+                    "AND endpoint_id IN (SELECT id FROM endpoints) "
+                    "ORDER BY next_attempt_at LIMIT ?",
+                    (now, limit - len(rows)),
+                ).fetchall()
+            if not rows:
+                return []
+            deliveries = [delivery_from_row(r) for r in rows]
+            db.executemany(
+                "UPDATE deliveries SET state = 'in_flight', next_attempt_at = NULL, "
+                "locked_by = ?, lease_expires_at = ? WHERE id = ?",
+                [(worker, lease_until, d.id) for d in deliveries],
+            )
+            events = self._events(db, {d.event_id for d in deliveries})
+            endpoints = self._endpoints(db, {d.endpoint_id for d in deliveries})
+        return [Claimed(d, events[d.event_id], endpoints[d.endpoint_id]) for d in deliveries]
+
+    @staticmethod
+    def _events(db: sqlite3.Connection, ids: set[str]) -> dict[str, Event]:
+        marks = ",".join("?" * len(ids))
+        rows = db.execute(
+            f"SELECT id, name, created_at, body FROM events WHERE id IN ({marks})", tuple(ids)
+        ).fetchall()
+        return {r[0]: Event(r[0], r[1], r[2], bytes(r[3])) for r in rows}
+
+    @staticmethod
+    def _endpoints(db: sqlite3.Connection, ids: set[str]) -> dict[str, Endpoint]:
+        marks = ",".join("?" * len(ids))
+        rows = db.execute(
+            f"SELECT id, record FROM endpoints WHERE id IN ({marks})", tuple(ids)
+        ).fetchall()
+        return {r[0]: endpoint_from_json(r[1]) for r in rows}
+
+    def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
+        """Write records still leased to ``worker``, in one transaction."""
+        with self._write() as db:
+            cursor = db.executemany(
+                "UPDATE deliveries SET state = ?, next_attempt_at = ?, attempts = ?, reason = ?, "
+                "locked_by = NULL, lease_expires_at = NULL "
+                "WHERE id = ? AND locked_by = ? AND state = 'in_flight'",
+                [
+                    (row[4], row[5], row[6], row[7], row[0], worker)
+                    for row in map(delivery_row, deliveries)
+                ],
+            )
+            return cursor.rowcount
+
+    def release(self, delivery_ids: Sequence[str], worker: str) -> None:
+        """Return unstarted claims: due again at once."""
+        with self._write() as db:
+            db.executemany(
+                "UPDATE deliveries SET state = CASE WHEN attempts = '[]' THEN 'pending' "
+                "ELSE 'retry_scheduled' END, next_attempt_at = created_at, "
+                "locked_by = NULL, lease_expires_at = NULL "
+                "WHERE id = ? AND locked_by = ? AND state = 'in_flight'",
+                [(i, worker) for i in delivery_ids],
+            )
+
+    def save_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        """Insert or replace delivery records."""
+        with self._write() as db:
+            self._upsert(db, deliveries)
+
+    def next_due(self) -> float | None:
+        """Earliest due time or lease expiry."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT min(t) FROM ("
+                " SELECT min(next_attempt_at) AS t FROM deliveries"
+                "  WHERE state IN ('pending', 'retry_scheduled')"
+                " UNION ALL"
+                " SELECT min(lease_expires_at) FROM deliveries WHERE state = 'in_flight')"
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        """The delivery, or None."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
+        return delivery_from_row(row) if row else None
+
+    @staticmethod
+    def _where(where: DeliveryFilter) -> tuple[str, list[str]]:
+        clauses, params = [], []
+        if where.state is not None:
+            clauses.append("state = ?")
+            params.append(where.state.value)
+        if where.endpoint_id is not None:
+            clauses.append("endpoint_id = ?")
+            params.append(where.endpoint_id)
+        if where.event_id is not None:
+            clauses.append("event_id = ?")
+            params.append(where.event_id)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def list_deliveries(
+        self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
+    ) -> list[Delivery]:
+        """Deliveries matching ``where``, oldest first."""
+        sql, params = self._where(where)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries{sql} "
+                "ORDER BY created_at, id LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        return [delivery_from_row(r) for r in rows]
+
+    def count_deliveries(self, where: DeliveryFilter = ALL_DELIVERIES) -> int:
+        """How many deliveries match ``where``."""
+        sql, params = self._where(where)
+        with self._lock:
+            (count,) = self._db.execute(f"SELECT count(*) FROM deliveries{sql}", params).fetchone()
+        return int(count)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,656 @@
+"""The threaded webhook service: the driver for applications without an event loop.
+
+Theory of operation
+-------------------
+``with ThreadedWebhookService(...) as hooks:`` (or ``start()`` ... ``stop()``)
+runs these threads beside the application's own:
+
+* the dispatcher claims due deliveries from the store in batches (up to the
+  free share of ``max_in_flight``) and hands each claim to the attempt pool,
+  then sleeps until the store's next due time, a wake-up (publish, replay, a
+  finished attempt, a written batch) or, for stores other processes may
+  write, the poll interval. Under ``VirtualClock(autojump=True)`` it jumps the
+  clock to the next due time instead, once nothing is in flight, unwritten or
+  being verified, so hours of back-off pass in no wall time;
+* the attempt pool (``max_in_flight`` threads) runs each attempt: ``Abandon``
+  for a claim whose earlier lease expired, ``Start``, the signed request sent
+  through the blocking transport, ``Finish``, and ``DisableEndpoint`` effects;
+* the writer stores finished records a batch at a time (one
+  ``store.complete`` per batch);
+* handshakes run on a small pool of their own, for endpoints in ``verifying``.
+
+Each attempt has a total deadline (``policy.timeout``): the transport bounds
+every socket wait by the time left (``HttpxSyncTransport``), and an exchange
+that outlasted the deadline is recorded as a timeout whatever came back.
+
+Every decision (state, retry time, disabling) is made by ``webhook_core``;
+this module only executes effects and reports results. ``stop()`` stops
+claiming, lets attempts in flight finish within their deadline, flushes the
+writer, gives claims no worker started back to the store (``release``) and
+joins every thread. Nothing is lost: a claim never written back is reclaimed
+when its lease ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from transports import operations
+from transports.clocks import Clock, SystemClock, VirtualClock
+from transports.http import (
+    HttpResponse,
+    HttpxSyncTransport,
+    SyncHttpTransport,
+    TransportError,
+)
+from transports.ids import new_id
+from transports.memory import MemoryStore
+from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
+from webhook_core import (
+    USER_AGENT,
+    Abandon,
+    AttemptResult,
+    ConfigError,
+    Delivery,
+    DeliveryState,
+    DisableEndpoint,
+    Endpoint,
+    EndpointState,
+    EventCatalog,
+    Finish,
+    HandshakeResult,
+    HttpRequest,
+    Outcome,
+    RetryPolicy,
+    Start,
+    delivery_request,
+    platform_catalog,
+    verification_event,
+    verification_request,
+)
+from webhook_core import delivery as delivery_machine
+from webhook_core import endpoint as endpoint_machine
+
+P = ParamSpec("P")
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_OPEN_STATES = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED, DeliveryState.IN_FLIGHT)
+_WRITE_BATCH = 512
+_HANDSHAKE_WORKERS = 4
+_VIRTUAL_TICK = 0.01  # real seconds between looks at a VirtualClock advanced by hand
+_ERROR_PAUSE = 1.0  # real seconds the dispatcher waits after a store error
+
+
+def send_with_deadline(
+    http: SyncHttpTransport, request: HttpRequest, clock: Clock
+) -> tuple[AttemptResult, bytes]:
+    """Send ``request``; the core's view of the result, and the body.
+
+    An exchange that took ``request.timeout`` or longer is a timeout, whatever
+    the transport returned: the deadline is total, not per network operation.
+    """
+    started = clock.now()
+    began = time.monotonic()
+    try:
+        response: HttpResponse | TransportError = http.send(request)
+    except TransportError as exc:
+        response = exc
+    ended = max(clock.now(), started)
+    if time.monotonic() - began >= request.timeout:
+        reason = f"no complete response within {request.timeout:g} s"
+        return AttemptResult(started, ended, error_kind=Outcome.TIMEOUT, error=reason), b""
+    if isinstance(response, TransportError):
+        return AttemptResult(started, ended, error_kind=response.kind, error=response.detail), b""
+    excerpt = response.body.decode("utf-8", errors="replace")
+    return (
+        AttemptResult(
+            started,
+            ended,
+            status=response.status,
+            response_excerpt=excerpt,
+            retry_after=response.header("retry-after"),
+        ),
+        response.body,
+    )
+
+
+class ThreadedWebhookService:
+    """Sends webhooks from a program without an event loop, on threads.
+
+    ``store`` defaults to a new in-memory store; ``http`` to an
+    ``HttpxSyncTransport``; ``clock`` to the system clock (``VirtualClock`` in
+    tests). The sender's methods mirror ``WebhookService``'s, synchronously.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        http: SyncHttpTransport | None = None,
+        clock: Clock | None = None,
+        policy: RetryPolicy | None = None,
+        catalog: EventCatalog | None = None,
+        allow_http: bool = False,
+        max_in_flight: int = 32,
+        lease: float | None = None,
+        poll_interval: float | None = None,
+        worker_id: str | None = None,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        self.store: Store = store if store is not None else MemoryStore()
+        self.policy = policy or RetryPolicy()
+        self.catalog = catalog or platform_catalog()
+        self.allow_http = allow_http
+        if max_in_flight < 1:
+            raise ConfigError("max_in_flight must be at least 1")
+        self.max_in_flight = max_in_flight
+        self.lease = (
+            lease if lease is not None else self.policy.timeout + max(30.0, self.policy.timeout)
+        )
+        if self.lease <= self.policy.timeout + 5:
+            raise ConfigError(
+                f"lease ({self.lease:g} s) must outlive the attempt deadline "
+                f"({self.policy.timeout:g} s) by more than 5 s"
+            )
+        if poll_interval is None:
+            poll_interval = 1.0 if self.store.blocking else math.inf
+        self.poll_interval = poll_interval
+        self.worker_id = worker_id or new_id("wrk")
+        self.user_agent = user_agent
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._http = http
+        self._owns_http = http is None
+        self._store_lock = threading.Lock()
+        self._stop_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # Guarded by _lock:
+        self._running = False
+        self._stopping = False
+        self._wake = False
+        self._progress = 0
+        self._in_flight = 0
+        self._unwritten = 0
+        self._verifying: set[str] = set()
+        self._unstarted: list[str] = []
+        # Owned by the dispatcher thread:
+        self._next_scan = -math.inf
+        # Set up by start():
+        self._results: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._writer_told = False
+        self._attempts: ThreadPoolExecutor | None = None
+        self._handshakes: ThreadPoolExecutor | None = None
+        self._dispatcher: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the service reads."""
+        return self._clock
+
+    def start(self) -> None:
+        """Start the dispatcher, writer and worker threads."""
+        with self._stop_lock, self._lock:
+            if self._running:
+                raise RuntimeError("the service is already running")
+            if self._http is None:
+                self._http = HttpxSyncTransport()
+            self._stopping = self._wake = self._writer_told = False
+            self._next_scan = -math.inf
+            self._results = queue.SimpleQueue()
+            self._attempts = ThreadPoolExecutor(
+                self.max_in_flight, thread_name_prefix="webhooks-attempt"
+            )
+            self._handshakes = ThreadPoolExecutor(
+                _HANDSHAKE_WORKERS, thread_name_prefix="webhooks-handshake"
+            )
+            self._writer = threading.Thread(
+                target=self._write_loop, name="webhooks-writer", daemon=True
+            )
+            self._dispatcher = threading.Thread(
+                target=self._dispatch_loop, name="webhooks-dispatcher", daemon=True
+            )
+            self._running = True
+            self._writer.start()
+            self._dispatcher.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop gracefully and join every thread.
+
+        Claiming stops at once; attempts and handshakes in flight finish (each
+        within its deadline) and their results are written; claims no worker
+        started go back to the store. Raises ``TimeoutError`` if that takes
+        longer than ``timeout`` seconds; calling ``stop`` again resumes waiting.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+        def timed_out() -> TimeoutError:
+            return TimeoutError(
+                f"the service did not stop within {timeout:g} s; call stop() again to keep waiting"
+            )
+
+        remaining = left()
+        if not self._stop_lock.acquire(timeout=-1 if remaining is None else remaining):
+            raise timed_out()
+        try:
+            with self._changed:
+                if not self._running:
+                    return
+                self._stopping = True
+                self._signal_locked()
+            assert self._dispatcher and self._writer and self._attempts and self._handshakes
+            self._dispatcher.join(left())
+            with self._changed:
+                if self._dispatcher.is_alive() or not self._changed.wait_for(
+                    lambda: not (self._in_flight or self._verifying), left()
+                ):
+                    raise timed_out()
+            self._attempts.shutdown()
+            self._handshakes.shutdown()
+            if not self._writer_told:
+                self._results.put(None)
+                self._writer_told = True
+            self._writer.join(left())
+            if self._writer.is_alive():
+                raise timed_out()
+            if self._unstarted:
+                self._call(self.store.release, self._unstarted, self.worker_id)
+                self._unstarted = []
+            if self._owns_http and self._http is not None:
+                self._http.close()
+                self._http = None
+            with self._lock:
+                self._running = False
+        finally:
+            self._stop_lock.release()
+
+    def __enter__(self) -> ThreadedWebhookService:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- store access and signalling --------------------------------------------
+
+    def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if not self.store.blocking:
+            return fn(*args, **kwargs)
+        with self._store_lock:
+            return fn(*args, **kwargs)
+
+    def _signal_locked(self) -> None:
+        """Wake the dispatcher and ``drain``; the caller holds ``_lock``."""
+        self._wake = True
+        self._progress += 1
+        self._changed.notify_all()
+
+    def _notify(self) -> None:
+        with self._lock:
+            self._signal_locked()
+
+    def _idle_locked(self) -> bool:
+        return not (self._in_flight or self._unwritten or self._verifying)
+
+    # -- the sender's API --------------------------------------------------------
+
+    def add_endpoint(
+        self,
+        url: str,
+        *,
+        secret: str | None = None,
+        events: Iterable[str] = ("*",),
+        headers: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> Endpoint:
+        """Register an endpoint and start its verification handshake."""
+        endpoint = self._call(
+            operations.add_endpoint,
+            self.store,
+            url,
+            self.clock.now(),
+            secret=secret,
+            events=events,
+            headers=headers,
+            description=description,
+            allow_http=self.allow_http,
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    def change_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Iterable[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Endpoint:
+        """Change an endpoint; a new URL is verified again before it receives events."""
+        endpoint = self._call(
+            operations.change_endpoint,
+            self.store,
+            endpoint_id,
+            self.clock.now(),
+            url=url,
+            events=events,
+            headers=headers,
+            allow_http=self.allow_http,
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    def verify_endpoint(self, endpoint_id: str) -> Endpoint:
+        """Send the handshake again (after a failed one)."""
+        endpoint = self._call(
+            operations.request_verification, self.store, endpoint_id, self.clock.now()
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    def disable_endpoint(self, endpoint_id: str, reason: str = "disabled by operator") -> Endpoint:
+        """Stop deliveries to an endpoint; its waiting deliveries fail."""
+        return self._call(
+            operations.disable_endpoint, self.store, endpoint_id, self.clock.now(), reason
+        )
+
+    def enable_endpoint(self, endpoint_id: str) -> Endpoint:
+        """Resume a disabled endpoint."""
+        endpoint = self._call(operations.enable_endpoint, self.store, endpoint_id, self.clock.now())
+        self._start_handshake(endpoint)
+        return endpoint
+
+    def rotate_secret(
+        self, endpoint_id: str, *, secret: str | None = None, grace: float = 86_400
+    ) -> Endpoint:
+        """Give an endpoint a new secret; the old one signs too for ``grace`` seconds."""
+        return self._call(
+            operations.rotate_endpoint_secret,
+            self.store,
+            endpoint_id,
+            self.clock.now(),
+            secret=secret,
+            grace=grace,
+        )
+
+    def remove_endpoint(self, endpoint_id: str) -> None:
+        """Delete an endpoint; its waiting deliveries fail."""
+        self._call(operations.remove_endpoint, self.store, endpoint_id)
+
+    def publish(
+        self, event: str, data: Any, *, event_id: str | None = None
+    ) -> operations.PublishResult:
+        """Validate and store an event, fanned out to every subscribed active endpoint."""
+        result = self._call(
+            operations.publish,
+            self.store,
+            self.catalog,
+            event,
+            data,
+            self.clock.now(),
+            event_id=event_id,
+        )
+        if result.deliveries:
+            self._notify()
+        return result
+
+    def replay(self, delivery_id: str) -> Delivery:
+        """Send a delivered or failed delivery's event again, as a new delivery."""
+        fresh = self._call(operations.replay_delivery, self.store, delivery_id, self.clock.now())
+        self._notify()
+        return fresh
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        """A delivery with its attempt history."""
+        return self._call(self.store.get_delivery, delivery_id)
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """An endpoint."""
+        return self._call(self.store.get_endpoint, endpoint_id)
+
+    def list_deliveries(
+        self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
+    ) -> list[Delivery]:
+        """Deliveries matching ``where``, oldest first."""
+        return self._call(self.store.list_deliveries, where, limit, offset)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Block until no delivery is waiting or in flight and no handshake is running.
+
+        Under ``VirtualClock(autojump=True)`` this runs the whole retry schedule
+        in next to no wall time. Raises ``TimeoutError`` after ``timeout``
+        seconds, and ``RuntimeError`` if the service is not running.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        recheck = max(self.poll_interval, 0.05) if self.store.blocking else None
+        while True:
+            with self._lock:
+                if not self._running:
+                    raise RuntimeError("the service is not running; start() it first")
+                seen = self._progress
+                idle = self._idle_locked()
+            if idle and not self._open_deliveries():
+                return
+            with self._changed:
+                wait = recheck
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"deliveries still open after {timeout:g} s")
+                    wait = left if wait is None else min(wait, left)
+                if self._progress == seen:
+                    self._changed.wait(wait)
+
+    def _open_deliveries(self) -> int:
+        return sum(
+            self._call(self.store.count_deliveries, DeliveryFilter(state=state))
+            for state in _OPEN_STATES
+        )
+
+    # -- handshakes ------------------------------------------------------------
+
+    def _start_handshake(self, endpoint: Endpoint) -> None:
+        if endpoint.state is not EndpointState.VERIFYING:
+            return
+        with self._lock:
+            if not self._running or self._stopping or endpoint.id in self._verifying:
+                return
+            assert self._handshakes is not None
+            self._verifying.add(endpoint.id)
+            self._handshakes.submit(self._handshake, endpoint)
+
+    def _handshake(self, endpoint: Endpoint) -> None:
+        try:
+            assert self._http is not None
+            now = self.clock.now()
+            token = endpoint.verification_token
+            assert token is not None
+            event = verification_event(token, event_id=new_id("evt"), now=now)
+            request = verification_request(
+                endpoint, event, now, self.policy.timeout, self.user_agent
+            )
+            result, body = send_with_deadline(self._http, request, self.clock)
+            current = self._call(self.store.get_endpoint, endpoint.id)
+            if (
+                current is None
+                or current.state is not EndpointState.VERIFYING
+                or current.verification_token != token
+            ):
+                return  # changed meanwhile: this answer is stale
+            error = None
+            if result.error_kind is not None:
+                error = f"{result.error_kind.value}: {result.error}"
+            answer = HandshakeResult(result.ended_at, result.status, body, error)
+            self._call(self.store.save_endpoint, endpoint_machine.apply(current, answer))
+        except Exception:
+            log.exception("handshake with endpoint %s failed", endpoint.id)
+        finally:
+            with self._lock:
+                self._verifying.discard(endpoint.id)
+                self._signal_locked()
+
+    def _scan_endpoints(self) -> None:
+        now = self.clock.now()
+        if now < self._next_scan:
+            return
+        self._next_scan = now + self.poll_interval
+        for endpoint in self._call(self.store.list_endpoints):
+            self._start_handshake(endpoint)
+
+    # -- delivery --------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        assert self._attempts is not None
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+                self._wake = False
+                free = self.max_in_flight - self._in_flight
+            try:
+                self._scan_endpoints()
+                if free > 0:
+                    now = self.clock.now()
+                    claimed = self._call(
+                        self.store.claim, now, free, self.worker_id, now + self.lease
+                    )
+                    if claimed:
+                        with self._lock:
+                            self._in_flight += len(claimed)
+                        for claim in claimed:
+                            self._attempts.submit(self._attempt, claim)
+                        if len(claimed) == free:
+                            continue
+                self._sleep_until(self._call(self.store.next_due) if free > 0 else None)
+            except Exception:
+                log.exception("dispatcher: store error; trying again in %g s", _ERROR_PAUSE)
+                with self._changed:
+                    self._changed.wait(_ERROR_PAUSE)
+
+    def _sleep_until(self, due: float | None) -> None:
+        """Wait for a wake-up, the poll interval or the clock time ``due``.
+
+        A ``VirtualClock`` with autojump is moved to ``due`` instead, when
+        nothing is in flight, unwritten or being verified; with work in flight
+        the wait lasts until that work reports.
+        """
+        clock = self.clock
+        with self._changed:
+            if self._wake:
+                return
+            timeout = self.poll_interval
+            if due is not None:
+                if not isinstance(clock, VirtualClock):
+                    timeout = min(timeout, due - clock.now())
+                elif not clock.autojump:
+                    timeout = min(timeout, _VIRTUAL_TICK)
+                elif self._idle_locked():
+                    clock.jump_to(due)
+                    return
+            if timeout > 0:
+                self._changed.wait(None if math.isinf(timeout) else timeout)
+
+    def _attempt(self, claim: Claimed) -> None:
+        try:
+            if self._stopping:
+                with self._lock:
+                    self._unstarted.append(claim.delivery.id)
+                return
+            self._run_attempt(claim)
+        except Exception:
+            log.exception(
+                "attempt of delivery %s failed; it is retried when its lease ends",
+                claim.delivery.id,
+            )
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._signal_locked()
+
+    def _run_attempt(self, claim: Claimed) -> None:
+        assert self._http is not None
+        policy = self.policy
+        delivery = claim.delivery
+        now = self.clock.now()
+        if delivery.state is DeliveryState.IN_FLIGHT:
+            delivery, _ = delivery_machine.apply(delivery, Abandon(now, "lease expired"), policy)
+            if delivery.state is DeliveryState.FAILED:
+                self._write(delivery)
+                return
+        delivery, _ = delivery_machine.apply(delivery, Start(now), policy)
+        request = delivery_request(
+            delivery, claim.event, claim.endpoint, now, policy.timeout, self.user_agent
+        )
+        result, _ = send_with_deadline(self._http, request, self.clock)
+        delivery, effects = delivery_machine.apply(delivery, Finish(result), policy)
+        self._write(delivery)
+        for effect in effects:
+            if isinstance(effect, DisableEndpoint):
+                self._disable_for(effect)
+
+    def _disable_for(self, effect: DisableEndpoint) -> None:
+        endpoint = self._call(self.store.get_endpoint, effect.endpoint_id)
+        if endpoint is None or endpoint.state is EndpointState.DISABLED:
+            return
+        self._call(
+            operations.disable_endpoint,
+            self.store,
+            effect.endpoint_id,
+            self.clock.now(),
+            effect.reason,
+        )
+
+    def _write(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._unwritten += 1
+        self._results.put(delivery)
+
+    def _write_loop(self) -> None:
+        results = self._results
+        while True:
+            first = results.get()
+            if first is None:
+                return
+            batch = [first]
+            last = False
+            while len(batch) < _WRITE_BATCH:
+                try:
+                    record = results.get_nowait()
+                except queue.Empty:
+                    break
+                if record is None:
+                    last = True
+                    break
+                batch.append(record)
+            try:
+                self._call(self.store.complete, batch, self.worker_id)
+            except Exception:
+                log.exception(
+                    "writing %d results failed; they are retried when their leases end",
+                    len(batch),
+                )
+            finally:
+                with self._lock:
+                    self._unwritten -= len(batch)
+                    self._signal_locked()
+            if last:
+                return
