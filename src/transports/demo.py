@@ -163,7 +163,8 @@ async def run(speedup: float, db: str) -> int:
                     first = d.attempts[0].started_at
                     previous_end = None
                     for a in d.attempts:
-                        line = f"  attempt {a.number}: t={a.started_at - first:6.2f} s  HTTP {a.status}"
+                        offset = a.started_at - first
+                        line = f"  attempt {a.number}: t={offset:6.2f} s  HTTP {a.status}"
                         if previous_end is not None:
                             waited = (a.started_at - previous_end) * speedup
                             line += f"  (waited {waited:,.0f} s in real-time terms)"

@@ -59,7 +59,15 @@ class Outcome(enum.Enum):
     ABANDONED = "abandoned"  # no result: the driver crashed, shut down or lost its lease
 
 
-ERROR_KINDS = frozenset(Outcome) - {Outcome.SUCCESS, Outcome.HTTP_ERROR, Outcome.REDIRECT}
+# The kinds an ``AttemptResult`` may carry instead of a status. ``ABANDONED`` is not
+# one: an attempt without a result is fed as ``Abandon``, which does not use up the
+# retry budget, and a ``Finish`` carrying it would retry for ever uncounted.
+ERROR_KINDS = frozenset(Outcome) - {
+    Outcome.SUCCESS,
+    Outcome.HTTP_ERROR,
+    Outcome.REDIRECT,
+    Outcome.ABANDONED,
+}
 
 
 @attrs.frozen

@@ -102,8 +102,9 @@ def rotate_secret(endpoint: Endpoint, new_secret: str, now: float, grace: float)
     """Make ``new_secret`` the newest; older ones keep signing for ``grace`` seconds more."""
     if not grace >= 0:
         raise ConfigError("grace must be a non-negative number of seconds")
+    until = now + grace
     kept = tuple(
-        attrs.evolve(s, expires_at=min(s.expires_at or now + grace, now + grace))
+        attrs.evolve(s, expires_at=until if s.expires_at is None else min(s.expires_at, until))
         for s in endpoint.secrets
         if s.expires_at is None or s.expires_at > now
     )
@@ -193,7 +194,7 @@ def token_matches(token: str, status: int | None, body: bytes) -> str | None:
         return None
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested JSON overflows the parser's stack
         return "answer body is neither the token nor JSON"
     if isinstance(parsed, dict) and parsed.get("verification_token") == token:
         return None
@@ -225,8 +226,14 @@ def _step(e: Endpoint, event: EndpointInput) -> Endpoint:
             return attrs.evolve(
                 e, state=A, verified_url=e.url, verification_token=None, last_error=None
             )
+        # A failed handshake leaves the URL unverified, even if it passed an earlier
+        # one: otherwise Disable then Enable would make it active without a handshake.
         return attrs.evolve(
-            e, state=U, verification_token=None, last_error=f"verification failed: {problem}"
+            e,
+            state=U,
+            verification_token=None,
+            verified_url=None,
+            last_error=f"verification failed: {problem}",
         )
     if isinstance(event, Disable):
         return attrs.evolve(e, state=X, disabled_reason=event.reason, verification_token=None)

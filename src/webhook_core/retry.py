@@ -17,7 +17,7 @@ import re
 import attrs
 
 from webhook_core.errors import ConfigError, PayloadError
-from webhook_core.timefmt import parse_rfc3339
+from webhook_core.timefmt import parse_rfc3339, rfc3339
 
 DEFAULT_SCHEDULE: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -88,33 +88,65 @@ _MONTHS = {
         ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
     )
 }
-_HTTP_DATE = re.compile(
-    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}:\d{2}:\d{2}) GMT\Z"
+_CLOCK = r"(\d{2}:\d{2}:\d{2})"
+# RFC 9110 section 5.6.7: a recipient MUST accept all three HTTP-date formats.
+_IMF_FIXDATE = re.compile(
+    rf"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{{2}}) ([A-Z][a-z]{{2}}) (\d{{4}}) {_CLOCK} GMT\Z",
+    re.ASCII,
+)
+_RFC850_DATE = re.compile(
+    r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), "
+    rf"(\d{{2}})-([A-Z][a-z]{{2}})-(\d{{2}}) {_CLOCK} GMT\Z",
+    re.ASCII,
+)
+_ASCTIME_DATE = re.compile(
+    rf"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{{2}}) ([ \d]\d) {_CLOCK} (\d{{4}})\Z",
+    re.ASCII,
 )
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or IMF-fixdate).
+def _http_date(value: str, now: float) -> float | None:
+    """Epoch seconds of an HTTP-date in any of its three formats, or None."""
+    if match := _IMF_FIXDATE.match(value):
+        day, month, year, clock = match.groups()
+    elif match := _RFC850_DATE.match(value):
+        day, month, short_year, clock = match.groups()
+        # A two-digit year more than 50 years ahead is the most recent past one.
+        try:
+            this_year = int(rfc3339(now)[:4])
+        except ValueError:  # ``now`` outside years 0000-9999
+            return None
+        full_year = this_year - this_year % 100 + int(short_year)
+        if full_year > this_year + 50:
+            full_year -= 100
+        year = f"{full_year:04d}"
+    elif match := _ASCTIME_DATE.match(value):
+        month, day, clock, year = match.groups()
+        day = day.replace(" ", "0")
+    else:
+        return None
+    if month not in _MONTHS:
+        return None
+    try:
+        return parse_rfc3339(f"{year}-{_MONTHS[month]:02d}-{day}T{clock}Z")
+    except PayloadError:
+        return None
 
-    Returns None for a missing or unparseable value: a malformed header from a
-    receiver falls back to the schedule rather than failing the delivery.
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP-date).
+
+    An HTTP-date may be an IMF-fixdate or either obsolete format (RFC 850,
+    asctime), as RFC 9110 requires. Returns None for a missing or unparseable
+    value: a malformed header from a receiver falls back to the schedule rather
+    than failing the delivery.
     """
     if value is None:
         return None
     value = value.strip()
     if value.isdigit() and value.isascii() and len(value) <= 10:
         return float(int(value))
-    match = _HTTP_DATE.match(value)
-    if match is None or match.group(2) not in _MONTHS:
-        return None
-    day, month, year, clock = (
-        match.group(1),
-        _MONTHS[match.group(2)],
-        match.group(3),
-        match.group(4),
-    )
-    try:
-        when = parse_rfc3339(f"{year}-{month:02d}-{day}T{clock}Z")
-    except PayloadError:
+    when = _http_date(value, now)
+    if when is None:
         return None
     return max(when - now, 0.0)

@@ -87,8 +87,11 @@ class Secret:
             raise ConfigError("a secret must not contain CR, LF or NUL")
         platform_key = value.encode("utf-8")
         if value.startswith(_SECRET_PREFIX):
+            encoded = value[len(_SECRET_PREFIX) :]
+            # Standard Webhooks libraries accept the base64 with or without its padding.
+            encoded += "=" * (-len(encoded) % 4)
             try:
-                standard_key = binascii.a2b_base64(value[len(_SECRET_PREFIX) :], strict_mode=True)
+                standard_key = binascii.a2b_base64(encoded, strict_mode=True)
             except (binascii.Error, ValueError):
                 raise ConfigError(
                     "a secret starting with 'whsec_' must continue with base64"
@@ -154,12 +157,16 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         value = headers.get(name)
     except Exception:
         raise VerificationError("headers are not a mapping of strings") from None
-    if value is None and isinstance(headers, dict):
+    if value is None and isinstance(headers, Mapping):
+        # A plain dict (or any mapping) is matched case-insensitively, as HTTP headers are.
         lowered = name.lower()
-        for key, candidate in headers.items():
-            if isinstance(key, str) and key.lower() == lowered:
-                value = candidate
-                break
+        try:
+            for key, candidate in headers.items():
+                if isinstance(key, str) and key.lower() == lowered:
+                    value = candidate
+                    break
+        except Exception:
+            raise VerificationError("headers are not a mapping of strings") from None
     if value is not None and not isinstance(value, str):
         raise VerificationError(f"header {name} is not a string")
     return value

@@ -77,6 +77,13 @@ def validate_headers(
             raise ConfigError(f"header {name!r} is set by the library and cannot be overridden")
         if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
             raise ConfigError(f"header {name!r} has a value with CR, LF or NUL, or not a string")
+        # RFC 9110 field values: visible ASCII, spaces and tabs inside, nothing around.
+        # The HTTP client refuses anything else when sending (httpx encodes values as
+        # ASCII, h11 rejects surrounding whitespace), so refuse it at registration.
+        if not value.isascii() or any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
+            raise ConfigError(f"header {name!r} has a value with control or non-ASCII characters")
+        if value != value.strip(" \t"):
+            raise ConfigError(f"header {name!r} has a value with leading or trailing whitespace")
         if len(value) > 4096:
             raise ConfigError(f"header {name!r} is longer than 4096 characters")
     return pairs
