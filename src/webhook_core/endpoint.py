@@ -7,8 +7,9 @@ An endpoint starts ``unverified``. ``BeginVerification(token)`` moves it to
 ``webhook.verification`` event carrying the token); ``HandshakeResult`` makes it
 ``active`` when the answer is a 2xx whose body is the token (whitespace
 trimmed) or a JSON object whose ``verification_token`` is the token, and sends
-it back to ``unverified`` otherwise (the operator may try again). Only
-``active`` endpoints receive deliveries.
+it back to ``unverified`` otherwise (the operator may try again; a failed
+handshake also forgets any earlier verification of the URL). Only ``active``
+endpoints receive deliveries.
 
 ``Disable`` (by the operator, by a 410 Gone, or by the health checks) moves any
 other state to ``disabled``; ``Enable`` brings it back to ``active`` if the

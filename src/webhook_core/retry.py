@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable
 
 import attrs
 
@@ -30,11 +31,19 @@ def _finite_non_negative(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be a finite, non-negative number of seconds, not {value}")
 
 
+def _as_schedule(value: Iterable[float]) -> tuple[float, ...]:
+    # A named converter (not ``tuple``) so type checkers see ``Iterable[float]``.
+    try:
+        return tuple(value)
+    except TypeError:
+        raise ConfigError(f"schedule must be a sequence of delays, not {value!r}") from None
+
+
 @attrs.frozen
 class RetryPolicy:
     """How often and how soon deliveries are retried, and each attempt's deadline."""
 
-    schedule: tuple[float, ...] = attrs.field(default=DEFAULT_SCHEDULE, converter=tuple)
+    schedule: tuple[float, ...] = attrs.field(default=DEFAULT_SCHEDULE, converter=_as_schedule)
     timeout: float = 30.0
     jitter: float = 0.0
     seed: int = 0
