@@ -94,6 +94,8 @@ class Endpoint:
 
     def signing_secrets(self, now: float) -> tuple[Secret, ...]:
         """The secrets that sign a request sent at ``now``, newest first."""
+        if len(self.secrets) == 1:
+            return (self.secrets[0].parsed,)
         return tuple(
             s.parsed for s in self.secrets if s.expires_at is None or s.expires_at > now
         ) or (self.secrets[0].parsed,)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import binascii
+
 import attrs
 
 from webhook_core.delivery import Delivery
 from webhook_core.endpoint import Endpoint
 from webhook_core.envelope import Event
-from webhook_core.signing import SIGNATURE_HEADER, Secret, signature_headers
+from webhook_core.signing import SIGNATURE_HEADER, Secret, platform_signature
 
 USER_AGENT = "webhooks-delivery/0.1 (+python)"
 
@@ -31,14 +33,19 @@ def _headers(
     extra: tuple[tuple[str, str], ...],
     user_agent: str,
 ) -> tuple[tuple[str, str], ...]:
-    signed = signature_headers(secrets, event.id, int(now), event.body)
+    stamp = str(int(now))
+    message = f"{event.id}.{stamp}.".encode("ascii") + event.body
+    signatures = " ".join(
+        "v1," + binascii.b2a_base64(s.standard_hmac.digest(message), newline=False).decode("ascii")
+        for s in secrets
+    )
     return (
         ("Content-Type", "application/json"),
         ("User-Agent", user_agent),
-        ("webhook-id", signed["webhook-id"]),
-        ("webhook-timestamp", signed["webhook-timestamp"]),
-        ("webhook-signature", signed["webhook-signature"]),
-        (SIGNATURE_HEADER, signed[SIGNATURE_HEADER]),
+        ("webhook-id", event.id),
+        ("webhook-timestamp", stamp),
+        ("webhook-signature", signatures),
+        (SIGNATURE_HEADER, platform_signature(secrets[0], event.body)),
         ("X-Netasampark-Event", event.name),
         ("X-Netasampark-Delivery", delivery_id),
         ("X-Netasampark-Attempt", str(attempt)),
