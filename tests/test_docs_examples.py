@@ -33,7 +33,12 @@ def test_virtual_time_tutorial_block_runs(index: int, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(VIRTUAL_TIME[index], encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
 
@@ -43,7 +48,12 @@ def test_wire_contract_block_runs(index: int, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(WIRE[index], encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
 
@@ -57,7 +67,12 @@ def test_the_wire_contract_example_body_is_what_the_library_sends() -> None:
     event = build_event(
         platform_catalog(),
         "message.delivered",
-        {"message_id": "msg_123", "channel": "whatsapp", "to": "+919876543210", "status": "delivered"},
+        {
+            "message_id": "msg_123",
+            "channel": "whatsapp",
+            "to": "+919876543210",
+            "status": "delivered",
+        },
         event_id="evt_01HZX3J5K8Q2W9",
         now=1704067200,
     )

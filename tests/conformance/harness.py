@@ -7,8 +7,8 @@ portal, trio or asyncio); the threaded service is synchronous already.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import json
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,7 +90,10 @@ def handshake_answer(request: ReceivedRequest) -> Respond | None:
     return None
 
 
-def verifying(then: Respond | Handler = Respond(200)) -> Handler:
+OK = Respond(200)
+
+
+def verifying(then: Respond | Handler = OK) -> Handler:
     """A behaviour that answers handshakes correctly and everything else with ``then``."""
 
     def handle(request: ReceivedRequest) -> Any:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.conformance.harness import (
     DRIVERS,
     STORES,
@@ -16,9 +15,9 @@ from tests.conformance.harness import (
     message,
     running,
     verifying,
-    wait_delivery,
     wait_endpoint,
 )
+
 from transports.testing import (
     CloseWithoutResponse,
     Drip,

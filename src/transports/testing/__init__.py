@@ -29,10 +29,6 @@ from transports.testing.timetravel import (
 
 __all__ = [
     "DEFAULT_EPOCH",
-    "RecordedRequest",
-    "RecordingReceiver",
-    "virtual_asyncio",
-    "virtual_trio",
     "MAX_WAIT",
     "Behaviour",
     "CloseWithoutResponse",
@@ -43,6 +39,10 @@ __all__ = [
     "Hang",
     "LoopbackReceiver",
     "ReceivedRequest",
+    "RecordedRequest",
+    "RecordingReceiver",
     "Reset",
     "Respond",
+    "virtual_asyncio",
+    "virtual_trio",
 ]
