@@ -285,7 +285,7 @@ class HttpxSyncTransport:
                 _core_url(str(parsed.url)), auth=parsed.raw_auth, headers=parsed.headers.raw
             )
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
             proxy=core_proxy,
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
@@ -328,7 +328,7 @@ class HttpxSyncTransport:
             translated = _HTTPCORE_ERRORS[type(exc)](str(exc))
             translated.__cause__ = exc
             raise classify(translated) from exc
-        except OSError as exc:
+        except (httpx.InvalidURL, OSError) as exc:
             raise classify(exc) from exc
         finally:
             self._deadline.at = None

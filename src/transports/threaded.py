@@ -180,7 +180,7 @@ class ThreadedWebhookService:
         self._progress = 0
         self._in_flight = 0
         self._unwritten = 0
-        self._verifying: set[str] = set()
+        self._verifying: set[tuple[str, str | None]] = set()  # (endpoint id, token)
         self._unstarted: list[str] = []
         # Owned by the dispatcher thread:
         self._next_scan = -math.inf
@@ -200,28 +200,32 @@ class ThreadedWebhookService:
         return self._clock
 
     def start(self) -> None:
-        """Start the dispatcher, writer and worker threads."""
-        with self._stop_lock, self._lock:
-            if self._running:
-                raise RuntimeError("the service is already running")
-            if self._http is None:
-                self._http = HttpxSyncTransport()
-            self._stopping = self._wake = self._writer_told = False
-            self._next_scan = -math.inf
-            self._results = queue.SimpleQueue()
-            self._attempts = ThreadPoolExecutor(
-                self.max_in_flight, thread_name_prefix="webhooks-attempt"
-            )
-            self._handshakes = ThreadPoolExecutor(
-                _HANDSHAKE_WORKERS, thread_name_prefix="webhooks-handshake"
-            )
-            self._writer = threading.Thread(
-                target=self._write_loop, name="webhooks-writer", daemon=True
-            )
-            self._dispatcher = threading.Thread(
-                target=self._dispatch_loop, name="webhooks-dispatcher", daemon=True
-            )
-            self._running = True
+        """Start the threads; endpoints left in ``verifying`` get their handshake now."""
+        with self._stop_lock:
+            endpoints = self._call(self.store.list_endpoints)
+            with self._lock:
+                if self._running:
+                    raise RuntimeError("the service is already running")
+                if self._http is None:
+                    self._http = HttpxSyncTransport()
+                self._stopping = self._wake = self._writer_told = False
+                self._next_scan = self.clock.now() + self.poll_interval
+                self._results = queue.SimpleQueue()
+                self._attempts = ThreadPoolExecutor(
+                    self.max_in_flight, thread_name_prefix="webhooks-attempt"
+                )
+                self._handshakes = ThreadPoolExecutor(
+                    _HANDSHAKE_WORKERS, thread_name_prefix="webhooks-handshake"
+                )
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="webhooks-writer", daemon=True
+                )
+                self._dispatcher = threading.Thread(
+                    target=self._dispatch_loop, name="webhooks-dispatcher", daemon=True
+                )
+                self._running = True
+            for endpoint in endpoints:
+                self._start_handshake(endpoint)
             self._writer.start()
             self._dispatcher.start()
 
@@ -469,13 +473,19 @@ class ThreadedWebhookService:
     # -- handshakes ------------------------------------------------------------
 
     def _start_handshake(self, endpoint: Endpoint) -> None:
+        """Send the handshake for ``endpoint``'s current token, unless one is on its way.
+
+        A new token (a changed URL, a retried verification) gets a handshake at
+        once; the answer to the old one is then stale and ignored.
+        """
         if endpoint.state is not EndpointState.VERIFYING:
             return
+        key = (endpoint.id, endpoint.verification_token)
         with self._lock:
-            if not self._running or self._stopping or endpoint.id in self._verifying:
+            if not self._running or self._stopping or key in self._verifying:
                 return
             assert self._handshakes is not None
-            self._verifying.add(endpoint.id)
+            self._verifying.add(key)
             self._handshakes.submit(self._handshake, endpoint)
 
     def _handshake(self, endpoint: Endpoint) -> None:
@@ -505,7 +515,7 @@ class ThreadedWebhookService:
             log.exception("handshake with endpoint %s failed", endpoint.id)
         finally:
             with self._lock:
-                self._verifying.discard(endpoint.id)
+                self._verifying.discard((endpoint.id, endpoint.verification_token))
                 self._signal_locked()
 
     def _scan_endpoints(self) -> None:
