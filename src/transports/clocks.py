@@ -52,9 +52,9 @@ class AnyioClock:
 class VirtualClock:
     """A manually driven clock for the threaded driver's tests.
 
-    ``advance`` moves time forward; ``wait_until`` (used by the threaded
-    dispatcher to sleep) jumps straight to the deadline when ``autojump`` is on,
-    so an hour of back-off passes in no wall time at all.
+    ``advance`` and ``jump_to`` move time forward. With ``autojump`` on, the
+    threaded dispatcher jumps straight to the next due time instead of sleeping
+    whenever nothing is in flight, so an hour of back-off passes in no wall time.
     """
 
     def __init__(self, epoch: float = 1_700_000_000.0, *, autojump: bool = True) -> None:

@@ -43,6 +43,7 @@ from webhook_core import (
     USER_AGENT,
     Abandon,
     AttemptResult,
+    Cancel,
     ConfigError,
     Delivery,
     DeliveryState,
@@ -156,7 +157,7 @@ class WebhookService:
         self._in_flight = 0
         self._unwritten = 0
         self._writes = 0
-        self._verifying: set[str] = set()
+        self._verifying: set[tuple[str, str | None]] = set()
         self._last_scan = -math.inf
         self._send_results: MemoryObjectSendStream[Delivery] | None = None
         self._attempts_done = anyio.Event()
@@ -182,6 +183,7 @@ class WebhookService:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._writer, receive)
+        await self._scan_endpoints()
         self._tg.start_soon(self._dispatcher)
         return self
 
@@ -384,11 +386,11 @@ class WebhookService:
     def _start_handshake(self, endpoint: Endpoint) -> None:
         if (
             endpoint.state is EndpointState.VERIFYING
-            and endpoint.id not in self._verifying
+            and (endpoint.id, endpoint.verification_token) not in self._verifying
             and self._tg is not None
             and not self._stopping
         ):
-            self._verifying.add(endpoint.id)
+            self._verifying.add((endpoint.id, endpoint.verification_token))
             self._tg.start_soon(self._handshake, endpoint)
 
     async def _handshake(self, endpoint: Endpoint) -> None:
@@ -421,7 +423,7 @@ class WebhookService:
             )
             await self._call(self.store.save_endpoint, endpoint_machine.apply(current, answer))
         finally:
-            self._verifying.discard(endpoint.id)
+            self._verifying.discard((endpoint.id, endpoint.verification_token))
             self._attempts_done.set()
             self._progressed()
 
@@ -481,10 +483,13 @@ class WebhookService:
         now = self.clock.now()
         if delivery.state is DeliveryState.IN_FLIGHT:
             delivery, _ = delivery_machine.apply(delivery, Abandon(now, "lease expired"), policy)
-            if delivery.state is DeliveryState.FAILED:
-                self._unwritten += 1
-                await self._send_results.send(delivery)
-                return
+        if claim.endpoint.state is not EndpointState.ACTIVE and not delivery.is_terminal:
+            reason = f"endpoint {claim.endpoint.state.value}"
+            delivery, _ = delivery_machine.apply(delivery, Cancel(now, reason), policy)
+        if delivery.is_terminal:
+            self._unwritten += 1
+            await self._send_results.send(delivery)
+            return
         delivery, _ = delivery_machine.apply(delivery, Start(now), policy)
         request = delivery_request(
             delivery, claim.event, claim.endpoint, now, policy.timeout, self.user_agent

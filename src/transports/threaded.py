@@ -58,6 +58,7 @@ from webhook_core import (
     USER_AGENT,
     Abandon,
     AttemptResult,
+    Cancel,
     ConfigError,
     Delivery,
     DeliveryState,
@@ -603,9 +604,12 @@ class ThreadedWebhookService:
         now = self.clock.now()
         if delivery.state is DeliveryState.IN_FLIGHT:
             delivery, _ = delivery_machine.apply(delivery, Abandon(now, "lease expired"), policy)
-            if delivery.state is DeliveryState.FAILED:
-                self._write(delivery)
-                return
+        if claim.endpoint.state is not EndpointState.ACTIVE and not delivery.is_terminal:
+            reason = f"endpoint {claim.endpoint.state.value}"
+            delivery, _ = delivery_machine.apply(delivery, Cancel(now, reason), policy)
+        if delivery.is_terminal:
+            self._write(delivery)
+            return
         delivery, _ = delivery_machine.apply(delivery, Start(now), policy)
         request = delivery_request(
             delivery, claim.event, claim.endpoint, now, policy.timeout, self.user_agent
