@@ -13,6 +13,21 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
+def run_as_pasted(code: str, directory: Path) -> None:
+    """Run ``code`` as a script in a fresh interpreter; fail with its stderr."""
+    script = directory / "example.py"
+    script.write_text(code, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=directory,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def python_blocks(name: str) -> list[str]:
     return BLOCK.findall((DOCS / name).read_text(encoding="utf-8"))
 
@@ -30,32 +45,12 @@ def test_the_tutorial_has_an_example_per_runtime() -> None:
 
 @pytest.mark.parametrize("index", range(len(VIRTUAL_TIME)))
 def test_virtual_time_tutorial_block_runs(index: int, tmp_path: Path) -> None:
-    script = tmp_path / "example.py"
-    script.write_text(VIRTUAL_TIME[index], encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_as_pasted(VIRTUAL_TIME[index], tmp_path)
 
 
 @pytest.mark.parametrize("index", range(len(WIRE)))
 def test_wire_contract_block_runs(index: int, tmp_path: Path) -> None:
-    script = tmp_path / "example.py"
-    script.write_text(WIRE[index], encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_as_pasted(WIRE[index], tmp_path)
 
 
 def test_the_wire_contract_example_body_is_what_the_library_sends() -> None:

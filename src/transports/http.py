@@ -23,7 +23,7 @@ import attrs
 import httpcore
 import httpx
 
-from webhook_core import HttpRequest, Outcome
+from webhook_core import AttemptResult, HttpRequest, Outcome
 
 BODY_LIMIT = 64 * 1024
 
@@ -43,6 +43,29 @@ class HttpResponse:
             if key.lower() == lowered:
                 return value
         return None
+
+
+def attempt_result(
+    started: float, ended: float, outcome: HttpResponse | TransportError
+) -> tuple[AttemptResult, bytes]:
+    """The core's view of an exchange that ended with ``outcome``, and the body read."""
+    if isinstance(outcome, TransportError):
+        return AttemptResult(started, ended, error_kind=outcome.kind, error=outcome.detail), b""
+    excerpt = outcome.body.decode("utf-8", errors="replace")
+    result = AttemptResult(
+        started,
+        ended,
+        status=outcome.status,
+        response_excerpt=excerpt,
+        retry_after=outcome.header("retry-after"),
+    )
+    return result, outcome.body
+
+
+def timeout_result(started: float, ended: float, timeout: float) -> tuple[AttemptResult, bytes]:
+    """The core's view of an exchange cut off at its total deadline."""
+    reason = f"no complete response within {timeout:g} s"
+    return AttemptResult(started, ended, error_kind=Outcome.TIMEOUT, error=reason), b""
 
 
 class TransportError(Exception):

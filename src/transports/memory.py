@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import attrs
 
 from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter
-from webhook_core import Cancel, Delivery, DeliveryState, Endpoint, Event, RetryPolicy
-from webhook_core import delivery as delivery_machine
+from webhook_core import Delivery, DeliveryState, Endpoint, Event
 
 _WAITING = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)
 
@@ -51,18 +50,9 @@ class MemoryStore:
             return sorted(self._endpoints.values(), key=lambda e: (e.created_at, e.id))
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
-        """Remove an endpoint and fail its waiting deliveries."""
+        """Remove an endpoint; False if there was none."""
         with self._lock:
-            if self._endpoints.pop(endpoint_id, None) is None:
-                return False
-            policy = RetryPolicy()
-            for d in list(self._deliveries.values()):
-                if d.endpoint_id == endpoint_id and d.state in _WAITING:
-                    cancelled, _ = delivery_machine.apply(
-                        d, Cancel(d.next_attempt_at or d.created_at, "endpoint removed"), policy
-                    )
-                    self._deliveries[d.id] = cancelled
-            return True
+            return self._endpoints.pop(endpoint_id, None) is not None
 
     def add_event(self, event: Event, deliveries: Sequence[Delivery]) -> None:
         """Store an event and its deliveries."""

@@ -165,8 +165,10 @@ def rotate_endpoint_secret(
     return endpoint
 
 
-def remove_endpoint(store: Store, endpoint_id: str) -> None:
-    """Delete an endpoint (its waiting deliveries fail)."""
+def remove_endpoint(store: Store, endpoint_id: str, now: float) -> None:
+    """Fail an endpoint's waiting deliveries, then delete it."""
+    _require_endpoint(store, endpoint_id)
+    cancel_waiting(store, endpoint_id, now, "endpoint removed")
     if not store.delete_endpoint(endpoint_id):
         raise NotFound(f"no endpoint with id {endpoint_id!r}")
 

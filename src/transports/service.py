@@ -35,16 +35,20 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from transports import operations
 from transports.clocks import AnyioClock, Clock
-from transports.http import AsyncHttpTransport, HttpxTransport, TransportError
+from transports.config import DriverConfig
+from transports.http import (
+    AsyncHttpTransport,
+    HttpResponse,
+    HttpxTransport,
+    TransportError,
+    attempt_result,
+    timeout_result,
+)
 from transports.ids import new_id
-from transports.memory import MemoryStore
 from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
 from webhook_core import (
     USER_AGENT,
-    Abandon,
     AttemptResult,
-    Cancel,
-    ConfigError,
     Delivery,
     DeliveryState,
     DisableEndpoint,
@@ -52,13 +56,10 @@ from webhook_core import (
     EndpointState,
     EventCatalog,
     Finish,
-    HandshakeResult,
     HttpRequest,
-    Outcome,
     RetryPolicy,
-    Start,
-    delivery_request,
-    platform_catalog,
+    begin_attempt,
+    handshake_result,
     verification_event,
     verification_request,
 )
@@ -78,33 +79,15 @@ async def send_with_deadline(
     started = clock.now()
     try:
         with anyio.fail_after(request.timeout):
-            response = await http.send(request)
+            response: HttpResponse | TransportError = await http.send(request)
     except TimeoutError:
-        return (
-            AttemptResult(
-                started,
-                clock.now(),
-                error_kind=Outcome.TIMEOUT,
-                error=f"no complete response within {request.timeout:g} s",
-            ),
-            b"",
-        )
+        return timeout_result(started, clock.now(), request.timeout)
     except TransportError as exc:
-        return AttemptResult(started, clock.now(), error_kind=exc.kind, error=exc.detail), b""
-    excerpt = response.body.decode("utf-8", errors="replace")
-    return (
-        AttemptResult(
-            started,
-            clock.now(),
-            status=response.status,
-            response_excerpt=excerpt,
-            retry_after=response.header("retry-after"),
-        ),
-        response.body,
-    )
+        response = exc
+    return attempt_result(started, clock.now(), response)
 
 
-class WebhookService:
+class WebhookService(DriverConfig):
     """Sends webhooks from inside a trio or asyncio application.
 
     ``store`` defaults to a new in-memory store; ``http`` to an httpx transport;
@@ -127,26 +110,17 @@ class WebhookService:
         worker_id: str | None = None,
         user_agent: str = USER_AGENT,
     ) -> None:
-        self.store: Store = store if store is not None else MemoryStore()
-        self.policy = policy or RetryPolicy()
-        self.catalog = catalog or platform_catalog()
-        self.allow_http = allow_http
-        if max_in_flight < 1:
-            raise ConfigError("max_in_flight must be at least 1")
-        self.max_in_flight = max_in_flight
-        self.lease = (
-            lease if lease is not None else self.policy.timeout + max(30.0, self.policy.timeout)
+        super().__init__(
+            store,
+            policy=policy,
+            catalog=catalog,
+            allow_http=allow_http,
+            max_in_flight=max_in_flight,
+            lease=lease,
+            poll_interval=poll_interval,
+            worker_id=worker_id,
+            user_agent=user_agent,
         )
-        if self.lease <= self.policy.timeout + 5:
-            raise ConfigError(
-                f"lease ({self.lease:g} s) must outlive the attempt deadline "
-                f"({self.policy.timeout:g} s) by more than 5 s"
-            )
-        if poll_interval is None:
-            poll_interval = 1.0 if self.store.blocking else math.inf
-        self.poll_interval = poll_interval
-        self.worker_id = worker_id or new_id("wrk")
-        self.user_agent = user_agent
         self._http = http
         self._owns_http = http is None
         self._clock = clock
@@ -158,7 +132,7 @@ class WebhookService:
         self._unwritten = 0
         self._writes = 0
         self._verifying: set[tuple[str, str | None]] = set()
-        self._last_scan = -math.inf
+        self._next_scan = -math.inf
         self._send_results: MemoryObjectSendStream[Delivery] | None = None
         self._attempts_done = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
@@ -223,9 +197,6 @@ class WebhookService:
         if not self.store.blocking:
             return fn(*args, **kwargs)
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
-
-    def _notify(self) -> None:
-        self._wake.set()
 
     # -- the sender's API --------------------------------------------------------
 
@@ -314,7 +285,7 @@ class WebhookService:
 
     async def remove_endpoint(self, endpoint_id: str) -> None:
         """Delete an endpoint; its waiting deliveries fail."""
-        await self._call(operations.remove_endpoint, self.store, endpoint_id)
+        await self._call(operations.remove_endpoint, self.store, endpoint_id, self.clock.now())
 
     async def publish(
         self, event: str, data: Any, *, event_id: str | None = None
@@ -330,7 +301,7 @@ class WebhookService:
             event_id=event_id,
         )
         if result.deliveries:
-            self._notify()
+            self._wake.set()
         return result
 
     async def replay(self, delivery_id: str) -> Delivery:
@@ -338,7 +309,7 @@ class WebhookService:
         fresh = await self._call(
             operations.replay_delivery, self.store, delivery_id, self.clock.now()
         )
-        self._notify()
+        self._wake.set()
         return fresh
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
@@ -378,9 +349,6 @@ class WebhookService:
             with anyio.move_on_after(wait):
                 await self._progress.wait()
 
-    def _progressed(self) -> None:
-        self._progress.set()
-
     # -- handshakes ------------------------------------------------------------
 
     def _start_handshake(self, endpoint: Endpoint) -> None:
@@ -411,60 +379,48 @@ class WebhookService:
                 or current.verification_token != token
             ):
                 return
-            answer = HandshakeResult(
-                result.ended_at,
-                result.status,
-                body,
-                None
-                if result.status is not None
-                else f"{result.error_kind.value}: {result.error}"
-                if result.error_kind
-                else None,
-            )
+            answer = handshake_result(result, body)
             await self._call(self.store.save_endpoint, endpoint_machine.apply(current, answer))
         finally:
             self._verifying.discard((endpoint.id, endpoint.verification_token))
             self._attempts_done.set()
-            self._progressed()
+            self._progress.set()
 
     async def _scan_endpoints(self) -> None:
         now = self.clock.now()
-        if now - self._last_scan < self.poll_interval and self._last_scan > -math.inf:
+        if now < self._next_scan:
             return
-        self._last_scan = now
+        self._next_scan = now + self.poll_interval
         for endpoint in await self._call(self.store.list_endpoints):
             self._start_handshake(endpoint)
 
     # -- delivery --------------------------------------------------------------
 
     async def _dispatcher(self) -> None:
-        batch_cap = max(1, self.max_in_flight)
         while not self._stopping:
             self._wake = anyio.Event()
             await self._scan_endpoints()
             free = self.max_in_flight - self._in_flight
-            claimed: list[Claimed] = []
             if free > 0:
                 now = self.clock.now()
                 claimed = await self._call(
-                    self.store.claim, now, min(free, batch_cap), self.worker_id, now + self.lease
+                    self.store.claim, now, free, self.worker_id, now + self.lease
                 )
                 assert self._tg is not None
                 for claim in claimed:
                     self._in_flight += 1
                     self._tg.start_soon(self._attempt, claim)
-                if claimed and len(claimed) == min(free, batch_cap):
+                if len(claimed) == free:
                     await anyio.sleep(0)
                     continue
             if self._stopping:
                 break
-            next_due = await self._call(self.store.next_due)
             timeout = self.poll_interval
-            if next_due is not None:
-                timeout = min(timeout, max(next_due - self.clock.now(), 0.0))
-            if free <= 0:
-                timeout = self.poll_interval
-            if timeout > 0 or free <= 0:
+            if free > 0:
+                next_due = await self._call(self.store.next_due)
+                if next_due is not None:
+                    timeout = min(timeout, max(next_due - self.clock.now(), 0.0))
+            if timeout > 0:
                 with anyio.move_on_after(timeout):
                     await self._wake.wait()
 
@@ -478,24 +434,18 @@ class WebhookService:
 
     async def _run_attempt(self, claim: Claimed) -> None:
         assert self._http is not None and self._send_results is not None
-        policy = self.policy
-        delivery = claim.delivery
-        now = self.clock.now()
-        if delivery.state is DeliveryState.IN_FLIGHT:
-            delivery, _ = delivery_machine.apply(delivery, Abandon(now, "lease expired"), policy)
-        if claim.endpoint.state is not EndpointState.ACTIVE and not delivery.is_terminal:
-            reason = f"endpoint {claim.endpoint.state.value}"
-            delivery, _ = delivery_machine.apply(delivery, Cancel(now, reason), policy)
-        if delivery.is_terminal:
-            self._unwritten += 1
-            await self._send_results.send(delivery)
-            return
-        delivery, _ = delivery_machine.apply(delivery, Start(now), policy)
-        request = delivery_request(
-            delivery, claim.event, claim.endpoint, now, policy.timeout, self.user_agent
+        delivery, request = begin_attempt(
+            claim.delivery,
+            claim.event,
+            claim.endpoint,
+            self.clock.now(),
+            self.policy,
+            self.user_agent,
         )
-        result, _ = await send_with_deadline(self._http, request, self.clock)
-        delivery, effects = delivery_machine.apply(delivery, Finish(result), policy)
+        effects: tuple[object, ...] = ()
+        if request is not None:
+            result, _ = await send_with_deadline(self._http, request, self.clock)
+            delivery, effects = delivery_machine.apply(delivery, Finish(result), self.policy)
         self._unwritten += 1
         await self._send_results.send(delivery)
         for effect in effects:
@@ -528,4 +478,4 @@ class WebhookService:
                 self._unwritten -= len(batch)
                 self._writes += 1
                 self._wake.set()
-                self._progressed()
+                self._progress.set()

@@ -31,8 +31,7 @@ from transports.records import (
     endpoint_to_json,
 )
 from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter
-from webhook_core import Cancel, Delivery, Endpoint, Event, RetryPolicy
-from webhook_core import delivery as delivery_machine
+from webhook_core import Delivery, Endpoint, Event
 
 DEFAULT_PATH = "webhooks.db"
 _WAITING = ("pending", "retry_scheduled")
@@ -156,24 +155,9 @@ class SQLiteStore:
         return [endpoint_from_json(r[0]) for r in rows]
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
-        """Remove an endpoint and fail its waiting deliveries."""
-        policy = RetryPolicy()
+        """Remove an endpoint; False if there was none."""
         with self._write() as db:
-            if db.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)).rowcount == 0:
-                return False
-            rows = db.execute(
-                f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
-                "WHERE endpoint_id = ? AND state IN ('pending', 'retry_scheduled')",
-                (endpoint_id,),
-            ).fetchall()
-            cancelled = [
-                delivery_machine.apply(
-                    d, Cancel(d.next_attempt_at or d.created_at, "endpoint removed"), policy
-                )[0]
-                for d in map(delivery_from_row, rows)
-            ]
-            self._upsert(db, cancelled)
-            return True
+            return db.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)).rowcount > 0
 
     # -- events and deliveries ---------------------------------------------------
 
@@ -288,8 +272,10 @@ class SQLiteStore:
                 "SELECT min(t) FROM ("
                 " SELECT min(next_attempt_at) AS t FROM deliveries"
                 "  WHERE state IN ('pending', 'retry_scheduled')"
+                "  AND endpoint_id IN (SELECT id FROM endpoints)"
                 " UNION ALL"
-                " SELECT min(lease_expires_at) FROM deliveries WHERE state = 'in_flight')"
+                " SELECT min(lease_expires_at) FROM deliveries WHERE state = 'in_flight'"
+                "  AND endpoint_id IN (SELECT id FROM endpoints))"
             ).fetchone()
         return None if row[0] is None else float(row[0])
 

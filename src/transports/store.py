@@ -64,7 +64,7 @@ class Store(Protocol):
         ...
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
-        """Remove an endpoint; its waiting deliveries are failed. False if it did not exist."""
+        """Remove an endpoint; False if it did not exist. Claims skip its deliveries."""
         ...
 
     def add_event(self, event: Event, deliveries: Sequence[Delivery]) -> None:

@@ -45,21 +45,20 @@ from typing import Any, ParamSpec, TypeVar
 
 from transports import operations
 from transports.clocks import Clock, SystemClock, VirtualClock
+from transports.config import DriverConfig
 from transports.http import (
     HttpResponse,
     HttpxSyncTransport,
     SyncHttpTransport,
     TransportError,
+    attempt_result,
+    timeout_result,
 )
 from transports.ids import new_id
-from transports.memory import MemoryStore
 from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
 from webhook_core import (
     USER_AGENT,
-    Abandon,
     AttemptResult,
-    Cancel,
-    ConfigError,
     Delivery,
     DeliveryState,
     DisableEndpoint,
@@ -67,13 +66,10 @@ from webhook_core import (
     EndpointState,
     EventCatalog,
     Finish,
-    HandshakeResult,
     HttpRequest,
-    Outcome,
     RetryPolicy,
-    Start,
-    delivery_request,
-    platform_catalog,
+    begin_attempt,
+    handshake_result,
     verification_event,
     verification_request,
 )
@@ -107,24 +103,11 @@ def send_with_deadline(
         response = exc
     ended = max(clock.now(), started)
     if time.monotonic() - began >= request.timeout:
-        reason = f"no complete response within {request.timeout:g} s"
-        return AttemptResult(started, ended, error_kind=Outcome.TIMEOUT, error=reason), b""
-    if isinstance(response, TransportError):
-        return AttemptResult(started, ended, error_kind=response.kind, error=response.detail), b""
-    excerpt = response.body.decode("utf-8", errors="replace")
-    return (
-        AttemptResult(
-            started,
-            ended,
-            status=response.status,
-            response_excerpt=excerpt,
-            retry_after=response.header("retry-after"),
-        ),
-        response.body,
-    )
+        return timeout_result(started, ended, request.timeout)
+    return attempt_result(started, ended, response)
 
 
-class ThreadedWebhookService:
+class ThreadedWebhookService(DriverConfig):
     """Sends webhooks from a program without an event loop, on threads.
 
     ``store`` defaults to a new in-memory store; ``http`` to an
@@ -147,26 +130,17 @@ class ThreadedWebhookService:
         worker_id: str | None = None,
         user_agent: str = USER_AGENT,
     ) -> None:
-        self.store: Store = store if store is not None else MemoryStore()
-        self.policy = policy or RetryPolicy()
-        self.catalog = catalog or platform_catalog()
-        self.allow_http = allow_http
-        if max_in_flight < 1:
-            raise ConfigError("max_in_flight must be at least 1")
-        self.max_in_flight = max_in_flight
-        self.lease = (
-            lease if lease is not None else self.policy.timeout + max(30.0, self.policy.timeout)
+        super().__init__(
+            store,
+            policy=policy,
+            catalog=catalog,
+            allow_http=allow_http,
+            max_in_flight=max_in_flight,
+            lease=lease,
+            poll_interval=poll_interval,
+            worker_id=worker_id,
+            user_agent=user_agent,
         )
-        if self.lease <= self.policy.timeout + 5:
-            raise ConfigError(
-                f"lease ({self.lease:g} s) must outlive the attempt deadline "
-                f"({self.policy.timeout:g} s) by more than 5 s"
-            )
-        if poll_interval is None:
-            poll_interval = 1.0 if self.store.blocking else math.inf
-        self.poll_interval = poll_interval
-        self.worker_id = worker_id or new_id("wrk")
-        self.user_agent = user_agent
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._http = http
         self._owns_http = http is None
@@ -399,7 +373,7 @@ class ThreadedWebhookService:
 
     def remove_endpoint(self, endpoint_id: str) -> None:
         """Delete an endpoint; its waiting deliveries fail."""
-        self._call(operations.remove_endpoint, self.store, endpoint_id)
+        self._call(operations.remove_endpoint, self.store, endpoint_id, self.clock.now())
 
     def publish(
         self, event: str, data: Any, *, event_id: str | None = None
@@ -507,10 +481,7 @@ class ThreadedWebhookService:
                 or current.verification_token != token
             ):
                 return  # changed meanwhile: this answer is stale
-            error = None
-            if result.error_kind is not None:
-                error = f"{result.error_kind.value}: {result.error}"
-            answer = HandshakeResult(result.ended_at, result.status, body, error)
+            answer = handshake_result(result, body)
             self._call(self.store.save_endpoint, endpoint_machine.apply(current, answer))
         except Exception:
             log.exception("handshake with endpoint %s failed", endpoint.id)
@@ -599,23 +570,18 @@ class ThreadedWebhookService:
 
     def _run_attempt(self, claim: Claimed) -> None:
         assert self._http is not None
-        policy = self.policy
-        delivery = claim.delivery
-        now = self.clock.now()
-        if delivery.state is DeliveryState.IN_FLIGHT:
-            delivery, _ = delivery_machine.apply(delivery, Abandon(now, "lease expired"), policy)
-        if claim.endpoint.state is not EndpointState.ACTIVE and not delivery.is_terminal:
-            reason = f"endpoint {claim.endpoint.state.value}"
-            delivery, _ = delivery_machine.apply(delivery, Cancel(now, reason), policy)
-        if delivery.is_terminal:
-            self._write(delivery)
-            return
-        delivery, _ = delivery_machine.apply(delivery, Start(now), policy)
-        request = delivery_request(
-            delivery, claim.event, claim.endpoint, now, policy.timeout, self.user_agent
+        delivery, request = begin_attempt(
+            claim.delivery,
+            claim.event,
+            claim.endpoint,
+            self.clock.now(),
+            self.policy,
+            self.user_agent,
         )
-        result, _ = send_with_deadline(self._http, request, self.clock)
-        delivery, effects = delivery_machine.apply(delivery, Finish(result), policy)
+        effects: tuple[object, ...] = ()
+        if request is not None:
+            result, _ = send_with_deadline(self._http, request, self.clock)
+            delivery, effects = delivery_machine.apply(delivery, Finish(result), self.policy)
         self._write(delivery)
         for effect in effects:
             if isinstance(effect, DisableEndpoint):

@@ -30,6 +30,7 @@ from webhook_core.delivery import (
     new_delivery,
     replay,
 )
+from webhook_core.dispatch import begin_attempt, handshake_result
 from webhook_core.endpoint import (
     BeginVerification,
     ChangeUrl,
@@ -72,6 +73,7 @@ from webhook_core.signing import (
     platform_signature,
     signature_headers,
     standard_signature,
+    webhook_signature,
 )
 from webhook_core.timefmt import parse_rfc3339, rfc3339
 from webhook_core.urls import validate_headers, validate_url
@@ -121,6 +123,7 @@ __all__ = [
     "VerifiedRequest",
     "Verifier",
     "WebhookError",
+    "begin_attempt",
     "build_event",
     "canonical_json",
     "delivery",
@@ -128,6 +131,7 @@ __all__ = [
     "endpoint",
     "envelope_bytes",
     "fan_out",
+    "handshake_result",
     "js_number",
     "new_delivery",
     "parse_retry_after",
@@ -148,4 +152,5 @@ __all__ = [
     "validate_url",
     "verification_event",
     "verification_request",
+    "webhook_signature",
 ]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import binascii
-
 import attrs
 
 from webhook_core.delivery import Delivery
 from webhook_core.endpoint import Endpoint
 from webhook_core.envelope import Event
-from webhook_core.signing import SIGNATURE_HEADER, Secret, platform_signature
+from webhook_core.signing import SIGNATURE_HEADER, Secret, platform_signature, webhook_signature
 
 USER_AGENT = "webhooks-delivery/0.1 (+python)"
 
@@ -34,17 +32,12 @@ def _headers(
     user_agent: str,
 ) -> tuple[tuple[str, str], ...]:
     stamp = str(int(now))
-    message = f"{event.id}.{stamp}.".encode("ascii") + event.body
-    signatures = " ".join(
-        "v1," + binascii.b2a_base64(s.standard_hmac.digest(message), newline=False).decode("ascii")
-        for s in secrets
-    )
     return (
         ("Content-Type", "application/json"),
         ("User-Agent", user_agent),
         ("webhook-id", event.id),
         ("webhook-timestamp", stamp),
-        ("webhook-signature", signatures),
+        ("webhook-signature", webhook_signature(secrets, event.id, stamp, event.body)),
         (SIGNATURE_HEADER, platform_signature(secrets[0], event.body)),
         ("X-Netasampark-Event", event.name),
         ("X-Netasampark-Delivery", delivery_id),

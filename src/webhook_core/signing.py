@@ -118,28 +118,30 @@ def platform_signature(secret: Secret, body: bytes) -> str:
 
 def standard_signature(secret: Secret, msg_id: str, timestamp: int, body: bytes) -> str:
     """One ``v1,<base64>`` entry of ``webhook-signature``."""
-    digest = secret.standard_hmac.digest(f"{msg_id}.{timestamp}.".encode("ascii") + body)
-    return "v1," + binascii.b2a_base64(digest, newline=False).decode("ascii")
+    return webhook_signature((secret,), msg_id, str(timestamp), body)
+
+
+def webhook_signature(secrets: Sequence[Secret], msg_id: str, timestamp: str, body: bytes) -> str:
+    """The value of ``webhook-signature``: one ``v1,<base64>`` per secret, space-separated."""
+    message = f"{msg_id}.{timestamp}.".encode("ascii") + body
+    if len(secrets) == 1:
+        digest = secrets[0].standard_hmac.digest(message)
+        return "v1," + binascii.b2a_base64(digest, newline=False).decode("ascii")
+    return " ".join(
+        "v1," + binascii.b2a_base64(s.standard_hmac.digest(message), newline=False).decode("ascii")
+        for s in secrets
+    )
 
 
 def signature_headers(
     secrets: Sequence[Secret], msg_id: str, timestamp: int, body: bytes
 ) -> dict[str, str]:
     """The four signature headers; ``secrets`` newest first (the platform header uses it alone)."""
-    message = f"{msg_id}.{timestamp}.".encode("ascii") + body
-    if len(secrets) == 1:
-        digest = secrets[0].standard_hmac.digest(message)
-        signatures = "v1," + binascii.b2a_base64(digest, newline=False).decode("ascii")
-    else:
-        signatures = " ".join(
-            "v1,"
-            + binascii.b2a_base64(s.standard_hmac.digest(message), newline=False).decode("ascii")
-            for s in secrets
-        )
+    stamp = str(timestamp)
     return {
         "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signatures,
+        "webhook-timestamp": stamp,
+        "webhook-signature": webhook_signature(secrets, msg_id, stamp, body),
         SIGNATURE_HEADER: platform_signature(secrets[0], body),
     }
 

@@ -22,7 +22,7 @@ from transports.service import WebhookService
 from transports.sqlite import SQLiteStore
 from transports.store import Store
 from transports.testing import Handler, ReceivedRequest, Respond
-from webhook_core import Delivery, DeliveryState, Endpoint, EndpointState
+from webhook_core import Endpoint, EndpointState
 
 DRIVERS = ("trio", "asyncio", "threads")
 STORES = ("memory", "sqlite")
@@ -120,20 +120,6 @@ def wait_endpoint(
             raise AssertionError(
                 f"endpoint stayed {endpoint.state if endpoint else None}, not {state}"
             )
-        time.sleep(0.01)
-
-
-def wait_delivery(
-    hooks: Any, delivery_id: str, states: tuple[DeliveryState, ...], timeout: float = 15.0
-) -> Delivery:
-    """Poll until the delivery reaches one of ``states``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        delivery = hooks.get_delivery(delivery_id)
-        if delivery is not None and delivery.state in states:
-            return delivery
-        if time.monotonic() > deadline:
-            raise AssertionError(f"delivery stayed {delivery.state if delivery else None}")
         time.sleep(0.01)
 
 
