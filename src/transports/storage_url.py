@@ -1,0 +1,48 @@
+"""Choosing a store from one string: the ``--db`` option and ``WEBHOOKS_DB``.
+
+Accepted forms:
+
+* nothing: ``$WEBHOOKS_DB`` if set, else the SQLite file ``webhooks.db`` in
+  the working directory;
+* ``sqlite:///relative/or/absolute/path.db``, ``sqlite:path.db`` or a plain
+  file path: a SQLite file;
+* ``memory:``: an in-memory store (tests and demos; not durable).
+"""
+
+from __future__ import annotations
+
+import os
+
+from transports.memory import MemoryStore
+from transports.sqlite import DEFAULT_PATH, SQLiteStore
+from transports.store import Store
+from webhook_core import ConfigError
+
+ENV_VAR = "WEBHOOKS_DB"
+
+
+def resolve_db_url(url: str | None = None) -> str:
+    """The database URL in effect: ``url``, else ``$WEBHOOKS_DB``, else ``webhooks.db``."""
+    if url:
+        return url
+    return os.environ.get(ENV_VAR) or DEFAULT_PATH
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open (and migrate) the store that ``url`` names; see the module docstring."""
+    target = resolve_db_url(url)
+    scheme, sep, rest = target.partition(":")
+    scheme = scheme.lower()
+    if sep and scheme == "memory":
+        return MemoryStore()
+    if sep and scheme == "sqlite":
+        path = rest.removeprefix("//").removeprefix("/") if rest.startswith("//") else rest
+        if not path:
+            raise ConfigError(f"database URL {target!r} names no SQLite file")
+        return SQLiteStore(path)
+    if sep and len(scheme) > 1 and "/" not in scheme and "\\" not in scheme:
+        raise ConfigError(
+            f"database URL {target!r} has unknown scheme {scheme!r}; "
+            "use a file path, sqlite:///path, postgresql://... or memory:"
+        )
+    return SQLiteStore(target)
