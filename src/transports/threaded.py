@@ -152,6 +152,7 @@ class ThreadedWebhookService(DriverConfig):
         self._running = False
         self._stopping = False
         self._wake = False
+        self._unsubscribe: Callable[[], None] | None = None
         self._progress = 0
         self._in_flight = 0
         self._unwritten = 0
@@ -203,6 +204,9 @@ class ThreadedWebhookService(DriverConfig):
                 self._start_handshake(endpoint)
             self._writer.start()
             self._dispatcher.start()
+            subscribe = getattr(self.store, "subscribe", None)
+            if subscribe is not None:
+                self._unsubscribe = subscribe(self._notify)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop gracefully and join every thread.
@@ -231,6 +235,9 @@ class ThreadedWebhookService(DriverConfig):
                     return
                 self._stopping = True
                 self._signal_locked()
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
             assert self._dispatcher and self._writer and self._attempts and self._handshakes
             self._dispatcher.join(left())
             with self._changed:
@@ -376,21 +383,30 @@ class ThreadedWebhookService(DriverConfig):
         self._call(operations.remove_endpoint, self.store, endpoint_id, self.clock.now())
 
     def publish(
-        self, event: str, data: Any, *, event_id: str | None = None
+        self, event: str, data: Any, *, event_id: str | None = None, connection: Any = None
     ) -> operations.PublishResult:
-        """Validate and store an event, fanned out to every subscribed active endpoint."""
-        result = self._call(
-            operations.publish,
-            self.store,
-            self.catalog,
-            event,
-            data,
-            self.clock.now(),
-            event_id=event_id,
-        )
-        if result.deliveries:
-            self._notify()
+        """Validate and store an event, fanned out to every subscribed active endpoint.
+
+        With ``connection`` (your open sqlite3 or psycopg connection to the
+        store's database) the event is written in your transaction and is
+        delivered only if you commit; the dispatcher finds it at its next poll
+        (PostgreSQL wakes it at once).
+        """
+        (result,) = self.publish_many([(event, data, event_id)], connection=connection)
         return result
+
+    def publish_many(
+        self, events: Iterable[tuple[str, Any, str | None]], *, connection: Any = None
+    ) -> list[operations.PublishResult]:
+        """Publish ``(name, data, event_id or None)`` events in one store transaction."""
+        args = (self.store, self.catalog, list(events), self.clock.now())
+        if connection is None:
+            results = self._call(operations.publish_many, *args)
+        else:
+            results = operations.publish_many(*args, connection=connection)
+        if any(r.deliveries for r in results):
+            self._notify()
+        return results
 
     def replay(self, delivery_id: str) -> Delivery:
         """Send a delivered or failed delivery's event again, as a new delivery."""
