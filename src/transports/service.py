@@ -96,7 +96,8 @@ async def send_with_deadline(
 class WebhookService(DriverConfig):
     """Sends webhooks from inside a trio or asyncio application.
 
-    ``store`` defaults to a new in-memory store; ``http`` to an httpx transport;
+    ``store`` defaults to the SQLite file ``webhooks.db`` (or ``$WEBHOOKS_DB``);
+    ``http`` to an httpx transport;
     ``clock`` to the event loop's clock anchored at the real time (virtual under
     trio's ``MockClock`` or ``looptime``).
     """
@@ -115,6 +116,8 @@ class WebhookService(DriverConfig):
         poll_interval: float | None = None,
         worker_id: str | None = None,
         user_agent: str = USER_AGENT,
+        retention: operations.Retention | None = None,
+        retention_interval: float = 3600.0,
     ) -> None:
         super().__init__(
             store,
@@ -126,6 +129,8 @@ class WebhookService(DriverConfig):
             poll_interval=poll_interval,
             worker_id=worker_id,
             user_agent=user_agent,
+            retention=retention,
+            retention_interval=retention_interval,
         )
         self._http = http
         self._owns_http = http is None
@@ -445,6 +450,9 @@ class WebhookService(DriverConfig):
         """Claim what is due and start it; if nothing more is due now, sleep until it may be."""
         self._wake = anyio.Event()
         await self._scan_endpoints()
+        retention = self._prune_due(self.clock.now())
+        if retention is not None:
+            await self._call(operations.apply_retention, self.store, retention, self.clock.now())
         free = self.max_in_flight - self._in_flight
         if free > 0:
             now = self.clock.now()
@@ -460,7 +468,7 @@ class WebhookService(DriverConfig):
                 return
         if self._stopping:
             return
-        timeout = self.poll_interval
+        timeout = min(self.poll_interval, self._until_prune(self.clock.now()))
         if free > 0:
             next_due = await self._call(self.store.next_due)
             if next_due is not None:

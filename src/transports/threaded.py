@@ -129,6 +129,8 @@ class ThreadedWebhookService(DriverConfig):
         poll_interval: float | None = None,
         worker_id: str | None = None,
         user_agent: str = USER_AGENT,
+        retention: operations.Retention | None = None,
+        retention_interval: float = 3600.0,
     ) -> None:
         super().__init__(
             store,
@@ -140,6 +142,8 @@ class ThreadedWebhookService(DriverConfig):
             poll_interval=poll_interval,
             worker_id=worker_id,
             user_agent=user_agent,
+            retention=retention,
+            retention_interval=retention_interval,
         )
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._http = http
@@ -526,6 +530,9 @@ class ThreadedWebhookService(DriverConfig):
                 free = self.max_in_flight - self._in_flight
             try:
                 self._scan_endpoints()
+                retention = self._prune_due(self.clock.now())
+                if retention is not None:
+                    self._call(operations.apply_retention, self.store, retention, self.clock.now())
                 if free > 0:
                     now = self.clock.now()
                     claimed = self._call(
@@ -555,7 +562,7 @@ class ThreadedWebhookService(DriverConfig):
         with self._changed:
             if self._wake:
                 return
-            timeout = self.poll_interval
+            timeout = min(self.poll_interval, self._until_prune(clock.now()))
             if due is not None:
                 if not isinstance(clock, VirtualClock):
                     timeout = min(timeout, due - clock.now())
