@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -35,8 +36,10 @@ def endpoint_to_json(endpoint: Endpoint) -> str:
     return json.dumps(converter.unstructure(endpoint), separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=4096)
 def endpoint_from_json(text: str) -> Endpoint:
-    """An endpoint from its JSON document."""
+    """An endpoint from its JSON document (decoded once per distinct document: they are
+    immutable, and every publish and claim reads them)."""
     return converter.structure(json.loads(text), Endpoint)
 
 
