@@ -148,6 +148,7 @@ class WebhookService(DriverConfig):
         self._attempts_done = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
         self._unsubscribe: Callable[[], None] | None = None
+        self._dispatcher_stopped = anyio.Event()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -170,6 +171,7 @@ class WebhookService(DriverConfig):
         await self._tg.__aenter__()
         self._tg.start_soon(self._writer, receive)
         await self._scan_endpoints()
+        self._dispatcher_stopped = anyio.Event()
         self._tg.start_soon(self._dispatcher)
         subscribe = getattr(self.store, "subscribe", None)
         if subscribe is not None:
@@ -204,6 +206,7 @@ class WebhookService(DriverConfig):
         try:
             if exc_type is None:
                 with anyio.CancelScope(shield=True):
+                    await self._dispatcher_stopped.wait()
                     while self._in_flight or self._verifying:
                         self._attempts_done = anyio.Event()
                         await self._attempts_done.wait()
@@ -438,13 +441,16 @@ class WebhookService(DriverConfig):
     # -- delivery --------------------------------------------------------------
 
     async def _dispatcher(self) -> None:
-        while not self._stopping:
-            try:
-                await self._dispatch_once()
-            except Exception:
-                log.exception("dispatcher: store error; trying again in %g s", _ERROR_PAUSE)
-                with anyio.move_on_after(_ERROR_PAUSE):
-                    await self._wake.wait()
+        try:
+            while not self._stopping:
+                try:
+                    await self._dispatch_once()
+                except Exception:
+                    log.exception("dispatcher: store error; trying again in %g s", _ERROR_PAUSE)
+                    with anyio.move_on_after(_ERROR_PAUSE):
+                        await self._wake.wait()
+        finally:
+            self._dispatcher_stopped.set()
 
     async def _dispatch_once(self) -> None:
         """Claim what is due and start it; if nothing more is due now, sleep until it may be."""
@@ -459,6 +465,10 @@ class WebhookService(DriverConfig):
             claimed = await self._call(
                 self.store.claim, now, free, self.worker_id, now + self.lease
             )
+            if self._stopping:
+                ids = [c.delivery.id for c in claimed]
+                await self._call(self.store.release, ids, self.worker_id)
+                return
             assert self._tg is not None
             for claim in claimed:
                 self._in_flight += 1
