@@ -140,10 +140,14 @@ class PostgresStore:
         except PoolTimeout as exc:
             self._pool.close()
             raise ConfigError(f"cannot reach PostgreSQL at {_describe(conninfo)}") from exc
-        with self._pool.connection() as conn:
-            row = conn.execute("SELECT current_database()").fetchone()
-            self._database: str = row[0] if row else ""
-        self.migrate()
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute("SELECT current_database()").fetchone()
+                self._database: str = row[0] if row else ""
+            self.migrate()
+        except BaseException:
+            self._pool.close()
+            raise
 
     def _sql(self, text: str) -> str:
         return text.replace("{s}", self.schema)
@@ -487,7 +491,7 @@ class PostgresStore:
         return int(count)
 
     def close(self) -> None:
-        """Close the pool and stop listener threads."""
+        """Close the pool (listeners stop through the function ``subscribe`` returned)."""
         self._pool.close()
 
     # -- notifications --------------------------------------------------------
@@ -513,7 +517,7 @@ class PostgresStore:
     def _listen(self, wake: Callable[[], None], stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f'LISTEN "{self.channel}"')
                     wake()
                     while not stop.is_set():
