@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
+from transports.guard import OutboundPolicy
 from transports.ids import new_id
 from transports.memory import MemoryStore
 from transports.store import Store
 from webhook_core import USER_AGENT, ConfigError, EventCatalog, RetryPolicy, platform_catalog
+from webhook_core.addresses import Network
 
 
 class DriverConfig:
@@ -17,6 +20,8 @@ class DriverConfig:
     attempt deadline plus at least 30 s and must outlive it by more than 5 s
     (a shorter lease lets two workers send the same attempt at once); stores
     that other processes may write are polled every second by default.
+    ``allowed_networks``, ``allow_http`` and ``ca_file`` make the
+    ``OutboundPolicy`` the default transport and the handshakes use.
     """
 
     def __init__(
@@ -31,11 +36,14 @@ class DriverConfig:
         poll_interval: float | None,
         worker_id: str | None,
         user_agent: str = USER_AGENT,
+        allowed_networks: str | Iterable[str | Network] = (),
+        ca_file: str | None = None,
     ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
         self.policy = policy or RetryPolicy()
         self.catalog = catalog or platform_catalog()
         self.allow_http = allow_http
+        self.outbound = OutboundPolicy(allowed_networks, allow_http=allow_http, ca_file=ca_file)
         if max_in_flight < 1:
             raise ConfigError("max_in_flight must be at least 1")
         self.max_in_flight = max_in_flight

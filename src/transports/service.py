@@ -65,6 +65,7 @@ from webhook_core import (
 )
 from webhook_core import delivery as delivery_machine
 from webhook_core import endpoint as endpoint_machine
+from webhook_core.addresses import Network
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -109,6 +110,8 @@ class WebhookService(DriverConfig):
         poll_interval: float | None = None,
         worker_id: str | None = None,
         user_agent: str = USER_AGENT,
+        allowed_networks: str | Iterable[str | Network] = (),
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(
             store,
@@ -120,6 +123,8 @@ class WebhookService(DriverConfig):
             poll_interval=poll_interval,
             worker_id=worker_id,
             user_agent=user_agent,
+            allowed_networks=allowed_networks,
+            ca_file=ca_file,
         )
         self._http = http
         self._owns_http = http is None
@@ -150,7 +155,7 @@ class WebhookService(DriverConfig):
         if self._clock is None:
             self._clock = AnyioClock()
         if self._http is None:
-            self._http = HttpxTransport()
+            self._http = HttpxTransport(policy=self.outbound)
         self._stopping = False
         send, receive = anyio.create_memory_object_stream[Delivery](math.inf)
         self._send_results = send

@@ -75,6 +75,7 @@ from webhook_core import (
 )
 from webhook_core import delivery as delivery_machine
 from webhook_core import endpoint as endpoint_machine
+from webhook_core.addresses import Network
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -129,6 +130,8 @@ class ThreadedWebhookService(DriverConfig):
         poll_interval: float | None = None,
         worker_id: str | None = None,
         user_agent: str = USER_AGENT,
+        allowed_networks: str | Iterable[str | Network] = (),
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(
             store,
@@ -140,6 +143,8 @@ class ThreadedWebhookService(DriverConfig):
             poll_interval=poll_interval,
             worker_id=worker_id,
             user_agent=user_agent,
+            allowed_networks=allowed_networks,
+            ca_file=ca_file,
         )
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._http = http
@@ -182,7 +187,7 @@ class ThreadedWebhookService(DriverConfig):
                 if self._running:
                     raise RuntimeError("the service is already running")
                 if self._http is None:
-                    self._http = HttpxSyncTransport()
+                    self._http = HttpxSyncTransport(policy=self.outbound)
                 self._stopping = self._wake = self._writer_told = False
                 self._next_scan = self.clock.now() + self.poll_interval
                 self._results = queue.SimpleQueue()

@@ -56,6 +56,7 @@ from typing import Any, Self, TypeAlias
 import h11
 
 __all__ = [
+    "LOOPBACK_NETWORKS",
     "MAX_WAIT",
     "Behaviour",
     "CloseWithoutResponse",
@@ -69,6 +70,10 @@ __all__ = [
     "Reset",
     "Respond",
 ]
+
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+"""The networks to let through the outbound guard (``allowed_networks``) in tests
+that deliver to a `LoopbackReceiver`."""
 
 MAX_WAIT = 120.0
 """Upper bound, in seconds, for any single sleep a behaviour asks for."""
