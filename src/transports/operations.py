@@ -71,8 +71,11 @@ def add_endpoint(
     description: str = "",
     allow_http: bool = False,
 ) -> Endpoint:
-    """Register an endpoint; it is ``verifying`` until the driver's handshake succeeds."""
-    validate_url(url, allow_http=allow_http)
+    """Register an endpoint; it is ``verifying`` until the driver's handshake succeeds.
+
+    An internationalised host is stored in its IDNA (``xn--``) form.
+    """
+    url = validate_url(url, allow_http=allow_http)
     patterns = tuple(validate_pattern(p) for p in ([events] if isinstance(events, str) else events))
     endpoint = Endpoint(
         id=new_id("ep"),
@@ -107,8 +110,9 @@ def change_endpoint(
         endpoint = attrs.evolve(endpoint, filters=patterns)
     if headers is not None:
         endpoint = attrs.evolve(endpoint, headers=validate_headers(headers))
+    if url is not None:
+        url = validate_url(url, allow_http=allow_http)
     if url is not None and url != endpoint.url:
-        validate_url(url, allow_http=allow_http)
         endpoint = endpoint_machine.apply(endpoint, ChangeUrl(url, now))
         if endpoint.state is EndpointState.UNVERIFIED:
             endpoint = endpoint_machine.apply(endpoint, BeginVerification(new_token(), now))
