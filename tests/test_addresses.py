@@ -217,7 +217,7 @@ IS_GLOBAL_WRONG = [
 
 
 @pytest.mark.parametrize("address", IS_GLOBAL_WRONG)
-def test_addresses_is_global_calls_global_are_refused(address: str) -> None:
+def test_addresses_is_global_wrongly_calls_global_are_refused(address: str) -> None:
     parsed = ipaddress.ip_address(address)
     assert parsed.is_global  # what the standard library says...
     assert not vet_address(parsed).allowed  # ...and what the guard decides
