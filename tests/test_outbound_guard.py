@@ -39,8 +39,8 @@ from transports.testing import (
 from webhook_core import AttemptResult, ConfigError, HttpRequest, Outcome
 
 KINDS = ("trio", "asyncio", "sync")
-STRICT = OutboundPolicy()
-LOOPBACK = OutboundPolicy(LOOPBACK_NETWORKS)
+STRICT = OutboundPolicy(allow_http=True)  # the receivers here speak plain http
+LOOPBACK = OutboundPolicy(LOOPBACK_NETWORKS, allow_http=True)
 
 each_transport = pytest.mark.parametrize("kind", KINDS)
 
@@ -139,9 +139,17 @@ def test_refused_addresses_are_never_dialled(kind: str, host: str, reason: str) 
 
 @each_transport
 def test_metadata_is_refused_even_when_every_network_is_allowed(kind: str) -> None:
-    everything = OutboundPolicy("0.0.0.0/0,::/0")
+    everything = OutboundPolicy("0.0.0.0/0,::/0", allow_http=True)
     result, _ = deliver(kind, "http://169.254.169.254/latest/meta-data/", everything, 2.0)
     blocked(result, "metadata")
+
+
+@each_transport
+def test_plain_http_is_refused_unless_allowed(kind: str, rx: LoopbackReceiver) -> None:
+    https_only = OutboundPolicy(LOOPBACK_NETWORKS)
+    result, _ = deliver(kind, rx.url("/hook"), https_only)
+    blocked(result, "plain http is not allowed")
+    assert rx.requests == []
 
 
 @each_transport
@@ -171,7 +179,7 @@ def test_an_explicit_proxy_gets_only_targets_that_pass_the_guard(kind: str) -> N
     # The loopback receiver plays the forward proxy: it records the absolute-form
     # target it was asked for; nothing leaves the machine.
     with LoopbackReceiver() as proxy:
-        policy = OutboundPolicy(proxy=proxy.url())
+        policy = OutboundPolicy(allow_http=True, proxy=proxy.url())
         result, _ = deliver(kind, "http://10.1.2.3/hook", policy)
         blocked(result, "10.1.2.3 is private")
         assert proxy.requests == []

@@ -155,3 +155,15 @@ def test_drivers_verify_with_their_ca_file(
         endpoint = hooks.add_endpoint(tls_rx.url("/hook"))
         refused = wait_endpoint(hooks, endpoint.id, EndpointState.UNVERIFIED)
         assert "tls_error" in (refused.last_error or "")
+
+
+def test_drivers_name_a_ca_file_they_cannot_load(tmp_path: Path) -> None:
+    from transports.service import WebhookService
+    from transports.threaded import ThreadedWebhookService
+    from webhook_core import ConfigError
+
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    for driver in (WebhookService, ThreadedWebhookService):
+        with pytest.raises(ConfigError, match=r"CA file '.*ca\.pem' cannot be loaded"):
+            driver(ca_file=str(bad))

@@ -44,6 +44,8 @@ class DriverConfig:
         self.catalog = catalog or platform_catalog()
         self.allow_http = allow_http
         self.outbound = OutboundPolicy(allowed_networks, allow_http=allow_http, ca_file=ca_file)
+        if ca_file is not None:
+            self.outbound.ssl_context()  # a CA file that cannot be loaded fails here, not later
         if max_in_flight < 1:
             raise ConfigError("max_in_flight must be at least 1")
         self.max_in_flight = max_in_flight

@@ -187,6 +187,13 @@ def _core_proxy(proxy: str | None) -> httpcore.Proxy | None:
     )
 
 
+def _allowed_scheme(url: httpcore.URL, policy: OutboundPolicy) -> httpcore.URL:
+    """``url``, or ``BlockedAddress`` if it is plain http and the policy allows only https."""
+    if url.scheme == b"http" and not policy.allow_http:
+        raise BlockedAddress("refused to send: plain http is not allowed (allow_http is off)")
+    return url
+
+
 def _target(url: httpcore.URL) -> tuple[str, int]:
     """The host and port a request to ``url`` connects to (for the proxy pre-check)."""
     default = 443 if url.scheme == b"https" else 80
@@ -252,7 +259,7 @@ class HttpxTransport:
     async def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request`` and read at most ``body_limit`` bytes of the answer."""
         try:
-            url = _core_url(request.url)
+            url = _allowed_scheme(_core_url(request.url), self.policy)
             if self._proxy is not None:
                 await resolve_vetted(*_target(url), self.policy)
             async with self._pool.stream(
@@ -389,7 +396,7 @@ class HttpxSyncTransport:
         """POST ``request`` and read at most ``body_limit`` bytes, all within its timeout."""
         self._deadline.at = time.monotonic() + request.timeout
         try:
-            url = _core_url(request.url)
+            url = _allowed_scheme(_core_url(request.url), self.policy)
             if self._proxy is not None:
                 resolve_vetted_sync(*_target(url), self.policy)
             with self._pool.stream(
