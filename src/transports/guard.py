@@ -128,8 +128,8 @@ def vetted(host: str, addresses: Iterable[IPAddress], policy: OutboundPolicy) ->
     for address in unique:
         verdict = policy.vet(address)
         if not verdict.allowed:
-            where = "" if str(address) == host else f"{host} resolves to "
-            raise BlockedAddress(f"refused to connect: {where}{verdict.reason}")
+            where = "" if str(address) == host else f" to {host}"
+            raise BlockedAddress(f"refused to connect{where}: {verdict.reason}")
     return [str(a) for a in unique]
 
 
