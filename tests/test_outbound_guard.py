@@ -8,6 +8,7 @@ tests that expect a delivery allow 127.0.0.0/8 explicitly.
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import socket
 from collections.abc import Iterator
@@ -198,6 +199,15 @@ def test_only_the_first_64_kib_of_a_body_are_read(kind: str, rx: LoopbackReceive
     result, body = deliver(kind, rx.url("/hook"))
     assert result.status == 200
     assert body == b"x" * (64 * 1024)
+
+
+@each_transport
+def test_bodies_are_never_decompressed(kind: str, rx: LoopbackReceiver) -> None:
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB of zeros in about 64 KiB
+    rx.route("/hook", Respond(200, bomb, (("Content-Encoding", "gzip"),)))
+    result, body = deliver(kind, rx.url("/hook"))
+    assert result.status == 200
+    assert body == bomb[: 64 * 1024]
 
 
 @each_transport

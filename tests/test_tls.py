@@ -8,6 +8,7 @@ given to them.
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
 import tempfile
 from collections.abc import Iterator
@@ -85,6 +86,8 @@ def tls_rx(request: pytest.FixtureRequest, ca: trustme.CA) -> Iterator[LoopbackR
     kind, url_host = request.param
     if kind == "localhost":
         context = server_context(ca.issue_cert("localhost", "127.0.0.1"))
+    elif kind == "name-only":
+        context = server_context(ca.issue_cert("localhost"))
     elif kind == "other-host":
         context = server_context(ca.issue_cert("other.example"))
     elif kind == "expired":
@@ -96,6 +99,34 @@ def tls_rx(request: pytest.FixtureRequest, ca: trustme.CA) -> Iterator[LoopbackR
         context = server_context(self_signed("localhost"))
     with LoopbackReceiver(tls=context, url_host=url_host) as receiver:
         yield receiver
+
+
+def test_the_connection_goes_to_a_vetted_address_but_tls_checks_the_name(
+    ca: trustme.CA, ca_file: str
+) -> None:
+    # The certificate names only "localhost": verification and SNI must use the
+    # URL's host name, although the socket was opened to the vetted 127.0.0.1.
+    context = server_context(ca.issue_cert("localhost"))
+    names: list[str | None] = []
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)
+    with LoopbackReceiver(tls=context, url_host="localhost") as rx:
+        for kind in KINDS:
+            result, _ = deliver(kind, rx.url("/hook"), policy(ca_file))
+            assert result.status == 200, (kind, result)
+    assert names == ["localhost"] * len(KINDS)
+    assert len(rx.requests) == len(KINDS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_receiver_that_never_finishes_the_tls_handshake_is_cut_off(
+    kind: str, ca_file: str
+) -> None:
+    with socket.socket() as silent:  # the kernel accepts; nobody ever answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        result, _ = deliver(kind, f"https://localhost:{port}/hook", policy(ca_file), timeout=0.5)
+    assert result.error_kind is Outcome.TIMEOUT, result
 
 
 def policy(ca_file: str | None) -> OutboundPolicy:
