@@ -12,7 +12,7 @@ from transports import operations
 from transports.memory import MemoryStore
 from transports.service import WebhookService
 from transports.store import Claimed
-from transports.testing import LoopbackReceiver, Respond
+from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver, Respond
 from webhook_core import DeliveryState, EndpointState, platform_catalog
 
 
@@ -43,7 +43,9 @@ def test_claims_returned_after_stopping_are_released_not_sent(backend: str) -> N
             attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
         )
         operations.publish(store, platform_catalog(), "message.sent", data, 0.0)
-        service = WebhookService(store, allow_http=True, poll_interval=0.05)
+        service = WebhookService(
+            store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS, poll_interval=0.05
+        )
         async with service:
             await anyio.to_thread.run_sync(store.claiming.wait, 10)
             threading.Timer(0.2, store.stopping.set).start()

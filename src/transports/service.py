@@ -69,6 +69,7 @@ from webhook_core import (
 )
 from webhook_core import delivery as delivery_machine
 from webhook_core import endpoint as endpoint_machine
+from webhook_core.addresses import Network
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -118,6 +119,8 @@ class WebhookService(DriverConfig):
         user_agent: str = USER_AGENT,
         retention: operations.Retention | None = None,
         retention_interval: float = 3600.0,
+        allowed_networks: str | Iterable[str | Network] = (),
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(
             store,
@@ -131,6 +134,8 @@ class WebhookService(DriverConfig):
             user_agent=user_agent,
             retention=retention,
             retention_interval=retention_interval,
+            allowed_networks=allowed_networks,
+            ca_file=ca_file,
         )
         self._http = http
         self._owns_http = http is None
@@ -163,7 +168,7 @@ class WebhookService(DriverConfig):
         if self._clock is None:
             self._clock = AnyioClock()
         if self._http is None:
-            self._http = HttpxTransport()
+            self._http = HttpxTransport(policy=self.outbound)
         self._stopping = False
         send, receive = anyio.create_memory_object_stream[Delivery](math.inf)
         self._send_results = send

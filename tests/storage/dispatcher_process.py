@@ -27,6 +27,7 @@ from transports.postgres import PostgresStore
 from transports.service import WebhookService
 from transports.sqlite import SQLiteStore
 from transports.store import Store
+from transports.testing import LOOPBACK_NETWORKS
 from transports.threaded import ThreadedWebhookService
 from webhook_core import USER_AGENT, RetryPolicy
 
@@ -97,6 +98,7 @@ def main() -> None:
         "store": store,
         "policy": RetryPolicy(schedule=(0.2, 0.2, 0.2, 0.2), timeout=args.timeout),
         "allow_http": True,
+        "allowed_networks": LOOPBACK_NETWORKS,
         "lease": args.lease,
         "poll_interval": args.poll,
         "max_in_flight": args.max_in_flight,

@@ -6,6 +6,7 @@ retry behaviour in virtual time.
 """
 
 from transports.testing.loopback import (
+    LOOPBACK_NETWORKS,
     MAX_WAIT,
     Behaviour,
     CloseWithoutResponse,
@@ -29,6 +30,7 @@ from transports.testing.timetravel import (
 
 __all__ = [
     "DEFAULT_EPOCH",
+    "LOOPBACK_NETWORKS",
     "MAX_WAIT",
     "Behaviour",
     "CloseWithoutResponse",
