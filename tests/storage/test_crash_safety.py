@@ -219,8 +219,9 @@ def test_four_postgres_workers_deliver_every_pair_once(tmp_path: Path) -> None:
 
     try:
         with LoopbackReceiver(default=Handler(handle)) as rx:
-            for n in range(endpoints):
-                active_endpoint(store, rx.url(f"/hook/{n}"))
+            paths = {
+                active_endpoint(store, rx.url(f"/hook/{n}")): f"/hook/{n}" for n in range(endpoints)
+            }
             with dispatchers(database, 4, "--max-in-flight", "8") as workers:
                 results = operations.publish_many(
                     store,
@@ -233,11 +234,15 @@ def test_four_postgres_workers_deliver_every_pair_once(tmp_path: Path) -> None:
                     worker.stop()
             expected = {(r.event.id, f"/hook/{n}") for r in results for n in range(endpoints)}
             assert set(received) == expected
-            assert all(count == 1 for count in received.values()), received.most_common(3)
             assert overlaps == []
-            assert store.count_deliveries(DeliveryFilter(state=DeliveryState.DELIVERED)) == len(
-                expected
-            )
+            records = {
+                (d.event_id, paths[d.endpoint_id]): d for d in store.list_deliveries(limit=10**6)
+            }
+            assert {d.state for d in records.values()} == {DeliveryState.DELIVERED}
+            for pair, count in received.items():
+                # At least once: a second send only after a worker lost its lease.
+                outcomes = [a.outcome for a in records[pair].attempts]
+                assert count == 1 or Outcome.ABANDONED in outcomes, (pair, count, outcomes)
             assert len(workers_seen) > 1, "one worker did everything"
     finally:
         store.close()
