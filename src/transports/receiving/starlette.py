@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from transports.receiving.receiver import Receiver
-from webhook_core.receiving import MAX_BODY, TOO_LARGE, Reply
+from webhook_core.receiving import MAX_BODY, NOT_POST, TOO_LARGE, Reply
 
 
 def _response(reply: Reply) -> Response:
@@ -25,6 +25,8 @@ def webhook_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respon
     """A Starlette/FastAPI handler that verifies and routes the request with ``receiver``."""
 
     async def webhook(request: Request) -> Response:
+        if request.method != "POST":
+            return _response(NOT_POST)
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
