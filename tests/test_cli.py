@@ -129,7 +129,7 @@ def test_disable_enable_verify_rotate_remove(db: Path) -> None:
     enabled = json.loads(run(db, "endpoints", "enable", endpoint_id, "--json").stdout)
     assert enabled["state"] in ("verifying", "active")
     verified = run(db, "endpoints", "verify", endpoint_id)
-    assert "state: verifying" in verified.stdout
+    assert f"endpoint {endpoint_id}: verifying" in verified.stdout
     rotated = run(db, "endpoints", "rotate-secret", endpoint_id, "--grace", "3600")
     assert rotated.exit_code == 0, rotated.output
     stored = store.get_endpoint(endpoint_id)
@@ -142,6 +142,50 @@ def test_disable_enable_verify_rotate_remove(db: Path) -> None:
     assert f"endpoint {endpoint_id} removed" in removed.stdout
     assert store.get_endpoint(endpoint_id) is None
     store.close()
+
+
+def test_quiet_prints_only_the_id(db: Path) -> None:
+    endpoint_id = run(db, "endpoints", "add", "https://a.example/x", "--quiet").stdout.strip()
+    assert SQLiteStore(db).get_endpoint(endpoint_id) is not None
+    _activate(db, endpoint_id)
+    event_id = run(db, "publish", "message.sent", "--data", json.dumps(MESSAGE), "-q").stdout
+    assert SQLiteStore(db).get_event(event_id.strip()) is not None
+
+
+def test_wait_without_a_dispatcher_says_so_in_one_line(db: Path) -> None:
+    line = one_line_error(run(db, "endpoints", "add", "https://a.example/x", "--wait", "0.3"))
+    assert "still verifying after 0.3 s; is 'webhooks serve' running" in line
+
+
+def test_wait_reports_the_handshake_and_the_deliveries(db: Path) -> None:
+    with LoopbackReceiver() as rx, ThreadedWebhookService(SQLiteStore(db), allow_http=True):
+        rx.route("/ok", handshake_then())
+        rx.route("/no", Respond(403, b"go away"))
+        added = run(db, "endpoints", "add", rx.url("/ok"), "--wait", "30", env=LOOPBACK_ENV)
+        assert added.exit_code == 0, added.output
+        assert "state:  active" in added.stdout
+        refused = run(db, "endpoints", "add", rx.url("/no"), "--wait", "30", env=LOOPBACK_ENV)
+        assert "state:  unverified: " in refused.stdout and "403" in refused.stdout
+        published = run(db, "publish", "message.sent", "--data", json.dumps(MESSAGE), "--wait",
+                        "30")  # fmt: skip
+        assert published.exit_code == 0, published.output
+        assert ": delivered (attempt 1: HTTP 200)" in published.stdout
+        as_json = json.loads(
+            run(
+                db,
+                "publish",
+                "message.read",
+                "--data",
+                json.dumps(MESSAGE),
+                "--wait",
+                "30",
+                "--json",
+            ).stdout
+        )
+        assert [r["state"] for r in as_json["results"]] == ["delivered"]
+        endpoint_id = added.stdout.split("added endpoint ")[1].split()[0]
+        again = run(db, "endpoints", "verify", endpoint_id, "--wait", "30")
+        assert f"endpoint {endpoint_id}: active" in again.stdout
 
 
 # -- publish -----------------------------------------------------------------------------

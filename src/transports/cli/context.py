@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
@@ -17,6 +20,7 @@ from transports.store import Store
 from webhook_core import WebhookError
 
 ALLOW_HTTP_ENV = "WEBHOOKS_ALLOW_HTTP"
+T = TypeVar("T")
 
 
 class UserError(click.ClickException):
@@ -71,3 +75,23 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (drivers' errors can run to many lines)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def poll(check: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T | None:
+    """Call ``check`` until it returns something other than None, for at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None or time.monotonic() >= deadline:
+            return result
+        time.sleep(interval)
+
+
+WAIT_OPTION = click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for the running dispatcher to finish, and show the result.",
+)

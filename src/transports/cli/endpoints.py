@@ -7,9 +7,16 @@ import time
 import click
 
 from transports import operations
-from transports.cli.context import ALLOW_HTTP_ENV, Context, UserError, allow_http_from_env
+from transports.cli.context import (
+    ALLOW_HTTP_ENV,
+    WAIT_OPTION,
+    Context,
+    UserError,
+    allow_http_from_env,
+    poll,
+)
 from transports.cli.output import console, endpoint_json, fields, print_json, table, when
-from webhook_core import Endpoint
+from webhook_core import Endpoint, EndpointState
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 pass_context = click.make_pass_decorator(Context)
@@ -20,6 +27,35 @@ def _summary(endpoint: Endpoint, verb: str, as_json: bool) -> None:
         print_json(endpoint_json(endpoint))
     else:
         console.print(f"endpoint {endpoint.id} {verb}; state: {endpoint.state.value}", markup=False)
+
+
+def _await_handshake(state: Context, endpoint: Endpoint, timeout: float | None) -> Endpoint:
+    """With ``--wait``: the endpoint once the running dispatcher's handshake has finished."""
+    if timeout is None or endpoint.state is not EndpointState.VERIFYING:
+        return endpoint
+    store = state.store()
+
+    def finished() -> Endpoint | None:
+        current = store.get_endpoint(endpoint.id)
+        if current is None:
+            raise operations.NotFound(f"endpoint {endpoint.id} was removed meanwhile")
+        return None if current.state is EndpointState.VERIFYING else current
+
+    done = poll(finished, timeout)
+    if done is None:
+        raise UserError(
+            f"endpoint {endpoint.id} is still verifying after {timeout:g} s; "
+            "is 'webhooks serve' running against this database?"
+        )
+    return done
+
+
+def _handshake_note(endpoint: Endpoint) -> str:
+    if endpoint.state is EndpointState.VERIFYING:
+        return "verifying (the running dispatcher sends the handshake)"
+    if endpoint.state is EndpointState.UNVERIFIED:
+        return f"unverified: {endpoint.last_error}"
+    return str(endpoint.state.value)
 
 
 @click.group()
@@ -39,6 +75,8 @@ def endpoints() -> None:
 )
 @click.option("--secret", help="The signing secret (default: a new whsec_ secret).")
 @click.option("--description", default="", help="A note for operators.")
+@WAIT_OPTION
+@click.option("--quiet", "-q", is_flag=True, help="Print only the endpoint id.")
 @JSON_OPTION
 @pass_context
 def add(
@@ -47,6 +85,8 @@ def add(
     patterns: tuple[str, ...],
     secret: str | None,
     description: str,
+    wait_seconds: float | None,
+    quiet: bool,
     as_json: bool,
 ) -> None:
     """Register URL; prints its id and secret. The running dispatcher sends the handshake.
@@ -67,18 +107,22 @@ def add(
         description=description,
         allow_http=allow_http,
     )
+    if quiet:
+        console.print(endpoint.id, markup=False)
+    elif not as_json:
+        console.print(f"added endpoint {endpoint.id}", markup=False)
+        fields(
+            [
+                ("url", endpoint.url),
+                ("events", ", ".join(endpoint.filters)),
+                ("secret", endpoint.secrets[0].value),
+            ]
+        )
+    endpoint = _await_handshake(state, endpoint, wait_seconds)
     if as_json:
         print_json(endpoint_json(endpoint, secrets=True))
-        return
-    console.print(f"added endpoint {endpoint.id}", markup=False)
-    fields(
-        [
-            ("url", endpoint.url),
-            ("events", ", ".join(endpoint.filters)),
-            ("secret", endpoint.secrets[0].value),
-            ("state", f"{endpoint.state.value} (the running dispatcher sends the handshake)"),
-        ]
-    )
+    elif not quiet:
+        console.print(f"state:  {_handshake_note(endpoint)}", markup=False)
 
 
 @endpoints.command(name="list")
@@ -131,12 +175,17 @@ def show(state: Context, endpoint_id: str, as_json: bool) -> None:
 
 @endpoints.command()
 @click.argument("endpoint_id", metavar="ID")
+@WAIT_OPTION
 @JSON_OPTION
 @pass_context
-def verify(state: Context, endpoint_id: str, as_json: bool) -> None:
+def verify(state: Context, endpoint_id: str, wait_seconds: float | None, as_json: bool) -> None:
     """Send the verification handshake again (the running dispatcher sends it)."""
     endpoint = operations.request_verification(state.store(), endpoint_id, time.time())
-    _summary(endpoint, "will be verified again", as_json)
+    endpoint = _await_handshake(state, endpoint, wait_seconds)
+    if as_json:
+        print_json(endpoint_json(endpoint))
+    else:
+        console.print(f"endpoint {endpoint.id}: {_handshake_note(endpoint)}", markup=False)
 
 
 @endpoints.command()

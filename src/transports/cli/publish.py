@@ -10,9 +10,10 @@ from typing import Any
 import click
 
 from transports import operations
-from transports.cli.context import Context, UserError
-from transports.cli.output import console, print_json
-from webhook_core import PayloadError, platform_catalog, validate_event_name
+from transports.cli.context import WAIT_OPTION, Context, UserError, poll
+from transports.cli.output import console, delivery_json, print_json
+from transports.store import DeliveryFilter
+from webhook_core import Delivery, PayloadError, platform_catalog, validate_event_name
 
 pass_context = click.make_pass_decorator(Context)
 
@@ -45,9 +46,18 @@ def parse_data(text: str | None) -> Any:
     metavar="JSON|@FILE",
     help="The event's data: a JSON object, or @FILE to read one from a file.",
 )
+@WAIT_OPTION
+@click.option("--quiet", "-q", is_flag=True, help="Print only the event id.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
-def publish(state: Context, event: str, data: str | None, as_json: bool) -> None:
+def publish(
+    state: Context,
+    event: str,
+    data: str | None,
+    wait_seconds: float | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Publish EVENT (e.g. message.delivered); prints its id and how many deliveries it made."""
     catalog = platform_catalog()
     if event not in catalog:
@@ -62,10 +72,42 @@ def publish(state: Context, event: str, data: str | None, as_json: bool) -> None
         result = operations.publish(state.store(), catalog, event, payload, time.time())
     except PayloadError as exc:
         raise UserError(f"{exc} (give the event's data with --data JSON or --data @FILE)") from None
+    if quiet:
+        console.print(result.event.id, markup=False)
+    elif not as_json:
+        noun = "delivery" if result.deliveries == 1 else "deliveries"
+        console.print(
+            f"published {result.event.id} ({event}): {result.deliveries} {noun}", markup=False
+        )
+    finished = [] if wait_seconds is None else _await_deliveries(state, result, wait_seconds)
     if as_json:
-        print_json({"event_id": result.event.id, "event": event, "deliveries": result.deliveries})
-        return
-    noun = "delivery" if result.deliveries == 1 else "deliveries"
-    console.print(
-        f"published {result.event.id} ({event}): {result.deliveries} {noun}", markup=False
-    )
+        document: dict[str, Any] = {
+            "event_id": result.event.id,
+            "event": event,
+            "deliveries": result.deliveries,
+        }
+        if wait_seconds is not None:
+            document["results"] = [delivery_json(d) for d in finished]
+        print_json(document)
+    elif not quiet:
+        for d in finished:
+            last = d.attempts[-1] if d.attempts else None
+            detail = ""
+            if last is not None:
+                answer = f"HTTP {last.status}" if last.status is not None else last.error
+                detail = f" (attempt {last.number}: {answer})"
+            console.print(f"{d.id} to {d.endpoint_id}: {d.state.value}{detail}", markup=False)
+
+
+def _await_deliveries(
+    state: Context, result: operations.PublishResult, timeout: float
+) -> list[Delivery]:
+    """The event's deliveries once none is waiting or in flight (or as they are at ``timeout``)."""
+    store = state.store()
+    where = DeliveryFilter(event_id=result.event.id)
+
+    def settled() -> list[Delivery] | None:
+        found = store.list_deliveries(where, limit=max(result.deliveries, 1))
+        return found if all(d.is_terminal for d in found) else None
+
+    return poll(settled, timeout) or store.list_deliveries(where, limit=max(result.deliveries, 1))

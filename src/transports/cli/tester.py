@@ -16,17 +16,8 @@ import click
 from transports.cli.output import console
 from transports.cli.publish import parse_data
 from transports.http import HttpResponse, HttpxSyncTransport, TransportError
-from transports.ids import new_id
-from webhook_core import (
-    Endpoint,
-    EndpointSecret,
-    HttpRequest,
-    build_event,
-    delivery_request,
-    new_delivery,
-    platform_catalog,
-    validate_url,
-)
+from transports.testing.signed import signed_request
+from webhook_core import HttpRequest, validate_url
 from webhook_core.samples import sample_data
 
 EXCERPT = 500
@@ -47,14 +38,8 @@ def send_test_event(
 ) -> SendOutcome:
     """Build, sign and send one event to ``url``; never raises for a network failure."""
     validate_url(url, allow_http=True)
-    now = time.time()
     payload = sample_data(event) if data is None else data
-    built = build_event(platform_catalog(), event, payload, event_id=new_id("evt"), now=now)
-    endpoint = Endpoint(
-        id="ep_test", url=url, secrets=(EndpointSecret(secret, now),), created_at=now
-    )
-    delivery = new_delivery(new_id("dlv"), built.id, endpoint.id, now)
-    request = delivery_request(delivery, built, endpoint, now, timeout)
+    request = signed_request(event, payload, secret, url=url, timeout=timeout)
     transport = HttpxSyncTransport()
     started = time.perf_counter()
     try:
