@@ -56,6 +56,7 @@ def deliveries() -> None:
 @click.option("--endpoint", "endpoint_id", metavar="ID", help="Only deliveries to this endpoint.")
 @click.option("--event", "event_id", metavar="ID", help="Only deliveries of this event.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the delivery ids.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def list_(
@@ -64,6 +65,7 @@ def list_(
     endpoint_id: str | None,
     event_id: str | None,
     limit: int,
+    quiet: bool,
     as_json: bool,
 ) -> None:
     """List deliveries, newest last."""
@@ -73,6 +75,10 @@ def list_(
     found = store.list_deliveries(where, limit=limit, offset=max(total - limit, 0))
     if as_json:
         print_json([delivery_json(d) for d in found])
+        return
+    if quiet:
+        for d in found:
+            console.print(d.id, markup=False)
         return
     if not found:
         console.print("no deliveries match")
