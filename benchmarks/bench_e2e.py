@@ -264,10 +264,13 @@ async def _ours_async(urls: list[str], events: int, http_name: str = "httpx") ->
 async def _ours_async_with(urls: list[str], events: int, http: Any) -> dict[str, Any]:
     import anyio
 
+    from transports.memory import MemoryStore
     from transports.service import WebhookService
 
     with anyio.fail_after(ROW_TIMEOUT + 10):
-        async with WebhookService(allow_http=True, max_in_flight=64, http=http) as hooks:
+        async with WebhookService(
+            MemoryStore(), allow_http=True, max_in_flight=64, http=http
+        ) as hooks:
             endpoints = [await hooks.add_endpoint(u, secret=SECRET) for u in urls]
             now = hooks.clock.now()
             for ep in endpoints:
@@ -294,7 +297,9 @@ def _ours_threaded(urls: list[str], events: int) -> dict[str, Any]:
     wanted = {"allow_http": True, "max_in_flight": 64}
     params = inspect.signature(cls).parameters
     kwargs = {k: v for k, v in wanted.items() if k in params}
-    with cls(**kwargs) as hooks:
+    from transports.memory import MemoryStore
+
+    with cls(MemoryStore(), **kwargs) as hooks:
         endpoints = [hooks.add_endpoint(u, secret=SECRET) for u in urls]
         clock = getattr(hooks, "clock", None)
         now = clock.now() if clock is not None else time.time()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests import pg
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
@@ -34,6 +35,7 @@ def python_blocks(name: str) -> list[str]:
 
 VIRTUAL_TIME = python_blocks("testing-in-virtual-time.md")
 WIRE = python_blocks("wire-contract.md")
+STORAGE = python_blocks("storage.md")
 
 
 def test_the_tutorial_has_an_example_per_runtime() -> None:
@@ -51,6 +53,13 @@ def test_virtual_time_tutorial_block_runs(index: int, tmp_path: Path) -> None:
 @pytest.mark.parametrize("index", range(len(WIRE)))
 def test_wire_contract_block_runs(index: int, tmp_path: Path) -> None:
     run_as_pasted(WIRE[index], tmp_path)
+
+
+@pytest.mark.parametrize("index", range(len(STORAGE)))
+def test_storage_guide_block_runs(index: int, tmp_path: Path) -> None:
+    if "postgresql://" in STORAGE[index]:
+        pg.require_postgres()
+    run_as_pasted(STORAGE[index], tmp_path)
 
 
 def test_the_wire_contract_example_body_is_what_the_library_sends() -> None:

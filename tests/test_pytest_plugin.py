@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from transports.clocks import AnyioClock
+from transports.memory import MemoryStore
 from transports.service import WebhookService
 from transports.testing import DEFAULT_EPOCH, RecordingReceiver
 
@@ -33,7 +34,7 @@ async def test_retry_after_of_two_hours_is_capped_at_one_hour() -> None:
     clock = AnyioClock(epoch=DEFAULT_EPOCH)
     receiver = RecordingReceiver(clock)
     receiver.script(URL, HttpResponse(503, (("Retry-After", "7200"),), b""), 200)
-    async with WebhookService(http=receiver.as_async(), clock=clock) as hooks:
+    async with WebhookService(MemoryStore(), http=receiver.as_async(), clock=clock) as hooks:
         await hooks.add_endpoint(URL)
         await hooks.drain()
         await hooks.publish(

@@ -88,6 +88,7 @@ def events(rx: LoopbackReceiver, path: str | None = None) -> list[ReceivedReques
 
 def service(**options: Any) -> ThreadedWebhookService:
     options.setdefault("allow_http", True)
+    options.setdefault("store", MemoryStore())
     options.setdefault("policy", FAST)
     options.setdefault("lease", 10.0)
     return ThreadedWebhookService(**options)
@@ -121,10 +122,10 @@ def outcomes(delivery: Delivery) -> list[Outcome]:
 
 def test_configuration_is_validated() -> None:
     with pytest.raises(ConfigError, match="lease"):
-        ThreadedWebhookService(policy=RetryPolicy(timeout=30), lease=35)
+        ThreadedWebhookService(MemoryStore(), policy=RetryPolicy(timeout=30), lease=35)
     with pytest.raises(ConfigError, match="max_in_flight"):
-        ThreadedWebhookService(max_in_flight=0)
-    hooks = ThreadedWebhookService(policy=RetryPolicy(timeout=2))
+        ThreadedWebhookService(MemoryStore(), max_in_flight=0)
+    hooks = ThreadedWebhookService(MemoryStore(), policy=RetryPolicy(timeout=2))
     assert hooks.lease == 32 and hooks.poll_interval == float("inf") and hooks.max_in_flight == 32
 
 
@@ -488,7 +489,7 @@ def test_virtual_time_walks_the_default_schedule() -> None:
     t0 = clock.now()
     transport = FailingTransport()
     began = time.monotonic()
-    with ThreadedWebhookService(http=transport, clock=clock) as hooks:
+    with ThreadedWebhookService(MemoryStore(), http=transport, clock=clock) as hooks:
         endpoint = hooks.add_endpoint("https://receiver.example/hook")
         hooks.drain(timeout=5)
         assert state_of(hooks, endpoint) is EndpointState.ACTIVE

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from transports.clocks import AnyioClock, VirtualClock
+from transports.memory import MemoryStore
 from transports.service import WebhookService
 from transports.testing.timetravel import (
     DEFAULT_EPOCH,
@@ -28,7 +29,7 @@ async def walk_schedule() -> tuple[list[float], Any]:
     clock = AnyioClock(epoch=DEFAULT_EPOCH)
     receiver = RecordingReceiver(clock)
     receiver.script(URL, 500)
-    async with WebhookService(http=receiver.as_async(), clock=clock) as hooks:
+    async with WebhookService(MemoryStore(), http=receiver.as_async(), clock=clock) as hooks:
         endpoint = await hooks.add_endpoint(URL)
         await hooks.drain()
         assert (await hooks.get_endpoint(endpoint.id)).state is EndpointState.ACTIVE  # type: ignore[union-attr]
@@ -60,7 +61,7 @@ def test_full_schedule_in_virtual_time_threads() -> None:
     receiver = RecordingReceiver(clock)
     receiver.script(URL, 500)
     started = time.perf_counter()
-    with ThreadedWebhookService(http=receiver.as_sync(), clock=clock) as hooks:
+    with ThreadedWebhookService(MemoryStore(), http=receiver.as_sync(), clock=clock) as hooks:
         hooks.add_endpoint(URL)
         hooks.drain(timeout=10)
         hooks.publish("message.failed", DATA)
@@ -77,7 +78,7 @@ def test_a_scripted_timeout_then_success_in_virtual_time() -> None:
         clock = AnyioClock(epoch=DEFAULT_EPOCH)
         receiver = RecordingReceiver(clock)
         receiver.script(URL, Outcome.TIMEOUT, 503, 200)
-        async with WebhookService(http=receiver.as_async(), clock=clock) as hooks:
+        async with WebhookService(MemoryStore(), http=receiver.as_async(), clock=clock) as hooks:
             await hooks.add_endpoint(URL)
             await hooks.drain()
             await hooks.publish("message.sent", DATA)
@@ -100,7 +101,7 @@ def test_recorded_requests_carry_the_attempt_number() -> None:
         clock = AnyioClock(epoch=DEFAULT_EPOCH)
         receiver = RecordingReceiver(clock)
         receiver.script(URL, 500, 500, 200)
-        async with WebhookService(http=receiver.as_async(), clock=clock) as hooks:
+        async with WebhookService(MemoryStore(), http=receiver.as_async(), clock=clock) as hooks:
             await hooks.add_endpoint(URL)
             await hooks.drain()
             await hooks.publish("message.sent", DATA)

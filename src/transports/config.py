@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from transports.ids import new_id
-from transports.memory import MemoryStore
+from transports.operations import Retention
+from transports.storage_url import open_store
 from transports.store import Store
 from webhook_core import USER_AGENT, ConfigError, EventCatalog, RetryPolicy, platform_catalog
 
@@ -13,10 +14,14 @@ from webhook_core import USER_AGENT, ConfigError, EventCatalog, RetryPolicy, pla
 class DriverConfig:
     """The store, policy and limits a driver runs with.
 
-    ``store`` defaults to a new in-memory store; the lease defaults to the
+    ``store`` defaults to the SQLite file named by ``$WEBHOOKS_DB``, else
+    ``webhooks.db`` in the working directory (pass a ``MemoryStore`` for tests
+    and virtual time); the lease defaults to the
     attempt deadline plus at least 30 s and must outlive it by more than 5 s
     (a shorter lease lets two workers send the same attempt at once); stores
     that other processes may write are polled every second by default.
+    With ``retention``, the dispatcher prunes finished deliveries older than
+    it allows every ``retention_interval`` seconds (none are pruned without it).
     """
 
     def __init__(
@@ -31,8 +36,10 @@ class DriverConfig:
         poll_interval: float | None,
         worker_id: str | None,
         user_agent: str = USER_AGENT,
+        retention: Retention | None = None,
+        retention_interval: float = 3600.0,
     ) -> None:
-        self.store: Store = store if store is not None else MemoryStore()
+        self.store: Store = store if store is not None else open_store()
         self.policy = policy or RetryPolicy()
         self.catalog = catalog or platform_catalog()
         self.allow_http = allow_http
@@ -51,3 +58,19 @@ class DriverConfig:
         self.poll_interval = poll_interval
         self.worker_id = worker_id or new_id("wrk")
         self.user_agent = user_agent
+        if not retention_interval > 0:
+            raise ConfigError("retention_interval must be a positive number of seconds")
+        self.retention = retention
+        self.retention_interval = retention_interval
+        self._next_prune = -math.inf
+
+    def _prune_due(self, now: float) -> Retention | None:
+        """The retention settings when a sweep is due now (the next one is then scheduled)."""
+        if self.retention is None or now < self._next_prune:
+            return None
+        self._next_prune = now + self.retention_interval
+        return self.retention
+
+    def _until_prune(self, now: float) -> float:
+        """Seconds until the next retention sweep (infinite without retention)."""
+        return math.inf if self.retention is None else max(self._next_prune - now, 0.0)

@@ -10,12 +10,22 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
-from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter
-from webhook_core import Delivery, DeliveryState, Endpoint, Event
+from transports.records import check_prunable
+from transports.store import (
+    ALL_DELIVERIES,
+    Claimed,
+    DeliveryFilter,
+    DuplicateEvent,
+    EventBatch,
+    SchemaStatus,
+)
+from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
 
 _WAITING = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)
 
@@ -34,6 +44,7 @@ class MemoryStore:
         self._due: list[tuple[float, int, str]] = []
         self._lease_heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
+        self._counts: Counter[DeliveryState] = Counter()
 
     def save_endpoint(self, endpoint: Endpoint) -> None:
         """Insert or replace an endpoint."""
@@ -54,16 +65,29 @@ class MemoryStore:
         with self._lock:
             return self._endpoints.pop(endpoint_id, None) is not None
 
-    def add_event(self, event: Event, deliveries: Sequence[Delivery]) -> None:
-        """Store an event and its deliveries."""
+    def add_events(self, batch: Sequence[EventBatch], *, connection: Any = None) -> None:
+        """Store events and their deliveries (all or nothing)."""
+        if connection is not None:
+            raise ConfigError(
+                "the in-memory store cannot join a database transaction; "
+                "use the SQLite or PostgreSQL store for transactional publish"
+            )
         with self._lock:
-            if event.id in self._events:
-                raise ValueError(f"event {event.id!r} already exists")
-            self._events[event.id] = event
-            for d in deliveries:
-                self._put(d)
+            fresh: set[str] = set()
+            for event, _ in batch:
+                if event.id in self._events or event.id in fresh:
+                    raise DuplicateEvent([event.id])
+                fresh.add(event.id)
+            for event, deliveries in batch:
+                self._events[event.id] = event
+                for d in deliveries:
+                    self._put(d)
 
     def _put(self, d: Delivery) -> None:
+        old = self._deliveries.get(d.id)
+        if old is not None:
+            self._counts[old.state] -= 1
+        self._counts[d.state] += 1
         self._deliveries[d.id] = d
         self._leases.pop(d.id, None)
         if d.state in _WAITING and d.next_attempt_at is not None:
@@ -100,6 +124,8 @@ class MemoryStore:
                 if endpoint is None:
                     continue
                 self._lease(delivery_id, worker, lease_until)
+                self._counts[d.state] -= 1
+                self._counts[DeliveryState.IN_FLIGHT] += 1
                 self._deliveries[delivery_id] = attrs.evolve(
                     d, state=DeliveryState.IN_FLIGHT, next_attempt_at=None
                 )
@@ -180,6 +206,8 @@ class MemoryStore:
                 if (where.state is None or d.state is where.state)
                 and (where.endpoint_id is None or d.endpoint_id == where.endpoint_id)
                 and (where.event_id is None or d.event_id == where.event_id)
+                and (where.created_since is None or d.created_at >= where.created_since)
+                and (where.created_before is None or d.created_at < where.created_before)
             ]
         rows.sort(key=lambda d: (d.created_at, d.id))
         return rows
@@ -191,8 +219,27 @@ class MemoryStore:
         return self._select(where)[offset : offset + limit]
 
     def count_deliveries(self, where: DeliveryFilter = ALL_DELIVERIES) -> int:
-        """How many deliveries match ``where``."""
+        """How many deliveries match ``where`` (by state alone: constant time)."""
+        if where.state is not None and where == DeliveryFilter(state=where.state):
+            return self._counts[where.state]
         return len(self._select(where))
+
+    def prune(self, state: DeliveryState, before: float, limit: int) -> int:
+        """Delete up to ``limit`` deliveries in ``state`` created before ``before``."""
+        check_prunable(state)
+        with self._lock:
+            doomed = self._select(DeliveryFilter(state=state, created_before=before))[:limit]
+            for d in doomed:
+                del self._deliveries[d.id]
+                self._counts[state] -= 1
+            kept = {d.event_id for d in self._deliveries.values()}
+            for event_id in {d.event_id for d in doomed} - kept:
+                del self._events[event_id]
+        return len(doomed)
+
+    def schema_status(self) -> SchemaStatus:
+        """Memory has no schema: always current."""
+        return SchemaStatus(0, 0)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -7,7 +7,7 @@ them in worker threads when the store is blocking.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -182,13 +182,56 @@ def publish(
     *,
     event_id: str | None = None,
     endpoints: list[Endpoint] | None = None,
+    connection: Any = None,
 ) -> PublishResult:
-    """Validate, encode and store an event with one delivery per subscribed active endpoint."""
-    event = build_event(catalog, name, data, event_id=event_id or new_id("evt"), now=now)
+    """Validate, encode and store an event with one delivery per subscribed active endpoint.
+
+    With ``connection`` (the caller's open sqlite3 or psycopg connection to
+    the store's database) the event is written in the caller's transaction:
+    it is delivered if and only if the caller commits.
+    """
+    (result,) = publish_many(
+        store,
+        catalog,
+        [(name, data, event_id)],
+        now,
+        endpoints=endpoints,
+        connection=connection,
+    )
+    return result
+
+
+def publish_many(
+    store: Store,
+    catalog: EventCatalog,
+    events: Iterable[tuple[str, Any, str | None]],
+    now: float,
+    *,
+    endpoints: list[Endpoint] | None = None,
+    connection: Any = None,
+) -> list[PublishResult]:
+    """Publish many ``(name, data, event_id or None)`` events in one store transaction.
+
+    Every event is validated before anything is stored: one bad event stores none.
+    """
+    built = [
+        build_event(catalog, name, data, event_id=event_id or new_id("evt"), now=now)
+        for name, data, event_id in events
+    ]
     targets = store.list_endpoints() if endpoints is None else endpoints
-    deliveries = fan_out(event, targets, new_id=lambda: new_id("dlv"), now=now)
-    store.add_event(event, deliveries)
-    return PublishResult(event, len(deliveries))
+    batch = [
+        (event, fan_out(event, targets, new_id=lambda: new_id("dlv"), now=now)) for event in built
+    ]
+    store.add_events(batch, connection=connection)
+    return [PublishResult(event, len(deliveries)) for event, deliveries in batch]
+
+
+def _require_active(endpoint: Endpoint) -> None:
+    if endpoint.state is not EndpointState.ACTIVE:
+        raise ConfigError(
+            f"endpoint {endpoint.id} is {endpoint.state.value}; "
+            "enable or verify it before replaying"
+        )
 
 
 def replay_delivery(store: Store, delivery_id: str, now: float) -> Delivery:
@@ -196,12 +239,77 @@ def replay_delivery(store: Store, delivery_id: str, now: float) -> Delivery:
     original = store.get_delivery(delivery_id)
     if original is None:
         raise NotFound(f"no delivery with id {delivery_id!r}")
-    endpoint = _require_endpoint(store, original.endpoint_id)
-    if endpoint.state is not EndpointState.ACTIVE:
-        raise ConfigError(
-            f"endpoint {endpoint.id} is {endpoint.state.value}; "
-            "enable or verify it before replaying"
-        )
+    _require_active(_require_endpoint(store, original.endpoint_id))
     fresh = replay(original, new_id("dlv"), now)
     store.save_deliveries([fresh])
     return fresh
+
+
+def replay_failed_since(
+    store: Store,
+    since: float,
+    now: float,
+    *,
+    endpoint_id: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 500,
+) -> int:
+    """Replay every failed delivery created at or after ``since``; return how many.
+
+    Failed deliveries created from now on are left alone, so a run ends even
+    while the dispatcher keeps failing others. Works a batch at a time (one
+    store write per batch) and reports
+    ``on_progress(done, total)`` after each. Deliveries of endpoints that are
+    not active are skipped (enable or verify the endpoint, then run it again).
+    """
+    if endpoint_id is not None:
+        _require_active(_require_endpoint(store, endpoint_id))
+    active = {e.id for e in store.list_endpoints() if e.state is EndpointState.ACTIVE}
+    where = DeliveryFilter(
+        DeliveryState.FAILED, endpoint_id, created_since=since, created_before=now
+    )
+    total = store.count_deliveries(where)
+    done = replayed = 0
+    while page := store.list_deliveries(where, limit=batch_size, offset=done):
+        fresh = [replay(d, new_id("dlv"), now) for d in page if d.endpoint_id in active]
+        store.save_deliveries(fresh)
+        replayed += len(fresh)
+        done += len(page)
+        if on_progress is not None:
+            on_progress(min(done, total), total)
+    return replayed
+
+
+@attrs.frozen
+class Retention:
+    """How long finished deliveries are kept (None: forever).
+
+    Delivered records go after ``delivered`` seconds (7 days by default);
+    failed ones are kept until replayed or pruned by hand unless ``failed`` is set.
+    """
+
+    delivered: float | None = 7 * 86_400.0
+    failed: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("delivered", "failed"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"retention {name} must be a positive number of seconds")
+
+
+def apply_retention(store: Store, retention: Retention, now: float, batch_size: int = 1000) -> int:
+    """Prune finished deliveries older than ``retention`` allows; return how many went."""
+    pruned = 0
+    for state, keep in (
+        (DeliveryState.DELIVERED, retention.delivered),
+        (DeliveryState.FAILED, retention.failed),
+    ):
+        if keep is None:
+            continue
+        while True:
+            count = store.prune(state, now - keep, batch_size)
+            pruned += count
+            if count < batch_size:
+                break
+    return pruned

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import cattrs
 
-from webhook_core import Attempt, Delivery, DeliveryState, Endpoint, EndpointSecret, Outcome
+from transports.store import DeliveryFilter
+from webhook_core import (
+    Attempt,
+    ConfigError,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    EndpointSecret,
+    Outcome,
+)
 
 converter = cattrs.Converter()
 converter.register_unstructure_hook(Outcome, lambda o: o.value)
@@ -26,8 +36,10 @@ def endpoint_to_json(endpoint: Endpoint) -> str:
     return json.dumps(converter.unstructure(endpoint), separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=4096)
 def endpoint_from_json(text: str) -> Endpoint:
-    """An endpoint from its JSON document."""
+    """An endpoint from its JSON document (decoded once per distinct document: they are
+    immutable, and every publish and claim reads them)."""
     return converter.structure(json.loads(text), Endpoint)
 
 
@@ -75,3 +87,23 @@ def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
         row[7],
         row[8],
     )
+
+
+def filter_sql(where: DeliveryFilter, mark: str) -> tuple[str, list[Any]]:
+    """A ``WHERE`` clause (or nothing) selecting ``where``, with ``mark`` as placeholder."""
+    tests = (
+        ("state", "=", None if where.state is None else where.state.value),
+        ("endpoint_id", "=", where.endpoint_id),
+        ("event_id", "=", where.event_id),
+        ("created_at", ">=", where.created_since),
+        ("created_at", "<", where.created_before),
+    )
+    clauses = [f"{column} {op} {mark}" for column, op, value in tests if value is not None]
+    params = [value for _, _, value in tests if value is not None]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def check_prunable(state: DeliveryState) -> None:
+    """Refuse to prune deliveries that are not finished."""
+    if state not in (DeliveryState.DELIVERED, DeliveryState.FAILED):
+        raise ConfigError(f"only delivered or failed deliveries can be pruned, not {state.value}")

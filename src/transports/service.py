@@ -24,6 +24,8 @@ nothing is lost: a claim never written back is reclaimed when its lease ends.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -31,6 +33,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.from_thread
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from transports import operations
@@ -70,6 +74,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 _OPEN_STATES = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED, DeliveryState.IN_FLIGHT)
 _WRITE_BATCH = 512
+_ERROR_PAUSE = 1.0  # seconds the dispatcher waits after a store error
+log = logging.getLogger(__name__)
 
 
 async def send_with_deadline(
@@ -90,7 +96,8 @@ async def send_with_deadline(
 class WebhookService(DriverConfig):
     """Sends webhooks from inside a trio or asyncio application.
 
-    ``store`` defaults to a new in-memory store; ``http`` to an httpx transport;
+    ``store`` defaults to the SQLite file ``webhooks.db`` (or ``$WEBHOOKS_DB``);
+    ``http`` to an httpx transport;
     ``clock`` to the event loop's clock anchored at the real time (virtual under
     trio's ``MockClock`` or ``looptime``).
     """
@@ -109,6 +116,8 @@ class WebhookService(DriverConfig):
         poll_interval: float | None = None,
         worker_id: str | None = None,
         user_agent: str = USER_AGENT,
+        retention: operations.Retention | None = None,
+        retention_interval: float = 3600.0,
     ) -> None:
         super().__init__(
             store,
@@ -120,6 +129,8 @@ class WebhookService(DriverConfig):
             poll_interval=poll_interval,
             worker_id=worker_id,
             user_agent=user_agent,
+            retention=retention,
+            retention_interval=retention_interval,
         )
         self._http = http
         self._owns_http = http is None
@@ -136,6 +147,7 @@ class WebhookService(DriverConfig):
         self._send_results: MemoryObjectSendStream[Delivery] | None = None
         self._attempts_done = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -159,7 +171,22 @@ class WebhookService(DriverConfig):
         self._tg.start_soon(self._writer, receive)
         await self._scan_endpoints()
         self._tg.start_soon(self._dispatcher)
+        subscribe = getattr(self.store, "subscribe", None)
+        if subscribe is not None:
+            self._unsubscribe = subscribe(self._wake_from_thread())
         return self
+
+    def _set_wake(self) -> None:
+        self._wake.set()
+
+    def _wake_from_thread(self) -> Callable[[], None]:
+        token = anyio.lowlevel.current_token()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):
+                anyio.from_thread.run_sync(self._set_wake, token=token)
+
+        return wake
 
     async def __aexit__(
         self,
@@ -170,6 +197,10 @@ class WebhookService(DriverConfig):
         assert self._tg is not None and self._send_results is not None
         self._stopping = True
         self._wake.set()
+        if self._unsubscribe is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._unsubscribe)
+            self._unsubscribe = None
         try:
             if exc_type is None:
                 with anyio.CancelScope(shield=True):
@@ -288,21 +319,31 @@ class WebhookService(DriverConfig):
         await self._call(operations.remove_endpoint, self.store, endpoint_id, self.clock.now())
 
     async def publish(
-        self, event: str, data: Any, *, event_id: str | None = None
+        self, event: str, data: Any, *, event_id: str | None = None, connection: Any = None
     ) -> operations.PublishResult:
-        """Validate and store an event, fanned out to every subscribed active endpoint."""
-        result = await self._call(
-            operations.publish,
-            self.store,
-            self.catalog,
-            event,
-            data,
-            self.clock.now(),
-            event_id=event_id,
-        )
-        if result.deliveries:
-            self._wake.set()
+        """Validate and store an event, fanned out to every subscribed active endpoint.
+
+        With ``connection`` (your open sqlite3 or psycopg connection to the
+        store's database) the event is written in your transaction and is
+        delivered only if you commit. The write then runs in the calling
+        thread, as your connection requires; the dispatcher finds the event at
+        its next poll (PostgreSQL wakes it at once).
+        """
+        (result,) = await self.publish_many([(event, data, event_id)], connection=connection)
         return result
+
+    async def publish_many(
+        self, events: Iterable[tuple[str, Any, str | None]], *, connection: Any = None
+    ) -> list[operations.PublishResult]:
+        """Publish ``(name, data, event_id or None)`` events in one store transaction."""
+        args = (self.store, self.catalog, list(events), self.clock.now())
+        if connection is None:
+            results = await self._call(operations.publish_many, *args)
+        else:
+            results = operations.publish_many(*args, connection=connection)
+        if any(r.deliveries for r in results):
+            self._wake.set()
+        return results
 
     async def replay(self, delivery_id: str) -> Delivery:
         """Send a delivered or failed delivery's event again, as a new delivery."""
@@ -398,31 +439,43 @@ class WebhookService(DriverConfig):
 
     async def _dispatcher(self) -> None:
         while not self._stopping:
-            self._wake = anyio.Event()
-            await self._scan_endpoints()
-            free = self.max_in_flight - self._in_flight
-            if free > 0:
-                now = self.clock.now()
-                claimed = await self._call(
-                    self.store.claim, now, free, self.worker_id, now + self.lease
-                )
-                assert self._tg is not None
-                for claim in claimed:
-                    self._in_flight += 1
-                    self._tg.start_soon(self._attempt, claim)
-                if len(claimed) == free:
-                    await anyio.sleep(0)
-                    continue
-            if self._stopping:
-                break
-            timeout = self.poll_interval
-            if free > 0:
-                next_due = await self._call(self.store.next_due)
-                if next_due is not None:
-                    timeout = min(timeout, max(next_due - self.clock.now(), 0.0))
-            if timeout > 0:
-                with anyio.move_on_after(timeout):
+            try:
+                await self._dispatch_once()
+            except Exception:
+                log.exception("dispatcher: store error; trying again in %g s", _ERROR_PAUSE)
+                with anyio.move_on_after(_ERROR_PAUSE):
                     await self._wake.wait()
+
+    async def _dispatch_once(self) -> None:
+        """Claim what is due and start it; if nothing more is due now, sleep until it may be."""
+        self._wake = anyio.Event()
+        await self._scan_endpoints()
+        retention = self._prune_due(self.clock.now())
+        if retention is not None:
+            await self._call(operations.apply_retention, self.store, retention, self.clock.now())
+        free = self.max_in_flight - self._in_flight
+        if free > 0:
+            now = self.clock.now()
+            claimed = await self._call(
+                self.store.claim, now, free, self.worker_id, now + self.lease
+            )
+            assert self._tg is not None
+            for claim in claimed:
+                self._in_flight += 1
+                self._tg.start_soon(self._attempt, claim)
+            if len(claimed) == free:
+                await anyio.sleep(0)
+                return
+        if self._stopping:
+            return
+        timeout = min(self.poll_interval, self._until_prune(self.clock.now()))
+        if free > 0:
+            next_due = await self._call(self.store.next_due)
+            if next_due is not None:
+                timeout = min(timeout, max(next_due - self.clock.now(), 0.0))
+        if timeout > 0:
+            with anyio.move_on_after(timeout):
+                await self._wake.wait()
 
     async def _attempt(self, claim: Claimed) -> None:
         try:
@@ -474,7 +527,13 @@ class WebhookService(DriverConfig):
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 with anyio.CancelScope(shield=True):
-                    await self._call(self.store.complete, batch, self.worker_id)
+                    try:
+                        await self._call(self.store.complete, batch, self.worker_id)
+                    except Exception:
+                        log.exception(
+                            "writing %d results failed; they are retried when their leases end",
+                            len(batch),
+                        )
                 self._unwritten -= len(batch)
                 self._writes += 1
                 self._wake.set()

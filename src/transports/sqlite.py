@@ -1,7 +1,9 @@
 """SQLite storage: the embedded default, durable on one host.
 
-One connection per store, shared by the driver's worker threads under a
-lock. Python's implicit transactions are off (autocommit mode) and every write
+Two connections per store, one for writes and one for reads, each shared by
+the driver's worker threads under its own lock, so a read (listing endpoints
+to publish, say) never waits behind a write that waits for the file lock.
+Python's implicit transactions are off (autocommit mode) and every write
 transaction starts with ``BEGIN IMMEDIATE``, so a transaction never upgrades
 from read to write (which makes SQLite return ``SQLITE_BUSY`` at once,
 ignoring ``busy_timeout``). WAL lets readers (the command line, other
@@ -12,6 +14,9 @@ Claims lease rows in the same transaction that selects them: ``state`` becomes
 ``in_flight`` with ``locked_by`` and ``lease_expires_at``; results are written
 only ``WHERE locked_by = <this worker>``; rows whose lease expired are claimed
 again (after a crash, the delivery is attempted anew with the same event id).
+
+``add_events`` can write through the caller's own ``sqlite3`` connection to
+the same file, inside the caller's transaction (the outbox pattern).
 """
 
 from __future__ import annotations
@@ -22,19 +27,28 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from transports.records import (
     DELIVERY_COLUMNS,
+    check_prunable,
     delivery_from_row,
     delivery_row,
     endpoint_from_json,
     endpoint_to_json,
+    filter_sql,
 )
-from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter
-from webhook_core import Delivery, Endpoint, Event
+from transports.store import (
+    ALL_DELIVERIES,
+    Claimed,
+    DeliveryFilter,
+    DuplicateEvent,
+    EventBatch,
+    SchemaStatus,
+)
+from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
 
 DEFAULT_PATH = "webhooks.db"
-_WAITING = ("pending", "retry_scheduled")
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -84,14 +98,28 @@ class SQLiteStore:
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         self.path = Path(path)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        self._read_lock = threading.Lock()
+        self._db = self._connect(synchronous)
+        self._reader = self._connect(synchronous)
         self.migrate()
+
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"cannot open SQLite database {str(self.path)!r}: {exc}") from exc
+        db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._read_lock:
+            yield self._reader
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -104,19 +132,18 @@ class SQLiteStore:
                 raise
             self._db.execute("COMMIT")
 
-    @property
-    def schema_version(self) -> int:
-        """The applied schema version."""
-        with self._lock:
-            (version,) = self._db.execute("PRAGMA user_version").fetchone()
-            return int(version)
+    def schema_status(self) -> SchemaStatus:
+        """The applied schema version against the latest this library knows."""
+        with self._read() as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+        return SchemaStatus(int(version), len(MIGRATIONS))
 
     def migrate(self) -> int:
         """Apply pending migrations in one transaction each; return the schema version."""
         with self._write() as db:
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version > len(MIGRATIONS):
-                raise RuntimeError(
+                raise ConfigError(
                     f"{self.path} has schema version {version}, newer than this library "
                     f"knows ({len(MIGRATIONS)}); upgrade the library"
                 )
@@ -125,7 +152,7 @@ class SQLiteStore:
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version={number + 1}")
-        return self.schema_version
+        return self.schema_status().version
 
     # -- endpoints ---------------------------------------------------------
 
@@ -140,18 +167,14 @@ class SQLiteStore:
 
     def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
         """The endpoint, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT record FROM endpoints WHERE id = ?", (endpoint_id,)
-            ).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT record FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
         return endpoint_from_json(row[0]) if row else None
 
     def list_endpoints(self) -> list[Endpoint]:
         """Every endpoint, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT record FROM endpoints ORDER BY created_at, id"
-            ).fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT record FROM endpoints ORDER BY created_at, id").fetchall()
         return [endpoint_from_json(r[0]) for r in rows]
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
@@ -161,14 +184,52 @@ class SQLiteStore:
 
     # -- events and deliveries ---------------------------------------------------
 
-    def add_event(self, event: Event, deliveries: Sequence[Delivery]) -> None:
-        """Store an event and its deliveries in one transaction."""
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO events (id, name, created_at, body) VALUES (?, ?, ?, ?)",
-                (event.id, event.name, event.created_at, event.body),
+    def add_events(self, batch: Sequence[EventBatch], *, connection: Any = None) -> None:
+        """Store events with their deliveries in one transaction.
+
+        With ``connection`` (the caller's ``sqlite3.Connection`` to this
+        file), the rows join the caller's transaction (one is begun if none is
+        open) and exist once the caller commits.
+        """
+        if connection is None:
+            with self._write() as db:
+                self._insert(db, batch)
+            return
+        if not isinstance(connection, sqlite3.Connection):
+            raise ConfigError(
+                "connection must be a sqlite3.Connection for the SQLite store, "
+                f"not {type(connection).__name__}"
             )
-            self._upsert(db, deliveries)
+        self._check_same_file(connection)
+        if not connection.in_transaction:
+            connection.execute("BEGIN IMMEDIATE")
+        connection.execute("SAVEPOINT webhooks_publish")
+        try:
+            self._insert(connection, batch)
+        except BaseException:
+            connection.execute("ROLLBACK TO webhooks_publish")
+            raise
+        finally:
+            connection.execute("RELEASE webhooks_publish")
+
+    def _check_same_file(self, connection: sqlite3.Connection) -> None:
+        files = {row[1]: row[2] for row in connection.execute("PRAGMA database_list")}
+        theirs = files.get("main") or ""
+        if not theirs or not os.path.samefile(theirs, self.path):
+            raise ConfigError(
+                f"connection is to {theirs or 'an in-memory database'!r}, "
+                f"but the store is {str(self.path)!r}"
+            )
+
+    def _insert(self, db: sqlite3.Connection, batch: Sequence[EventBatch]) -> None:
+        try:
+            db.executemany(
+                "INSERT INTO events (id, name, created_at, body) VALUES (?, ?, ?, ?)",
+                [(e.id, e.name, e.created_at, e.body) for e, _ in batch],
+            )
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateEvent([e.id for e, _ in batch]) from exc
+        self._upsert(db, [d for _, deliveries in batch for d in deliveries])
 
     @staticmethod
     def _upsert(db: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
@@ -183,8 +244,8 @@ class SQLiteStore:
 
     def get_event(self, event_id: str) -> Event | None:
         """The event, or None."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT id, name, created_at, body FROM events WHERE id = ?", (event_id,)
             ).fetchone()
         return Event(row[0], row[1], row[2], bytes(row[3])) if row else None
@@ -267,8 +328,8 @@ class SQLiteStore:
 
     def next_due(self) -> float | None:
         """Earliest due time or lease expiry."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT min(t) FROM ("
                 " SELECT min(next_attempt_at) AS t FROM deliveries"
                 "  WHERE state IN ('pending', 'retry_scheduled')"
@@ -281,33 +342,19 @@ class SQLiteStore:
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         """The delivery, or None."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
             ).fetchone()
         return delivery_from_row(row) if row else None
-
-    @staticmethod
-    def _where(where: DeliveryFilter) -> tuple[str, list[str]]:
-        clauses, params = [], []
-        if where.state is not None:
-            clauses.append("state = ?")
-            params.append(where.state.value)
-        if where.endpoint_id is not None:
-            clauses.append("endpoint_id = ?")
-            params.append(where.endpoint_id)
-        if where.event_id is not None:
-            clauses.append("event_id = ?")
-            params.append(where.event_id)
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     def list_deliveries(
         self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
     ) -> list[Delivery]:
         """Deliveries matching ``where``, oldest first."""
-        sql, params = self._where(where)
-        with self._lock:
-            rows = self._db.execute(
+        sql, params = filter_sql(where, "?")
+        with self._read() as db:
+            rows = db.execute(
                 f"SELECT {DELIVERY_COLUMNS} FROM deliveries{sql} "
                 "ORDER BY created_at, id LIMIT ? OFFSET ?",
                 (*params, limit, offset),
@@ -316,12 +363,33 @@ class SQLiteStore:
 
     def count_deliveries(self, where: DeliveryFilter = ALL_DELIVERIES) -> int:
         """How many deliveries match ``where``."""
-        sql, params = self._where(where)
-        with self._lock:
-            (count,) = self._db.execute(f"SELECT count(*) FROM deliveries{sql}", params).fetchone()
+        sql, params = filter_sql(where, "?")
+        with self._read() as db:
+            (count,) = db.execute(f"SELECT count(*) FROM deliveries{sql}", params).fetchone()
         return int(count)
+
+    def prune(self, state: DeliveryState, before: float, limit: int) -> int:
+        """Delete up to ``limit`` deliveries in ``state`` created before ``before``.
+
+        Events left without deliveries go too. Only finished states may be pruned.
+        """
+        check_prunable(state)
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, event_id FROM deliveries WHERE state = ? AND created_at < ? "
+                "ORDER BY created_at LIMIT ?",
+                (state.value, before, limit),
+            ).fetchall()
+            db.executemany("DELETE FROM deliveries WHERE id = ?", [(r[0],) for r in rows])
+            db.executemany(
+                "DELETE FROM events WHERE id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM deliveries WHERE event_id = ?)",
+                [(e, e) for e in {r[1] for r in rows}],
+            )
+        return len(rows)
 
     def close(self) -> None:
         """Close the connection."""
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db.close()
+            self._reader.close()

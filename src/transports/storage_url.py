@@ -6,6 +6,8 @@ Accepted forms:
   the working directory;
 * ``sqlite:///relative/or/absolute/path.db``, ``sqlite:path.db`` or a plain
   file path: a SQLite file;
+* ``postgresql://...`` or ``postgres://...``: a PostgreSQL database (needs the
+  ``postgres`` extra);
 * ``memory:``: an in-memory store (tests and demos; not durable).
 """
 
@@ -33,6 +35,10 @@ def open_store(url: str | None = None) -> Store:
     target = resolve_db_url(url)
     scheme, sep, rest = target.partition(":")
     scheme = scheme.lower()
+    if sep and scheme in ("postgresql", "postgres"):
+        from transports.postgres import PostgresStore  # noqa: PLC0415 (optional extra)
+
+        return PostgresStore(target)
     if sep and scheme == "memory":
         return MemoryStore()
     if sep and scheme == "sqlite":

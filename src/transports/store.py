@@ -11,18 +11,33 @@ A claimed delivery comes back as it was stored: ``pending`` or
 In the store, a claimed delivery is ``in_flight`` with the lease set, exactly
 as the core's ``Start`` would leave it.
 
+``add_events`` may write through the caller's own open database connection
+(the outbox pattern): the rows then belong to the caller's transaction.
+Stores that other processes write may offer ``subscribe(wake)`` (see
+``Subscribable``) so that idle dispatchers wake when work arrives.
+
 Methods are synchronous. A backend that blocks (``blocking = True``) is called
 from worker threads by the async drivers; the memory store is called directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeAlias
 
 import attrs
 
 from webhook_core import Delivery, DeliveryState, Endpoint, Event
+
+
+class DuplicateEvent(ValueError):
+    """An event with this id is already stored (nothing of the batch was stored)."""
+
+    def __init__(self, event_ids: Sequence[str]) -> None:
+        listed = ", ".join(repr(i) for i in event_ids[:5])
+        more = f" and {len(event_ids) - 5} more" if len(event_ids) > 5 else ""
+        super().__init__(f"an event is already stored under one of the ids {listed}{more}")
+        self.event_ids = tuple(event_ids)
 
 
 @attrs.frozen
@@ -41,9 +56,27 @@ class DeliveryFilter:
     state: DeliveryState | None = None
     endpoint_id: str | None = None
     event_id: str | None = None
+    created_since: float | None = None
+    created_before: float | None = None
 
 
 ALL_DELIVERIES = DeliveryFilter()
+
+EventBatch: TypeAlias = tuple[Event, Sequence[Delivery]]
+"""An event with the deliveries it fanned out to."""
+
+
+@attrs.frozen
+class SchemaStatus:
+    """A store's applied schema version against the latest this library knows."""
+
+    version: int
+    latest: int
+
+    @property
+    def pending(self) -> int:
+        """How many migrations are not applied yet."""
+        return max(self.latest - self.version, 0)
 
 
 class Store(Protocol):
@@ -67,8 +100,12 @@ class Store(Protocol):
         """Remove an endpoint; False if it did not exist. Claims skip its deliveries."""
         ...
 
-    def add_event(self, event: Event, deliveries: Sequence[Delivery]) -> None:
-        """Store an event and its deliveries together (all or nothing)."""
+    def add_events(self, batch: Sequence[EventBatch], *, connection: Any = None) -> None:
+        """Store events and their deliveries together (all or nothing).
+
+        With ``connection`` (the caller's open connection to the same
+        database), the rows are written in the caller's transaction.
+        """
         ...
 
     def get_event(self, event_id: str) -> Event | None:
@@ -109,6 +146,22 @@ class Store(Protocol):
         """How many deliveries match ``where``."""
         ...
 
+    def prune(self, state: DeliveryState, before: float, limit: int) -> int:
+        """Delete up to ``limit`` finished deliveries in ``state`` created before ``before``."""
+        ...
+
+    def schema_status(self) -> SchemaStatus:
+        """The schema version applied against the latest one."""
+        ...
+
     def close(self) -> None:
         """Release resources."""
+        ...
+
+
+class Subscribable(Protocol):
+    """A store that can wake idle dispatchers when another process adds due work."""
+
+    def subscribe(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` from a background thread when work may be due; return a stop function."""
         ...

@@ -129,6 +129,8 @@ class ThreadedWebhookService(DriverConfig):
         poll_interval: float | None = None,
         worker_id: str | None = None,
         user_agent: str = USER_AGENT,
+        retention: operations.Retention | None = None,
+        retention_interval: float = 3600.0,
     ) -> None:
         super().__init__(
             store,
@@ -140,6 +142,8 @@ class ThreadedWebhookService(DriverConfig):
             poll_interval=poll_interval,
             worker_id=worker_id,
             user_agent=user_agent,
+            retention=retention,
+            retention_interval=retention_interval,
         )
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._http = http
@@ -152,6 +156,7 @@ class ThreadedWebhookService(DriverConfig):
         self._running = False
         self._stopping = False
         self._wake = False
+        self._unsubscribe: Callable[[], None] | None = None
         self._progress = 0
         self._in_flight = 0
         self._unwritten = 0
@@ -203,6 +208,9 @@ class ThreadedWebhookService(DriverConfig):
                 self._start_handshake(endpoint)
             self._writer.start()
             self._dispatcher.start()
+            subscribe = getattr(self.store, "subscribe", None)
+            if subscribe is not None:
+                self._unsubscribe = subscribe(self._notify)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop gracefully and join every thread.
@@ -231,6 +239,9 @@ class ThreadedWebhookService(DriverConfig):
                     return
                 self._stopping = True
                 self._signal_locked()
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
             assert self._dispatcher and self._writer and self._attempts and self._handshakes
             self._dispatcher.join(left())
             with self._changed:
@@ -376,21 +387,30 @@ class ThreadedWebhookService(DriverConfig):
         self._call(operations.remove_endpoint, self.store, endpoint_id, self.clock.now())
 
     def publish(
-        self, event: str, data: Any, *, event_id: str | None = None
+        self, event: str, data: Any, *, event_id: str | None = None, connection: Any = None
     ) -> operations.PublishResult:
-        """Validate and store an event, fanned out to every subscribed active endpoint."""
-        result = self._call(
-            operations.publish,
-            self.store,
-            self.catalog,
-            event,
-            data,
-            self.clock.now(),
-            event_id=event_id,
-        )
-        if result.deliveries:
-            self._notify()
+        """Validate and store an event, fanned out to every subscribed active endpoint.
+
+        With ``connection`` (your open sqlite3 or psycopg connection to the
+        store's database) the event is written in your transaction and is
+        delivered only if you commit; the dispatcher finds it at its next poll
+        (PostgreSQL wakes it at once).
+        """
+        (result,) = self.publish_many([(event, data, event_id)], connection=connection)
         return result
+
+    def publish_many(
+        self, events: Iterable[tuple[str, Any, str | None]], *, connection: Any = None
+    ) -> list[operations.PublishResult]:
+        """Publish ``(name, data, event_id or None)`` events in one store transaction."""
+        args = (self.store, self.catalog, list(events), self.clock.now())
+        if connection is None:
+            results = self._call(operations.publish_many, *args)
+        else:
+            results = operations.publish_many(*args, connection=connection)
+        if any(r.deliveries for r in results):
+            self._notify()
+        return results
 
     def replay(self, delivery_id: str) -> Delivery:
         """Send a delivered or failed delivery's event again, as a new delivery."""
@@ -510,6 +530,9 @@ class ThreadedWebhookService(DriverConfig):
                 free = self.max_in_flight - self._in_flight
             try:
                 self._scan_endpoints()
+                retention = self._prune_due(self.clock.now())
+                if retention is not None:
+                    self._call(operations.apply_retention, self.store, retention, self.clock.now())
                 if free > 0:
                     now = self.clock.now()
                     claimed = self._call(
@@ -539,7 +562,7 @@ class ThreadedWebhookService(DriverConfig):
         with self._changed:
             if self._wake:
                 return
-            timeout = self.poll_interval
+            timeout = min(self.poll_interval, self._until_prune(clock.now()))
             if due is not None:
                 if not isinstance(clock, VirtualClock):
                     timeout = min(timeout, due - clock.now())

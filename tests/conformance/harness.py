@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+from tests import pg
 
 from transports.memory import MemoryStore
 from transports.service import WebhookService
@@ -25,7 +26,7 @@ from transports.testing import Handler, ReceivedRequest, Respond
 from webhook_core import Endpoint, EndpointState
 
 DRIVERS = ("trio", "asyncio", "threads")
-STORES = ("memory", "sqlite")
+STORES = ("memory", "sqlite", "postgres")
 
 
 def make_store(kind: str, directory: Path) -> Store:
@@ -34,6 +35,10 @@ def make_store(kind: str, directory: Path) -> Store:
         return MemoryStore()
     if kind == "sqlite":
         return SQLiteStore(directory / "webhooks.db")
+    if kind == "postgres":
+        from transports.postgres import PostgresStore
+
+        return PostgresStore(pg.require_postgres(), schema=pg.fresh_schema())
     raise ValueError(f"unknown store kind {kind!r}")
 
 

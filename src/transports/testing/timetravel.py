@@ -12,7 +12,7 @@ Virtual time per runtime:
   (trio's ``MockClock`` with autojump);
 * asyncio: ``anyio.run(main, backend="asyncio", backend_options=virtual_asyncio())``
   (a ``looptime`` event loop);
-* threads: ``ThreadedWebhookService(clock=VirtualClock())``.
+* threads: ``ThreadedWebhookService(MemoryStore(), clock=VirtualClock())``.
 
 Inside the loop, create ``AnyioClock(epoch=...)`` and hand the same clock to
 the service and the receiver.

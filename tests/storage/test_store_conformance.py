@@ -1,0 +1,299 @@
+"""One storage conformance suite: memory, SQLite and PostgreSQL behave the same."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+from tests import pg
+
+from transports.memory import MemoryStore
+from transports.operations import Retention, apply_retention, publish, publish_many
+from transports.sqlite import SQLiteStore
+from transports.store import DeliveryFilter, DuplicateEvent, Store
+from webhook_core import (
+    Attempt,
+    ConfigError,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    EndpointSecret,
+    EndpointState,
+    Event,
+    Outcome,
+    platform_catalog,
+)
+
+KINDS = ("memory", "sqlite", "postgres")
+CATALOG = platform_catalog()
+T0 = 1_800_000_000.0
+
+
+def open_store(kind: str, directory: Path) -> Store:
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SQLiteStore(directory / "store.db")
+    from transports.postgres import PostgresStore
+
+    return PostgresStore(pg.require_postgres(), schema=pg.fresh_schema())
+
+
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(request.param, tmp_path)
+    yield opened
+    opened.close()
+
+
+def endpoint(n: int = 0, **changes: object) -> Endpoint:
+    made = Endpoint(
+        id=f"ep_{n}",
+        url=f"https://example.com/{n}",
+        secrets=(EndpointSecret("whsec_" + "A" * 32, T0),),
+        created_at=T0 + n,
+        state=EndpointState.ACTIVE,
+    )
+    return attrs.evolve(made, **changes)
+
+
+def message(i: int = 0) -> dict[str, str]:
+    return {"message_id": f"msg_{i}", "channel": "sms", "to": "+919876543210", "status": "sent"}
+
+
+def publish_one(store: Store, now: float = T0, i: int = 0) -> list[Delivery]:
+    result = publish(store, CATALOG, "message.sent", message(i), now)
+    return store.list_deliveries(DeliveryFilter(event_id=result.event.id))
+
+
+def test_endpoints_round_trip_and_delete(store: Store) -> None:
+    first, second = endpoint(1, headers=(("X-Team", "a"),)), endpoint(2, filters=("message.*",))
+    store.save_endpoint(second)
+    store.save_endpoint(first)
+    assert store.list_endpoints() == [first, second]
+    assert store.get_endpoint("ep_1") == first
+    changed = attrs.evolve(first, url="https://example.com/new")
+    store.save_endpoint(changed)
+    assert store.get_endpoint("ep_1") == changed
+    assert store.delete_endpoint("ep_1") is True
+    assert store.delete_endpoint("ep_1") is False
+    assert store.get_endpoint("ep_1") is None
+    assert store.list_endpoints() == [second]
+
+
+def test_an_event_and_its_deliveries_are_stored_together(store: Store) -> None:
+    for n in range(3):
+        store.save_endpoint(endpoint(n))
+    deliveries = publish_one(store)
+    assert len(deliveries) == 3
+    event = store.get_event(deliveries[0].event_id)
+    assert event is not None and event.name == "message.sent"
+    assert all(d.state is DeliveryState.PENDING and d.next_attempt_at == T0 for d in deliveries)
+
+
+def test_a_duplicate_event_in_a_batch_stores_nothing(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    publish(store, CATALOG, "message.sent", message(), T0, event_id="evt_dup")
+    with pytest.raises(DuplicateEvent, match="evt_dup"):
+        publish_many(
+            store,
+            CATALOG,
+            [("message.sent", message(1), "evt_new"), ("message.sent", message(2), "evt_dup")],
+            T0,
+        )
+    assert store.get_event("evt_new") is None
+    assert store.count_deliveries() == 1
+
+
+def test_claim_leases_due_deliveries_oldest_first_up_to_the_limit(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    for i in range(5):
+        publish_one(store, T0 + i, i)
+    assert store.claim(T0 - 1, 10, "w1", T0 + 60) == []
+    claimed = store.claim(T0 + 2, 2, "w1", T0 + 60)
+    assert [c.delivery.created_at for c in claimed] == [T0, T0 + 1]
+    assert all(c.delivery.state is DeliveryState.PENDING for c in claimed)
+    assert claimed[0].event.id == claimed[0].delivery.event_id
+    assert claimed[0].endpoint == endpoint()
+    stored = store.get_delivery(claimed[0].delivery.id)
+    assert stored is not None and stored.state is DeliveryState.IN_FLIGHT
+    again = store.claim(T0 + 10, 10, "w2", T0 + 70)
+    assert [c.delivery.created_at for c in again] == [T0 + 2, T0 + 3, T0 + 4]
+    assert store.count_deliveries(DeliveryFilter(state=DeliveryState.IN_FLIGHT)) == 5
+
+
+def test_an_expired_lease_is_claimed_again_as_in_flight(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    (delivery,) = publish_one(store)
+    (first,) = store.claim(T0, 10, "w1", T0 + 60)
+    assert store.claim(T0 + 59, 10, "w2", T0 + 120) == []
+    assert store.next_due() == T0 + 60
+    (second,) = store.claim(T0 + 60, 10, "w2", T0 + 120)
+    assert second.delivery.id == delivery.id
+    assert second.delivery.state is DeliveryState.IN_FLIGHT
+    assert second.event == first.event
+
+
+def test_only_the_lease_holder_writes_the_result(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    (delivery,) = publish_one(store)
+    store.claim(T0, 10, "w1", T0 + 60)
+    store.claim(T0 + 60, 10, "w2", T0 + 120)
+    attempt = Attempt(1, T0 + 60, T0 + 61, Outcome.SUCCESS, status=200)
+    done = attrs.evolve(
+        delivery, state=DeliveryState.DELIVERED, next_attempt_at=None, attempts=(attempt,)
+    )
+    assert store.complete([done], "w1") == 0
+    stored = store.get_delivery(delivery.id)
+    assert stored is not None and stored.state is DeliveryState.IN_FLIGHT
+    assert store.complete([done], "w2") == 1
+    assert store.get_delivery(delivery.id) == done
+    assert store.complete([done], "w2") == 0
+    assert store.next_due() is None
+
+
+def test_a_retry_scheduled_result_becomes_due_at_its_time(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    (delivery,) = publish_one(store)
+    store.claim(T0, 10, "w1", T0 + 60)
+    attempt = Attempt(1, T0, T0 + 1, Outcome.HTTP_ERROR, status=503)
+    later = attrs.evolve(
+        delivery,
+        state=DeliveryState.RETRY_SCHEDULED,
+        next_attempt_at=T0 + 61,
+        attempts=(attempt,),
+    )
+    assert store.complete([later], "w1") == 1
+    assert store.next_due() == T0 + 61
+    assert store.claim(T0 + 60, 10, "w1", T0 + 120) == []
+    (claimed,) = store.claim(T0 + 61, 10, "w1", T0 + 121)
+    assert claimed.delivery == later
+
+
+def test_release_makes_claims_due_again_at_once(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    publish_one(store, T0, 0)
+    publish_one(store, T0 + 1, 1)
+    claimed = store.claim(T0 + 5, 10, "w1", T0 + 60)
+    store.release([c.delivery.id for c in claimed], "w2")
+    assert store.claim(T0 + 5, 10, "w3", T0 + 60) == []
+    store.release([c.delivery.id for c in claimed], "w1")
+    again = store.claim(T0 + 5, 10, "w3", T0 + 60)
+    assert sorted(c.delivery.id for c in again) == sorted(c.delivery.id for c in claimed)
+    assert all(c.delivery.state is DeliveryState.PENDING for c in again)
+
+
+def test_deliveries_of_a_deleted_endpoint_are_not_claimed(store: Store) -> None:
+    store.save_endpoint(endpoint(1))
+    store.save_endpoint(endpoint(2))
+    publish_one(store)
+    store.delete_endpoint("ep_1")
+    claimed = store.claim(T0, 10, "w1", T0 + 60)
+    assert [c.endpoint.id for c in claimed] == ["ep_2"]
+    assert store.next_due() == T0 + 60
+
+
+def test_listing_and_counting_filter_by_state_endpoint_event_and_time(store: Store) -> None:
+    store.save_endpoint(endpoint(1))
+    store.save_endpoint(endpoint(2))
+    first = publish_one(store, T0, 0)
+    second = publish_one(store, T0 + 10, 1)
+    store.claim(T0, 1, "w1", T0 + 60)
+    assert store.count_deliveries() == 4
+    assert store.count_deliveries(DeliveryFilter(state=DeliveryState.IN_FLIGHT)) == 1
+    assert store.count_deliveries(DeliveryFilter(state=DeliveryState.PENDING)) == 3
+    by_endpoint = store.list_deliveries(DeliveryFilter(endpoint_id="ep_2"))
+    assert [d.event_id for d in by_endpoint] == [first[0].event_id, second[0].event_id]
+    by_event = DeliveryFilter(event_id=second[0].event_id)
+    assert {d.id for d in store.list_deliveries(by_event)} == {d.id for d in second}
+    assert store.count_deliveries(DeliveryFilter(created_since=T0 + 5)) == 2
+    assert store.count_deliveries(DeliveryFilter(created_before=T0 + 5)) == 2
+    everything = store.list_deliveries(limit=10)
+    assert [d.created_at for d in everything] == sorted(d.created_at for d in everything)
+    assert store.list_deliveries(limit=2, offset=1) == everything[1:3]
+
+
+def test_save_deliveries_replaces_and_clears_the_lease(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    (delivery,) = publish_one(store)
+    store.claim(T0, 10, "w1", T0 + 60)
+    cancelled = attrs.evolve(
+        delivery, state=DeliveryState.FAILED, next_attempt_at=None, reason="cancelled"
+    )
+    store.save_deliveries([cancelled])
+    assert store.get_delivery(delivery.id) == cancelled
+    assert store.complete([delivery], "w1") == 0
+    assert store.claim(T0 + 100, 10, "w2", T0 + 160) == []
+
+
+def finish(store: Store, deliveries: list[Delivery], state: DeliveryState, at: float) -> None:
+    store.claim(at, 1000, "w", at + 60)
+    store.complete(
+        [attrs.evolve(d, state=state, next_attempt_at=None, reason="x") for d in deliveries], "w"
+    )
+
+
+def test_retention_prunes_old_finished_deliveries_and_their_events(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    old = publish_one(store, T0, 0)
+    finish(store, old, DeliveryState.DELIVERED, T0)
+    old_failed = publish_one(store, T0 + 1, 1)
+    finish(store, old_failed, DeliveryState.FAILED, T0 + 1)
+    recent = publish_one(store, T0 + 1000, 2)
+    finish(store, recent, DeliveryState.DELIVERED, T0 + 1000)
+    waiting = publish_one(store, T0 + 2, 3)
+    pruned = apply_retention(store, Retention(delivered=500), T0 + 1100)
+    assert pruned == 1
+    assert store.get_delivery(old[0].id) is None
+    assert store.get_event(old[0].event_id) is None
+    for kept in (old_failed, recent, waiting):
+        assert store.get_delivery(kept[0].id) is not None
+    assert apply_retention(store, Retention(delivered=None, failed=500), T0 + 1100) == 1
+    assert store.get_delivery(waiting[0].id) is not None
+    with pytest.raises(ConfigError, match="pending"):
+        store.prune(DeliveryState.PENDING, T0 + 10_000, 10)
+
+
+def test_pruning_keeps_an_event_that_still_has_deliveries(store: Store) -> None:
+    store.save_endpoint(endpoint(1))
+    store.save_endpoint(endpoint(2))
+    first, second = publish_one(store)
+    finish(store, [first], DeliveryState.DELIVERED, T0)
+    assert store.prune(DeliveryState.DELIVERED, T0 + 1, 10) == 1
+    assert store.get_event(first.event_id) is not None
+    assert store.get_delivery(second.id) is not None
+
+
+def test_schema_status_is_current(store: Store) -> None:
+    status = store.schema_status()
+    assert status.version == status.latest and status.pending == 0
+
+
+def test_concurrent_claimers_never_share_a_delivery(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    publish_many(store, CATALOG, [("message.sent", message(i), None) for i in range(200)], T0)
+    got: dict[str, list[str]] = {}
+
+    def worker(name: str) -> None:
+        mine = got.setdefault(name, [])
+        while claimed := store.claim(T0, 7, name, T0 + 60):
+            mine.extend(c.delivery.id for c in claimed)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    everything = [d for ids in got.values() for d in ids]
+    assert len(everything) == 200
+    assert len(set(everything)) == 200
+
+
+def test_event_bodies_round_trip_byte_for_byte(store: Store) -> None:
+    body = '{"event":"x","data":{"text":"नमस्ते \\u2028 \u00e9"}}'.encode()
+    store.add_events([(Event("evt_bytes", "message.sent", T0, body), [])])
+    stored = store.get_event("evt_bytes")
+    assert stored is not None and stored.body == body
