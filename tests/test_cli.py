@@ -375,7 +375,7 @@ def test_deliveries_replay_usage_errors(db: Path, args: list[str], reason: str) 
 
 def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
     line = one_line_error(run(tmp_path / "missing" / "dir" / "x.db", "endpoints", "list"))
-    assert "cannot open the database" in line
+    assert "cannot open SQLite database" in line and "x.db" in line
 
 
 def test_an_unknown_database_scheme_is_one_line(tmp_path: Path) -> None:
@@ -385,7 +385,7 @@ def test_an_unknown_database_scheme_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_an_unreachable_postgresql_is_one_line() -> None:
     line = one_line_error(run("postgresql://nobody@127.0.0.1:9/none", "endpoints", "list"))
-    assert "cannot open the database" in line
+    assert "cannot reach PostgreSQL" in line and "127.0.0.1:9" in line
 
 
 def test_webhooks_db_names_the_database(tmp_path: Path) -> None:
@@ -399,3 +399,21 @@ def test_webhooks_db_names_the_database(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert len(SQLiteStore(target).list_endpoints()) == 1
+
+
+@pytest.mark.postgres
+def test_commands_work_on_postgresql() -> None:
+    from tests.receiving_helpers import postgres_or_skip
+
+    url = postgres_or_skip()
+    endpoint_id = run(url, "endpoints", "add", "https://pg.example/x", "-q").stdout.strip()
+    shown = json.loads(run(url, "endpoints", "show", endpoint_id, "--json").stdout)
+    assert shown["url"] == "https://pg.example/x" and shown["state"] == "verifying"
+    published = json.loads(
+        run(url, "publish", "message.sent", "--data", json.dumps(MESSAGE), "--json").stdout
+    )
+    listed = json.loads(
+        run(url, "deliveries", "list", "--event", published["event_id"], "--json").stdout
+    )
+    assert len(listed) == published["deliveries"]
+    assert run(url, "endpoints", "remove", endpoint_id).exit_code == 0

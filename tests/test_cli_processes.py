@@ -95,7 +95,7 @@ def test_serve_stops_on_sigint(tmp_path: Path) -> None:
 def test_serve_with_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
     done = run_process("--db", str(tmp_path / "no" / "such.db"), "serve", cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip().count("\n") == 0 and "cannot open the database" in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "cannot open SQLite database" in done.stderr
 
 
 # -- listen -----------------------------------------------------------------------------
