@@ -29,6 +29,7 @@ from tests.receiving_helpers import (
     sign,
 )
 
+from transports.memory import MemoryStore
 from transports.receiving import ReceivedEvent, Receiver, ThreadWorkQueue, asgi_app, wsgi_app
 from transports.threaded import ThreadedWebhookService
 from webhook_core import EndpointState, MessageData
@@ -226,7 +227,7 @@ def test_the_library_sender_is_verified_and_delivers(framework: str) -> None:
 
     with (
         running(framework, receiver) as url,
-        ThreadedWebhookService(allow_http=True) as hooks,
+        ThreadedWebhookService(MemoryStore(), allow_http=True) as hooks,
     ):
         endpoint = hooks.add_endpoint(url, secret=SECRET, events=["message.*"])
         for _ in range(1000):
