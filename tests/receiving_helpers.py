@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from webhook_core import build_event, platform_catalog, verification_event
 from webhook_core.request import USER_AGENT
@@ -18,7 +15,6 @@ from webhook_core.signing import as_secrets, signature_headers
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_QWxsIHlvdXIgYmFzZSBhcmUgYmVsb25nIHRvIHVz"
-PG_URL = os.environ.get("WEBHOOKS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CATALOG = platform_catalog()
 MESSAGE = {"message_id": "msg_1", "channel": "sms", "to": "+919876543210", "status": "delivered"}
 
@@ -103,16 +99,3 @@ def serve_wsgi(app: Any) -> Iterator[str]:
         server.shutdown()
         thread.join(10)
         server.server_close()
-
-
-def postgres_or_skip() -> str:
-    """The test database's URL; skip when it is unreachable (fail in CI)."""
-    import psycopg
-
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable: {exc}")
-        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable")
-    return PG_URL

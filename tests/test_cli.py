@@ -403,9 +403,9 @@ def test_webhooks_db_names_the_database(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_commands_work_on_postgresql() -> None:
-    from tests.receiving_helpers import postgres_or_skip
+    from tests.pg import require_postgres
 
-    url = postgres_or_skip()
+    url = require_postgres()
     endpoint_id = run(url, "endpoints", "add", "https://pg.example/x", "-q").stdout.strip()
     shown = json.loads(run(url, "endpoints", "show", endpoint_id, "--json").stdout)
     assert shown["url"] == "https://pg.example/x" and shown["state"] == "verifying"

@@ -12,13 +12,13 @@ import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.pg import require_postgres
 from tests.receiving_helpers import (
     MESSAGE,
     OTHER_SECRET,
     SECRET,
     event_request,
     handshake_request,
-    postgres_or_skip,
     sign,
 )
 
@@ -408,7 +408,7 @@ def idempotency(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Idem
     else:
         from transports.receiving.postgres_idempotency import PostgresIdempotencyStore
 
-        store = PostgresIdempotencyStore(postgres_or_skip())
+        store = PostgresIdempotencyStore(require_postgres())
     yield store
     store.close()
 
@@ -461,7 +461,7 @@ def test_sqlite_ids_are_shared_by_two_stores_on_one_file(tmp_path: Path) -> None
 def test_postgres_receivers_share_ids() -> None:
     from transports.receiving.postgres_idempotency import PostgresIdempotencyStore
 
-    url = postgres_or_skip()
+    url = require_postgres()
     first, second = PostgresIdempotencyStore(url), PostgresIdempotencyStore(url)
     try:
         key = _key("pg")
