@@ -477,3 +477,25 @@ def test_postgres_receivers_share_ids() -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_respond_fast_from_an_event_loop(anyio_backend: str) -> None:
+    release = threading.Event()
+    done: list[str | None] = []
+    with ThreadWorkQueue(workers=1) as work:
+        receiver = Receiver(SECRET, background=work)
+
+        @receiver.on("*")
+        async def slow(event: ReceivedEvent[Any]) -> None:
+            assert release.wait(30)
+            done.append(event.id)
+
+        async def main() -> int:
+            body, headers = event_request()
+            return (await receiver.handle_async(body, headers)).status
+
+        assert anyio.run(main, backend=anyio_backend) == 202
+        assert done == []
+        release.set()
+        work.join()
+    assert done == ["evt_1"]

@@ -13,13 +13,13 @@ from transports.receiving.idempotency import (
     MemoryIdempotencyStore,
     SQLiteIdempotencyStore,
 )
-from transports.receiving.receiver import DEFAULT_TTL, Handler, Receiver, WorkQueue
+from transports.receiving.receiver import DEFAULT_TTL, EventHandler, Receiver, WorkQueue
 from transports.receiving.wsgi import wsgi_app
 from webhook_core.receiving import MalformedBody, ReceivedEvent, Reply
 
 __all__ = [
     "DEFAULT_TTL",
-    "Handler",
+    "EventHandler",
     "IdempotencyStore",
     "MalformedBody",
     "MemoryIdempotencyStore",

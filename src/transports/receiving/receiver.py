@@ -55,8 +55,8 @@ DEFAULT_TTL = 3 * 86_400.0
 
 BUSY = Reply(503, b"the background queue is full; send it again later")
 
-Handler = Callable[[ReceivedEvent[Any]], Any]
-F = TypeVar("F", bound=Handler)
+EventHandler = Callable[[ReceivedEvent[Any]], Any]
+F = TypeVar("F", bound=EventHandler)
 T = TypeVar("T")
 
 
@@ -72,7 +72,7 @@ async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
-def _run_sync(handler: Handler, event: ReceivedEvent[Any]) -> None:
+def _run_sync(handler: EventHandler, event: ReceivedEvent[Any]) -> None:
     result = handler(event)
     if inspect.isawaitable(result):
         anyio.run(_await, result)
@@ -118,7 +118,7 @@ class Receiver:
         self.background = background
         self.on_error = on_error
         self.clock = clock
-        self.routes: Routes[Handler] = Routes()
+        self.routes: Routes[EventHandler] = Routes()
 
     def on(self, pattern: str) -> Callable[[F], F]:
         """Decorator: run the function for events that ``pattern`` selects (``message.*``)."""
@@ -129,7 +129,7 @@ class Receiver:
 
         return register
 
-    def add_handler(self, pattern: str, handler: Handler) -> None:
+    def add_handler(self, pattern: str, handler: EventHandler) -> None:
         """Run ``handler`` for events that ``pattern`` selects."""
         self.routes.add(pattern, handler)
 
@@ -227,7 +227,8 @@ class Receiver:
         if not fresh:
             return DUPLICATE
         if self.background is not None:
-            return self._queue(event, key)
+            # submit() may wait for room in the queue: not on the event loop.
+            return await anyio.to_thread.run_sync(self._queue, event, key)
         try:
             for handler in self.routes.match(event.name):
                 if inspect.iscoroutinefunction(handler):
