@@ -151,7 +151,7 @@ def show(state: Context, delivery_id: str, as_json: bool) -> None:
 
 
 @deliveries.command()
-@click.argument("delivery_id", metavar="ID", required=False)
+@click.argument("delivery_id", metavar="[ID]", required=False)
 @click.option(
     "--failed-since",
     metavar="TIME",
