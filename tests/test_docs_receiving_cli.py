@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.cli_helpers import process_env
+from tests.cli_helpers import LOOPBACK_ENV, process_env
 from tests.test_docs_examples import DOCS, python_blocks, run_as_pasted
 
 RECEIVING = python_blocks("receiving.md")
@@ -73,6 +73,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _session_env(directory: Path) -> dict[str, str]:
+    """The test's environment without the loopback settings: the documents must set them."""
+    env = process_env({"PATH": f"{directory}:{os.environ['PATH']}"})
+    for name in LOOPBACK_ENV:
+        env.pop(name, None)
+    return env
+
+
 def run_session(markdown: str, directory: Path) -> list[tuple[str, list[str], list[str]]]:
     """Run every command in one bash session; (command, expected, actual output) per step."""
     found = steps(markdown)
@@ -82,7 +90,7 @@ def run_session(markdown: str, directory: Path) -> list[tuple[str, list[str], li
     done = subprocess.run(
         ["bash", "-c", "\n".join(script)],
         cwd=directory,
-        env=process_env({"PATH": f"{directory}:{os.environ['PATH']}"}),
+        env=_session_env(directory),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
