@@ -58,6 +58,7 @@ from transports.memory import MemoryStore
 from transports.service import WebhookService
 from transports.sqlite import SQLiteStore
 from transports.store import DeliveryFilter, Store
+from transports.testing import LOOPBACK_NETWORKS
 from webhook_core import DeliveryState, platform_catalog
 
 PG_URL = os.environ.get("WEBHOOKS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -244,7 +245,12 @@ async def e2e(kind: str, deliveries: int, base_url: str | None) -> float:
     with opened(kind) as store:
         add_endpoints(store, url=(base_url or "http://127.0.0.1:9/") + "hook/")
         async with WebhookService(
-            store, http=http, allow_http=True, max_in_flight=64, poll_interval=0.05
+            store,
+            http=http,
+            allow_http=True,
+            allowed_networks=LOOPBACK_NETWORKS,
+            max_in_flight=64,
+            poll_interval=0.05,
         ) as hooks:
             await hooks.drain()
             start = time.perf_counter()

@@ -36,6 +36,7 @@ def python_blocks(name: str) -> list[str]:
 VIRTUAL_TIME = python_blocks("testing-in-virtual-time.md")
 WIRE = python_blocks("wire-contract.md")
 STORAGE = python_blocks("storage.md")
+SECURITY = python_blocks("security.md")
 
 
 def test_the_tutorial_has_an_example_per_runtime() -> None:
@@ -60,6 +61,21 @@ def test_storage_guide_block_runs(index: int, tmp_path: Path) -> None:
     if "postgresql://" in STORAGE[index]:
         pg.require_postgres()
     run_as_pasted(STORAGE[index], tmp_path)
+
+
+@pytest.mark.parametrize("index", range(len(SECURITY)))
+def test_security_block_runs(index: int, tmp_path: Path) -> None:
+    run_as_pasted(SECURITY[index], tmp_path)
+
+
+def test_every_test_the_security_table_names_exists() -> None:
+    text = (DOCS / "security.md").read_text(encoding="utf-8")
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
+    assert len(named) >= 40
+    root = DOCS.parent
+    for path, name in named:
+        source = (root / path).read_text(encoding="utf-8")
+        assert re.search(rf"^def {name}\(", source, re.MULTILINE), f"{path}::{name}"
 
 
 def test_the_wire_contract_example_body_is_what_the_library_sends() -> None:

@@ -17,6 +17,7 @@ from webhook_core.endpoint import (
     TRANSITIONS,
     BeginVerification,
     ChangeUrl,
+    DeliveryOutcome,
     Disable,
     Enable,
     Endpoint,
@@ -24,6 +25,7 @@ from webhook_core.endpoint import (
     EndpointSecret,
     EndpointState,
     HandshakeResult,
+    HealthPolicy,
     rotate_secret,
     token_matches,
 )
@@ -35,7 +37,15 @@ V = EndpointState.VERIFYING
 A = EndpointState.ACTIVE
 X = EndpointState.DISABLED
 
-INPUT_KINDS: tuple[type, ...] = (BeginVerification, HandshakeResult, Disable, Enable, ChangeUrl)
+INPUT_KINDS: tuple[type, ...] = (
+    BeginVerification,
+    HandshakeResult,
+    Disable,
+    Enable,
+    ChangeUrl,
+    DeliveryOutcome,
+)
+HEALTH = HealthPolicy(max_failures=3, period=100.0)
 TOKEN = "tok_3f9a2c"
 
 
@@ -108,6 +118,8 @@ def any_input(draw: st.DrawFn, kind: type, e: Endpoint, now: float) -> EndpointI
         return Disable(draw(st.sampled_from(["operator", "410 Gone"])), now)
     if kind is Enable:
         return Enable(now)
+    if kind is DeliveryOutcome:
+        return DeliveryOutcome(draw(st.booleans()), now, HEALTH)
     return ChangeUrl(draw(urls), now)
 
 
@@ -214,8 +226,22 @@ def test_every_state_and_input(state: EndpointState, kind: type, data: st.DataOb
     elif isinstance(event, Enable):
         assert new.state is (A if verified else U)
         assert new.disabled_reason is None
+        assert (new.failures, new.failing_since) == (0, None)
+    elif isinstance(event, DeliveryOutcome):
+        if state is X:
+            assert new == e
+        elif event.delivered:
+            assert new.state is state
+            assert (new.failures, new.failing_since) == (0, None)
+        else:
+            assert new.failures == e.failures + 1
+            since = new.failing_since
+            assert since == (event.now if e.failing_since is None else e.failing_since)
+            tripped = new.failures >= HEALTH.max_failures and event.now - since >= HEALTH.period
+            assert new.state is (X if tripped else state)
     else:
         assert new.url == event.url
+        assert (new.failures, new.failing_since) == (0, None)
         assert new.state is (X if state is X else U)
         assert new.verified_url is None
 
@@ -557,14 +583,14 @@ def test_valid_urls(url: str) -> None:
         ("https:///path", "no host"),
         ("https://:443/path", "no host"),
         ("https://example.com:0/", "port 0"),
-        ("https://example.com:65536/", "malformed"),
-        ("https://example.com:port/", "malformed"),
+        ("https://example.com:65536/", "outside 1-65535"),
+        ("https://example.com:port/", "not a number"),
         ("https://[::1/", "malformed"),
         ("https://exa mple.com/", "spaces"),
         ("https://example.com/a b", "spaces"),
         ("https://example.com/\t", "spaces"),
         ("https://example.com/\x7f", "control"),
-        ("https://bücher.example/", "non-ASCII"),
+        ("https://example.com/bücher", "non-ASCII"),
         ("https://example.com/" + "a" * MAX_URL_LENGTH, "longer than 2048"),
     ],
 )
@@ -642,3 +668,107 @@ def test_reserved_headers_are_refused(name: str) -> None:
 def test_invalid_headers_are_refused(headers: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_headers(headers)
+
+
+# --- health: a run of failed deliveries disables ---------------------------------------
+
+
+def outcomes(e: Endpoint, policy: HealthPolicy, *steps: tuple[bool, float]) -> Endpoint:
+    for delivered, now in steps:
+        e = machine.apply(e, DeliveryOutcome(delivered, now, policy))
+    return e
+
+
+def test_a_long_run_of_failures_disables_the_endpoint() -> None:
+    policy = HealthPolicy(max_failures=3, period=3600.0)
+    e = outcomes(verified_endpoint(), policy, (False, 100.0), (False, 200.0), (False, 3699.0))
+    assert e.state is A  # three failures, but over less than an hour
+    assert (e.failures, e.failing_since) == (3, 100.0)
+    e = outcomes(e, policy, (False, 3700.0))
+    assert e.state is X
+    assert (
+        e.disabled_reason == "4 deliveries in a row failed over 1.0 hours (limit 3 over 1.0 hours)"
+    )
+
+
+def test_many_failures_in_a_short_time_do_not_disable() -> None:
+    policy = HealthPolicy(max_failures=3, period=86_400.0)
+    e = outcomes(verified_endpoint(), policy, *[(False, 10.0 + i) for i in range(100)])
+    assert e.state is A and e.failures == 100
+
+
+def test_a_long_time_with_few_failures_does_not_disable() -> None:
+    policy = HealthPolicy(max_failures=10, period=60.0)
+    e = outcomes(verified_endpoint(), policy, (False, 0.0), (False, 10_000.0), (False, 90_000.0))
+    assert e.state is A and e.failures == 3
+
+
+def test_a_delivery_clears_the_run() -> None:
+    policy = HealthPolicy(max_failures=2, period=100.0)
+    e = outcomes(verified_endpoint(), policy, (False, 0.0), (True, 150.0), (False, 200.0))
+    assert e.state is A
+    assert (e.failures, e.failing_since) == (1, 200.0)
+    e = outcomes(e, policy, (False, 300.0))
+    assert e.state is X
+
+
+def test_enable_and_change_url_start_a_fresh_run() -> None:
+    policy = HealthPolicy(max_failures=2, period=0.0)
+    e = outcomes(verified_endpoint(), policy, (False, 1.0), (False, 2.0))
+    assert e.state is X
+    e = outcomes(e, policy, (False, 3.0))  # a disabled endpoint ignores outcomes
+    assert e.failures == 2
+    e = machine.apply(e, Enable(4.0))
+    assert e.state is A and e.failures == 0 and e.failing_since is None
+    e = outcomes(e, policy, (False, 5.0))
+    e = machine.apply(e, ChangeUrl("https://example.org/new", 6.0))
+    assert e.failures == 0 and e.failing_since is None
+
+
+def test_a_healthy_outcome_returns_the_same_record() -> None:
+    e = verified_endpoint()
+    assert machine.apply(e, DeliveryOutcome(True, 5.0)) is e
+
+
+@given(
+    steps=st.lists(st.tuples(st.booleans(), st.floats(0, 10_000, allow_nan=False)), max_size=40),
+    max_failures=st.integers(1, 6),
+    period=st.floats(0, 30_000, allow_nan=False),
+)
+def test_health_matches_a_model(
+    steps: list[tuple[bool, float]], max_failures: int, period: float
+) -> None:
+    policy = HealthPolicy(max_failures, period)
+    e = verified_endpoint()
+    now = 0.0
+    run: list[float] = []  # times of the failures since the last delivery
+    disabled_at: int | None = None
+    for index, (delivered, gap) in enumerate(steps):
+        now += gap
+        e = machine.apply(e, DeliveryOutcome(delivered, now, policy))
+        if disabled_at is not None:
+            continue
+        run = [] if delivered else [*run, now]
+        if len(run) >= max_failures and now - run[0] >= period:
+            disabled_at = index
+    assert (e.state is X) == (disabled_at is not None)
+    if disabled_at is None:
+        assert e.failures == len(run)
+        assert e.failing_since == (run[0] if run else None)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_failures": 0}, "max_failures"),
+        ({"max_failures": 2.5}, "max_failures"),
+        ({"max_failures": True}, "max_failures"),
+        ({"period": -1.0}, "period"),
+        ({"period": float("inf")}, "period"),
+        ({"period": float("nan")}, "period"),
+        ({"period": "1 day"}, "period"),
+    ],
+)
+def test_bad_health_policies_are_named(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        HealthPolicy(**kwargs)

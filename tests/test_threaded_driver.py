@@ -16,6 +16,7 @@ from transports.http import HttpResponse
 from transports.memory import MemoryStore
 from transports.store import Claimed, DeliveryFilter
 from transports.testing import (
+    LOOPBACK_NETWORKS,
     Behaviour,
     Delay,
     Drip,
@@ -89,6 +90,7 @@ def events(rx: LoopbackReceiver, path: str | None = None) -> list[ReceivedReques
 def service(**options: Any) -> ThreadedWebhookService:
     options.setdefault("allow_http", True)
     options.setdefault("store", MemoryStore())
+    options.setdefault("allowed_networks", LOOPBACK_NETWORKS)
     options.setdefault("policy", FAST)
     options.setdefault("lease", 10.0)
     return ThreadedWebhookService(**options)

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
+from transports.guard import OutboundPolicy
 from transports.ids import new_id
 from transports.operations import Retention
 from transports.storage_url import open_store
 from transports.store import Store
 from webhook_core import USER_AGENT, ConfigError, EventCatalog, RetryPolicy, platform_catalog
+from webhook_core.addresses import Network
 
 
 class DriverConfig:
     """The store, policy and limits a driver runs with.
 
     ``store`` defaults to the SQLite file named by ``$WEBHOOKS_DB``, else
-    ``webhooks.db`` in the working directory (pass a ``MemoryStore`` for tests
-    and virtual time); the lease defaults to the
-    attempt deadline plus at least 30 s and must outlive it by more than 5 s
+    ``webhooks.db`` in the working directory (opened once every other setting
+    is checked; pass a ``MemoryStore`` for tests and virtual time); the lease
+    defaults to the attempt deadline plus at least 30 s and must outlive it by more than 5 s
     (a shorter lease lets two workers send the same attempt at once); stores
     that other processes may write are polled every second by default.
     With ``retention``, the dispatcher prunes finished deliveries older than
     it allows every ``retention_interval`` seconds (none are pruned without it).
+    ``allowed_networks``, ``allow_http`` and ``ca_file`` make the
+    ``OutboundPolicy`` the default transport and the handshakes use.
     """
 
     def __init__(
@@ -38,11 +43,15 @@ class DriverConfig:
         user_agent: str = USER_AGENT,
         retention: Retention | None = None,
         retention_interval: float = 3600.0,
+        allowed_networks: str | Iterable[str | Network] = (),
+        ca_file: str | None = None,
     ) -> None:
-        self.store: Store = store if store is not None else open_store()
         self.policy = policy or RetryPolicy()
         self.catalog = catalog or platform_catalog()
         self.allow_http = allow_http
+        self.outbound = OutboundPolicy(allowed_networks, allow_http=allow_http, ca_file=ca_file)
+        if ca_file is not None:
+            self.outbound.ssl_context()  # a CA file that cannot be loaded fails here, not later
         if max_in_flight < 1:
             raise ConfigError("max_in_flight must be at least 1")
         self.max_in_flight = max_in_flight
@@ -53,13 +62,14 @@ class DriverConfig:
                 f"lease ({self.lease:g} s) must outlive the attempt deadline "
                 f"({timeout:g} s) by more than 5 s"
             )
+        if not retention_interval > 0:
+            raise ConfigError("retention_interval must be a positive number of seconds")
+        self.store: Store = store if store is not None else open_store()
         if poll_interval is None:
             poll_interval = 1.0 if self.store.blocking else math.inf
         self.poll_interval = poll_interval
         self.worker_id = worker_id or new_id("wrk")
         self.user_agent = user_agent
-        if not retention_interval > 0:
-            raise ConfigError("retention_interval must be a positive number of seconds")
         self.retention = retention
         self.retention_interval = retention_interval
         self._next_prune = -math.inf

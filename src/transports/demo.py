@@ -20,7 +20,13 @@ import anyio
 
 from transports.service import WebhookService
 from transports.sqlite import SQLiteStore
-from transports.testing import Handler, LoopbackReceiver, ReceivedRequest, Respond
+from transports.testing import (
+    LOOPBACK_NETWORKS,
+    Handler,
+    LoopbackReceiver,
+    ReceivedRequest,
+    Respond,
+)
 from webhook_core import (
     DEFAULT_SCHEDULE,
     PLATFORM_EVENTS,
@@ -82,7 +88,9 @@ async def run(speedup: float, db: str) -> int:
             f"Receiver listening on {rx.url()} (verifies webhook-signature and {SIGNATURE_HEADER})"
         )
         print(f"Storing deliveries in SQLite at {db}")
-        async with WebhookService(SQLiteStore(db), allow_http=True, policy=policy) as hooks:
+        async with WebhookService(
+            SQLiteStore(db), allow_http=True, allowed_networks=LOOPBACK_NETWORKS, policy=policy
+        ) as hooks:
             routes = {
                 "/all": ["*"],
                 "/messages": ["message.*"],

@@ -4,10 +4,12 @@ The core decides what an outcome means; a transport only performs the POST
 and sorts failures into ``Outcome`` kinds (timeout, connect, TLS, network,
 protocol). Deadlines are enforced by the drivers around ``send``, so every
 transport gets the same total deadline. ``HttpxTransport`` (async) and
-``HttpxSyncTransport`` (threads) are the general-purpose transports: redirects
-are never followed, proxy and ``.netrc`` settings from the environment are
-ignored unless a proxy is given, and only the first ``body_limit`` bytes of a
-response are read.
+``HttpxSyncTransport`` (threads) are the general-purpose transports, both on
+httpcore, httpx's engine: they connect only to addresses the outbound guard
+vetted (``transports.guard``), never follow redirects, never read the
+environment (proxy variables, ``.netrc``, ``SSL_CERT_FILE``), refuse response
+heads over h11's 100 KiB and read only the first ``body_limit`` bytes of a
+body.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ import attrs
 import httpcore
 import httpx
 
+from transports.guard import (
+    BlockedAddress,
+    GuardedAsyncBackend,
+    GuardedSyncBackend,
+    OutboundPolicy,
+    resolve_vetted,
+    resolve_vetted_sync,
+)
 from webhook_core import AttemptResult, HttpRequest, Outcome
 
 BODY_LIMIT = 64 * 1024
@@ -125,64 +135,154 @@ def classify(exc: BaseException) -> TransportError:
     return TransportError(Outcome.NETWORK_ERROR, detail)
 
 
-def _client_options(
-    verify: ssl.SSLContext | str | bool, proxy: str | None, max_connections: int
-) -> dict[str, object]:
-    return {
-        "verify": verify,
-        "proxy": proxy,
-        "trust_env": False,
-        "follow_redirects": False,
-        "limits": httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
-    }
+@functools.lru_cache(maxsize=1024)
+def _core_url(url: str) -> httpcore.URL:
+    """httpx's parsing of ``url`` (IDNA, percent-encoding) in httpcore's form."""
+    parsed = httpx.URL(url)
+    return httpcore.URL(
+        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+    )
+
+
+# httpcore's exceptions as the httpx ones ``classify`` sorts.
+_HTTPCORE_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+}
+
+
+# Everything a send can end with besides a response.
+_SEND_ERRORS: tuple[type[Exception], ...] = (
+    BlockedAddress,
+    *_HTTPCORE_ERRORS,
+    httpx.InvalidURL,
+    OSError,
+)
+
+
+def _ssl_context(verify: ssl.SSLContext | bool | None, policy: OutboundPolicy) -> ssl.SSLContext:
+    """The TLS context: the policy's (public CAs plus its CA file) unless one is given."""
+    if verify is None or verify is True:
+        return policy.ssl_context()
+    if verify is False:
+        return httpx.create_ssl_context(verify=False, trust_env=False)
+    return verify
+
+
+def _core_proxy(proxy: str | None) -> httpcore.Proxy | None:
+    if proxy is None:
+        return None
+    parsed = httpx.Proxy(proxy)
+    return httpcore.Proxy(
+        _core_url(str(parsed.url)), auth=parsed.raw_auth, headers=parsed.headers.raw
+    )
+
+
+def _allowed_scheme(url: httpcore.URL, policy: OutboundPolicy) -> httpcore.URL:
+    """``url``, or ``BlockedAddress`` if it is plain http and the policy allows only https."""
+    if url.scheme == b"http" and not policy.allow_http:
+        raise BlockedAddress("refused to send: plain http is not allowed (allow_http is off)")
+    return url
+
+
+def _target(url: httpcore.URL) -> tuple[str, int]:
+    """The host and port a request to ``url`` connects to (for the proxy pre-check)."""
+    default = 443 if url.scheme == b"https" else 80
+    return url.host.decode("ascii"), url.port or default
+
+
+def _timeouts(timeout: float) -> dict[str, object]:
+    return {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
+
+
+def _response(
+    status: int, headers: Iterable[tuple[bytes, bytes]], chunks: list[bytes], limit: int
+) -> HttpResponse:
+    return HttpResponse(
+        status,
+        tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers),
+        b"".join(chunks)[:limit],
+    )
+
+
+def _failure(exc: Exception) -> TransportError:
+    """Any exception a send can end with, as a classified ``TransportError``."""
+    if isinstance(exc, BlockedAddress):
+        return TransportError(Outcome.BLOCKED, exc.detail)
+    error_type = _HTTPCORE_ERRORS.get(type(exc))
+    if error_type is not None:
+        translated = error_type(str(exc))
+        translated.__cause__ = exc
+        return classify(translated)
+    return classify(exc)
 
 
 class HttpxTransport:
-    """Async transport on ``httpx.AsyncClient`` (works under trio and asyncio)."""
+    """Async transport on httpcore, httpx's engine (works under trio and asyncio).
+
+    Connections go only to addresses the ``policy``'s guard vetted (see
+    ``transports.guard``); TLS is verified with ``verify`` if given, else with
+    the policy's CAs. The drivers bound the whole exchange with their deadline.
+    """
 
     def __init__(
         self,
         *,
-        verify: ssl.SSLContext | str | bool = True,
+        policy: OutboundPolicy | None = None,
+        verify: ssl.SSLContext | bool | None = None,
         proxy: str | None = None,
         max_connections: int = 256,
         body_limit: int = BODY_LIMIT,
     ) -> None:
+        self.policy = policy or OutboundPolicy()
         self.body_limit = body_limit
-        self._client = httpx.AsyncClient(**_client_options(verify, proxy, max_connections))  # type: ignore[arg-type]
+        self._proxy = proxy if proxy is not None else self.policy.proxy
+        backend = GuardedAsyncBackend(self.policy) if self._proxy is None else None
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=_ssl_context(verify, self.policy),
+            proxy=_core_proxy(self._proxy),
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=5.0,
+            network_backend=backend,
+        )
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request`` and read at most ``body_limit`` bytes of the answer."""
         try:
-            async with self._client.stream(
+            url = _allowed_scheme(_core_url(request.url), self.policy)
+            if self._proxy is not None:
+                await resolve_vetted(*_target(url), self.policy)
+            async with self._pool.stream(
                 "POST",
-                request.url,
-                content=request.body,
+                url,
                 headers=list(request.headers),
-                timeout=request.timeout,
+                content=request.body,
+                extensions=_timeouts(request.timeout),
             ) as response:
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in response.aiter_raw():
+                async for chunk in response.aiter_stream():
                     chunks.append(chunk)
                     size += len(chunk)
                     if size >= self.body_limit:
                         break
-                return HttpResponse(
-                    response.status_code,
-                    tuple(response.headers.items()),
-                    b"".join(chunks)[: self.body_limit],
-                )
-        except httpx.HTTPError as exc:
-            raise classify(exc) from exc
-        except OSError as exc:
-            raise classify(exc) from exc
+                return _response(response.status, response.headers, chunks, self.body_limit)
+        except _SEND_ERRORS as exc:
+            raise _failure(exc) from exc
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._client.aclose()
+        await self._pool.aclose()
 
 
 class _Deadline(threading.local):
@@ -232,10 +332,10 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class _DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's socket backend with every wait bounded by the calling thread's deadline."""
+    """A blocking backend with every wait bounded by the calling thread's deadline."""
 
-    def __init__(self, deadline: _Deadline) -> None:
-        self._backend = httpcore.SyncBackend()
+    def __init__(self, deadline: _Deadline, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
         self._deadline = deadline
 
     def connect_tcp(
@@ -256,31 +356,6 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         return _DeadlineStream(stream, self._deadline)
 
 
-@functools.lru_cache(maxsize=1024)
-def _core_url(url: str) -> httpcore.URL:
-    """httpx's parsing of ``url`` (IDNA, percent-encoding) in httpcore's form."""
-    parsed = httpx.URL(url)
-    return httpcore.URL(
-        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
-    )
-
-
-# httpcore's exceptions as the httpx ones ``classify`` sorts.
-_HTTPCORE_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
-    httpcore.ConnectTimeout: httpx.ConnectTimeout,
-    httpcore.ReadTimeout: httpx.ReadTimeout,
-    httpcore.WriteTimeout: httpx.WriteTimeout,
-    httpcore.PoolTimeout: httpx.PoolTimeout,
-    httpcore.ConnectError: httpx.ConnectError,
-    httpcore.ReadError: httpx.ReadError,
-    httpcore.WriteError: httpx.WriteError,
-    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
-    httpcore.LocalProtocolError: httpx.LocalProtocolError,
-    httpcore.ProxyError: httpx.ProxyError,
-    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
-}
-
-
 class HttpxSyncTransport:
     """Blocking transport for the threaded driver on httpcore, httpx's engine (thread-safe).
 
@@ -289,51 +364,47 @@ class HttpxSyncTransport:
     left before the deadline, so a receiver that drips its answer a byte at a
     time is cut off at the deadline (``Outcome.TIMEOUT``), without a watchdog
     thread. Name resolution is the one wait the deadline cannot bound.
+    Connections go only to addresses the ``policy``'s guard vetted.
     """
 
     def __init__(
         self,
         *,
-        verify: ssl.SSLContext | str | bool = True,
+        policy: OutboundPolicy | None = None,
+        verify: ssl.SSLContext | bool | None = None,
         proxy: str | None = None,
         max_connections: int = 256,
         body_limit: int = BODY_LIMIT,
     ) -> None:
+        self.policy = policy or OutboundPolicy()
         self.body_limit = body_limit
         self._deadline = _Deadline()
-        core_proxy = None
-        if proxy is not None:
-            parsed = httpx.Proxy(proxy)
-            core_proxy = httpcore.Proxy(
-                _core_url(str(parsed.url)), auth=parsed.raw_auth, headers=parsed.headers.raw
-            )
+        self._proxy = proxy if proxy is not None else self.policy.proxy
+        backend: httpcore.NetworkBackend = (
+            GuardedSyncBackend(self.policy) if self._proxy is None else httpcore.SyncBackend()
+        )
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            proxy=core_proxy,
+            ssl_context=_ssl_context(verify, self.policy),
+            proxy=_core_proxy(self._proxy),
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             keepalive_expiry=5.0,
-            network_backend=_DeadlineBackend(self._deadline),
+            network_backend=_DeadlineBackend(self._deadline, backend),
         )
 
     def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request`` and read at most ``body_limit`` bytes, all within its timeout."""
-        timeout = request.timeout
-        self._deadline.at = time.monotonic() + timeout
+        self._deadline.at = time.monotonic() + request.timeout
         try:
+            url = _allowed_scheme(_core_url(request.url), self.policy)
+            if self._proxy is not None:
+                resolve_vetted_sync(*_target(url), self.policy)
             with self._pool.stream(
                 "POST",
-                _core_url(request.url),
+                url,
                 headers=list(request.headers),
                 content=request.body,
-                extensions={
-                    "timeout": {
-                        "connect": timeout,
-                        "read": timeout,
-                        "write": timeout,
-                        "pool": timeout,
-                    }
-                },
+                extensions=_timeouts(request.timeout),
             ) as response:
                 chunks: list[bytes] = []
                 size = 0
@@ -342,17 +413,9 @@ class HttpxSyncTransport:
                     size += len(chunk)
                     if size >= self.body_limit:
                         break
-                return HttpResponse(
-                    response.status,
-                    tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers),
-                    b"".join(chunks)[: self.body_limit],
-                )
-        except tuple(_HTTPCORE_ERRORS) as exc:
-            translated = _HTTPCORE_ERRORS[type(exc)](str(exc))
-            translated.__cause__ = exc
-            raise classify(translated) from exc
-        except (httpx.InvalidURL, OSError) as exc:
-            raise classify(exc) from exc
+                return _response(response.status, response.headers, chunks, self.body_limit)
+        except _SEND_ERRORS as exc:
+            raise _failure(exc) from exc
         finally:
             self._deadline.at = None
 

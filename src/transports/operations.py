@@ -7,7 +7,7 @@ them in worker threads when the store is blocking.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -20,6 +20,7 @@ from webhook_core import (
     ChangeUrl,
     ConfigError,
     Delivery,
+    DeliveryOutcome,
     DeliveryState,
     Disable,
     Enable,
@@ -28,6 +29,7 @@ from webhook_core import (
     EndpointState,
     Event,
     EventCatalog,
+    HealthPolicy,
     RetryPolicy,
     build_event,
     fan_out,
@@ -71,8 +73,11 @@ def add_endpoint(
     description: str = "",
     allow_http: bool = False,
 ) -> Endpoint:
-    """Register an endpoint; it is ``verifying`` until the driver's handshake succeeds."""
-    validate_url(url, allow_http=allow_http)
+    """Register an endpoint; it is ``verifying`` until the driver's handshake succeeds.
+
+    An internationalised host is stored in its IDNA (``xn--``) form.
+    """
+    url = validate_url(url, allow_http=allow_http)
     patterns = tuple(validate_pattern(p) for p in ([events] if isinstance(events, str) else events))
     endpoint = Endpoint(
         id=new_id("ep"),
@@ -107,8 +112,9 @@ def change_endpoint(
         endpoint = attrs.evolve(endpoint, filters=patterns)
     if headers is not None:
         endpoint = attrs.evolve(endpoint, headers=validate_headers(headers))
+    if url is not None:
+        url = validate_url(url, allow_http=allow_http)
     if url is not None and url != endpoint.url:
-        validate_url(url, allow_http=allow_http)
         endpoint = endpoint_machine.apply(endpoint, ChangeUrl(url, now))
         if endpoint.state is EndpointState.UNVERIFIED:
             endpoint = endpoint_machine.apply(endpoint, BeginVerification(new_token(), now))
@@ -143,6 +149,45 @@ def disable_endpoint(store: Store, endpoint_id: str, now: float, reason: str) ->
     store.save_endpoint(endpoint)
     cancel_waiting(store, endpoint_id, now, f"endpoint disabled: {reason}")
     return endpoint
+
+
+def record_outcomes(
+    store: Store,
+    deliveries: Sequence[Delivery],
+    policy: HealthPolicy,
+    on_disabled: Callable[[Endpoint], object] | None = None,
+) -> list[Endpoint]:
+    """Feed the endpoints the deliveries that ended (delivered, or failed after attempts).
+
+    Endpoints whose run of failures reaches the ``policy`` are disabled, their
+    waiting deliveries fail, and ``on_disabled`` is called with each (an
+    application can publish an ``endpoint.disabled`` event of its own there).
+    Returns the endpoints this disabled.
+    """
+    ended: dict[str, list[tuple[bool, float]]] = {}
+    for d in deliveries:
+        if d.attempts and d.state in (DeliveryState.DELIVERED, DeliveryState.FAILED):
+            delivered = d.state is DeliveryState.DELIVERED
+            ended.setdefault(d.endpoint_id, []).append((delivered, d.attempts[-1].ended_at))
+    disabled: list[Endpoint] = []
+    for endpoint_id, outcomes in ended.items():
+        before = store.get_endpoint(endpoint_id)
+        if before is None:
+            continue
+        endpoint = before
+        for delivered, at in sorted(outcomes, key=lambda o: o[1]):
+            endpoint = endpoint_machine.apply(endpoint, DeliveryOutcome(delivered, at, policy))
+        if endpoint == before:
+            continue
+        store.save_endpoint(endpoint)
+        if endpoint.state is EndpointState.DISABLED and before.state is not EndpointState.DISABLED:
+            reason = f"endpoint disabled: {endpoint.disabled_reason}"
+            cancel_waiting(store, endpoint_id, outcomes[-1][1], reason)
+            disabled.append(endpoint)
+    if on_disabled is not None:
+        for endpoint in disabled:
+            on_disabled(endpoint)
+    return disabled
 
 
 def enable_endpoint(store: Store, endpoint_id: str, now: float) -> Endpoint:

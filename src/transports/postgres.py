@@ -132,6 +132,7 @@ class PostgresStore:
             open=False,
             timeout=connect_timeout,
             name=f"webhooks-{schema}",
+            kwargs={"autocommit": True},
         )
         self._pool.open(wait=False)
         try:
@@ -139,13 +140,23 @@ class PostgresStore:
         except PoolTimeout as exc:
             self._pool.close()
             raise ConfigError(f"cannot reach PostgreSQL at {_describe(conninfo)}") from exc
-        with self._pool.connection() as conn:
-            row = conn.execute("SELECT current_database()").fetchone()
-            self._database: str = row[0] if row else ""
-        self.migrate()
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute("SELECT current_database()").fetchone()
+                self._database: str = row[0] if row else ""
+            self.migrate()
+        except BaseException:
+            self._pool.close()
+            raise
 
     def _sql(self, text: str) -> str:
         return text.replace("{s}", self.schema)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in autocommit mode: each statement is its own transaction."""
+        with self._pool.connection() as conn:
+            yield conn
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -195,7 +206,7 @@ class PostgresStore:
 
     def save_endpoint(self, endpoint: Endpoint) -> None:
         """Insert or replace an endpoint."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             conn.execute(
                 self._sql(
                     "INSERT INTO {s}.endpoints (id, created_at, record) VALUES (%s, %s, %s) "
@@ -206,7 +217,7 @@ class PostgresStore:
 
     def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
         """The endpoint, or None."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 self._sql("SELECT record FROM {s}.endpoints WHERE id = %s"), (endpoint_id,)
             ).fetchone()
@@ -214,7 +225,7 @@ class PostgresStore:
 
     def list_endpoints(self) -> list[Endpoint]:
         """Every endpoint, oldest first."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 self._sql("SELECT record FROM {s}.endpoints ORDER BY created_at, id")
             ).fetchall()
@@ -222,7 +233,7 @@ class PostgresStore:
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
         """Remove an endpoint; False if there was none."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             cursor = conn.execute(
                 self._sql("DELETE FROM {s}.endpoints WHERE id = %s"), (endpoint_id,)
             )
@@ -297,7 +308,7 @@ class PostgresStore:
 
     def get_event(self, event_id: str) -> Event | None:
         """The event, or None."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 self._sql("SELECT id, name, created_at, body FROM {s}.events WHERE id = %s"),
                 (event_id,),
@@ -308,7 +319,7 @@ class PostgresStore:
         """Lease up to ``limit`` due deliveries (expired leases first) in one statement."""
         old = ", ".join(f"p.{c.strip()}" for c in DELIVERY_COLUMNS.split(","))
         live = "EXISTS (SELECT 1 FROM {s}.endpoints e WHERE e.id = d.endpoint_id)"
-        with self._transaction() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 self._sql(
                     "WITH expired AS ("
@@ -331,22 +342,21 @@ class PostgresStore:
             if not rows:
                 return []
             deliveries = [delivery_from_row(r) for r in rows]
-            events = {
-                r[0]: Event(r[0], r[1], r[2], bytes(r[3]))
-                for r in conn.execute(
-                    self._sql(
-                        "SELECT id, name, created_at, body FROM {s}.events WHERE id = ANY(%s)"
-                    ),
-                    (list({d.event_id for d in deliveries}),),
-                )
-            }
-            endpoints = {
-                r[0]: endpoint_from_json(r[1])
-                for r in conn.execute(
-                    self._sql("SELECT id, record FROM {s}.endpoints WHERE id = ANY(%s)"),
-                    (list({d.endpoint_id for d in deliveries}),),
-                )
-            }
+            events: dict[str, Event] = {}
+            endpoints: dict[str, Endpoint] = {}
+            for kind, key, name, created_at, body, record in conn.execute(
+                self._sql(
+                    "SELECT 'event', id, name, created_at, body, NULL FROM {s}.events"
+                    " WHERE id = ANY(%s) UNION ALL"
+                    " SELECT 'endpoint', id, NULL, NULL, NULL, record FROM {s}.endpoints"
+                    " WHERE id = ANY(%s)"
+                ),
+                (list({d.event_id for d in deliveries}), list({d.endpoint_id for d in deliveries})),
+            ):
+                if kind == "event":
+                    events[key] = Event(key, name, created_at, bytes(body))
+                else:
+                    endpoints[key] = endpoint_from_json(record)
         return [Claimed(d, events[d.event_id], endpoints[d.endpoint_id]) for d in deliveries]
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
@@ -354,15 +364,19 @@ class PostgresStore:
         if not deliveries:
             return 0
         rows = [delivery_row(d) for d in deliveries]
-        with self._transaction() as conn:
-            cursor = conn.execute(
+        notify = any(d.state is DeliveryState.RETRY_SCHEDULED for d in deliveries)
+        with self._connection() as conn:
+            row = conn.execute(
                 self._sql(
-                    "UPDATE {s}.deliveries d SET state = v.state, next_attempt_at = v.next_at,"
+                    "WITH written AS ("
+                    " UPDATE {s}.deliveries d SET state = v.state, next_attempt_at = v.next_at,"
                     " attempts = v.attempts, reason = v.reason,"
                     " locked_by = NULL, lease_expires_at = NULL"
                     " FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], %s::text[])"
                     " AS v(id, state, next_at, attempts, reason)"
                     " WHERE d.id = v.id AND d.locked_by = %s AND d.state = 'in_flight'"
+                    " RETURNING 1)"
+                    " SELECT count(*), CASE WHEN %s THEN pg_notify(%s, '') END FROM written"
                 ),
                 (
                     [r[0] for r in rows],
@@ -371,12 +385,11 @@ class PostgresStore:
                     [r[6] for r in rows],
                     [r[7] for r in rows],
                     worker,
+                    notify,
+                    self.channel,
                 ),
-            )
-            written = cursor.rowcount
-            if any(d.state is DeliveryState.RETRY_SCHEDULED for d in deliveries):
-                conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
-            return written
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def release(self, delivery_ids: Sequence[str], worker: str) -> None:
         """Return unstarted claims: due again at once."""
@@ -402,7 +415,7 @@ class PostgresStore:
     def next_due(self) -> float | None:
         """Earliest due time or lease expiry."""
         live = "EXISTS (SELECT 1 FROM {s}.endpoints e WHERE e.id = d.endpoint_id)"
-        with self._transaction() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 self._sql(
                     "SELECT least("
@@ -418,7 +431,7 @@ class PostgresStore:
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         """The delivery, or None."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 self._sql(f"SELECT {DELIVERY_COLUMNS} FROM {{s}}.deliveries WHERE id = %s"),
                 (delivery_id,),
@@ -430,7 +443,7 @@ class PostgresStore:
     ) -> list[Delivery]:
         """Deliveries matching ``where``, oldest first."""
         clause, params = filter_sql(where, "%s")
-        with self._transaction() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 self._sql(
                     f"SELECT {DELIVERY_COLUMNS} FROM {{s}}.deliveries{clause} "
@@ -443,7 +456,7 @@ class PostgresStore:
     def count_deliveries(self, where: DeliveryFilter = ALL_DELIVERIES) -> int:
         """How many deliveries match ``where``."""
         clause, params = filter_sql(where, "%s")
-        with self._transaction() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 self._sql(f"SELECT count(*) FROM {{s}}.deliveries{clause}"), params
             ).fetchone()
@@ -478,7 +491,7 @@ class PostgresStore:
         return int(count)
 
     def close(self) -> None:
-        """Close the pool and stop listener threads."""
+        """Close the pool (listeners stop through the function ``subscribe`` returned)."""
         self._pool.close()
 
     # -- notifications --------------------------------------------------------
@@ -504,7 +517,7 @@ class PostgresStore:
     def _listen(self, wake: Callable[[], None], stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f'LISTEN "{self.channel}"')
                     wake()
                     while not stop.is_set():

@@ -69,6 +69,7 @@ from webhook_core import (
 )
 from webhook_core import delivery as delivery_machine
 from webhook_core import endpoint as endpoint_machine
+from webhook_core.addresses import Network
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -118,6 +119,8 @@ class WebhookService(DriverConfig):
         user_agent: str = USER_AGENT,
         retention: operations.Retention | None = None,
         retention_interval: float = 3600.0,
+        allowed_networks: str | Iterable[str | Network] = (),
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(
             store,
@@ -131,6 +134,8 @@ class WebhookService(DriverConfig):
             user_agent=user_agent,
             retention=retention,
             retention_interval=retention_interval,
+            allowed_networks=allowed_networks,
+            ca_file=ca_file,
         )
         self._http = http
         self._owns_http = http is None
@@ -148,6 +153,7 @@ class WebhookService(DriverConfig):
         self._attempts_done = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
         self._unsubscribe: Callable[[], None] | None = None
+        self._dispatcher_stopped = anyio.Event()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -162,7 +168,7 @@ class WebhookService(DriverConfig):
         if self._clock is None:
             self._clock = AnyioClock()
         if self._http is None:
-            self._http = HttpxTransport()
+            self._http = HttpxTransport(policy=self.outbound)
         self._stopping = False
         send, receive = anyio.create_memory_object_stream[Delivery](math.inf)
         self._send_results = send
@@ -170,6 +176,7 @@ class WebhookService(DriverConfig):
         await self._tg.__aenter__()
         self._tg.start_soon(self._writer, receive)
         await self._scan_endpoints()
+        self._dispatcher_stopped = anyio.Event()
         self._tg.start_soon(self._dispatcher)
         subscribe = getattr(self.store, "subscribe", None)
         if subscribe is not None:
@@ -204,6 +211,7 @@ class WebhookService(DriverConfig):
         try:
             if exc_type is None:
                 with anyio.CancelScope(shield=True):
+                    await self._dispatcher_stopped.wait()
                     while self._in_flight or self._verifying:
                         self._attempts_done = anyio.Event()
                         await self._attempts_done.wait()
@@ -438,13 +446,16 @@ class WebhookService(DriverConfig):
     # -- delivery --------------------------------------------------------------
 
     async def _dispatcher(self) -> None:
-        while not self._stopping:
-            try:
-                await self._dispatch_once()
-            except Exception:
-                log.exception("dispatcher: store error; trying again in %g s", _ERROR_PAUSE)
-                with anyio.move_on_after(_ERROR_PAUSE):
-                    await self._wake.wait()
+        try:
+            while not self._stopping:
+                try:
+                    await self._dispatch_once()
+                except Exception:
+                    log.exception("dispatcher: store error; trying again in %g s", _ERROR_PAUSE)
+                    with anyio.move_on_after(_ERROR_PAUSE):
+                        await self._wake.wait()
+        finally:
+            self._dispatcher_stopped.set()
 
     async def _dispatch_once(self) -> None:
         """Claim what is due and start it; if nothing more is due now, sleep until it may be."""
@@ -459,6 +470,10 @@ class WebhookService(DriverConfig):
             claimed = await self._call(
                 self.store.claim, now, free, self.worker_id, now + self.lease
             )
+            if self._stopping:
+                ids = [c.delivery.id for c in claimed]
+                await self._call(self.store.release, ids, self.worker_id)
+                return
             assert self._tg is not None
             for claim in claimed:
                 self._in_flight += 1

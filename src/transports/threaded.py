@@ -75,6 +75,7 @@ from webhook_core import (
 )
 from webhook_core import delivery as delivery_machine
 from webhook_core import endpoint as endpoint_machine
+from webhook_core.addresses import Network
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -131,6 +132,8 @@ class ThreadedWebhookService(DriverConfig):
         user_agent: str = USER_AGENT,
         retention: operations.Retention | None = None,
         retention_interval: float = 3600.0,
+        allowed_networks: str | Iterable[str | Network] = (),
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(
             store,
@@ -144,6 +147,8 @@ class ThreadedWebhookService(DriverConfig):
             user_agent=user_agent,
             retention=retention,
             retention_interval=retention_interval,
+            allowed_networks=allowed_networks,
+            ca_file=ca_file,
         )
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._http = http
@@ -187,7 +192,7 @@ class ThreadedWebhookService(DriverConfig):
                 if self._running:
                     raise RuntimeError("the service is already running")
                 if self._http is None:
-                    self._http = HttpxSyncTransport()
+                    self._http = HttpxSyncTransport(policy=self.outbound)
                 self._stopping = self._wake = self._writer_told = False
                 self._next_scan = self.clock.now() + self.poll_interval
                 self._results = queue.SimpleQueue()

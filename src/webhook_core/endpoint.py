@@ -16,6 +16,14 @@ other state to ``disabled``; ``Enable`` brings it back to ``active`` if the
 current URL was verified, else to ``unverified``. ``ChangeUrl`` forgets the
 verification: the endpoint is ``unverified`` again (or stays ``disabled``).
 There is no terminal state: removing an endpoint deletes the record.
+
+Health: the driver reports every delivery that ended (``DeliveryOutcome``).
+A delivered one clears the endpoint's run of failures; a failed one (all
+attempts used) adds to it, remembering when the run began. When the run
+holds ``HealthPolicy.max_failures`` deliveries and has lasted
+``HealthPolicy.period`` seconds, the endpoint is disabled, with a reason that
+says so. ``Enable`` and ``ChangeUrl`` start a fresh run; a disabled endpoint
+ignores outcomes.
 """
 
 from __future__ import annotations
@@ -32,6 +40,26 @@ from webhook_core.signing import Secret
 from webhook_core.statemachine import check_table
 
 _MAX_TOKEN_RESPONSE = 4096
+_DAY = 86_400.0
+
+
+@attrs.frozen
+class HealthPolicy:
+    """When failures disable an endpoint: ``max_failures`` failed deliveries in a row
+    spanning at least ``period`` seconds (default: 10 over 5 days)."""
+
+    max_failures: int = 10
+    period: float = 5 * _DAY
+
+    def __attrs_post_init__(self) -> None:
+        if isinstance(self.max_failures, bool) or not (
+            isinstance(self.max_failures, int) and self.max_failures >= 1
+        ):
+            raise ConfigError(f"max_failures must be an integer >= 1, not {self.max_failures!r}")
+        if not (isinstance(self.period, int | float) and 0 <= self.period < float("inf")):
+            raise ConfigError(
+                f"period must be a finite number of seconds >= 0, not {self.period!r}"
+            )
 
 
 class EndpointState(enum.Enum):
@@ -83,6 +111,8 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...] = ()
     description: str = ""
     max_in_flight: int | None = None
+    failures: int = 0
+    failing_since: float | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.secrets:
@@ -155,7 +185,16 @@ class ChangeUrl:
     now: float
 
 
-EndpointInput = BeginVerification | HandshakeResult | Disable | Enable | ChangeUrl
+@attrs.frozen
+class DeliveryOutcome:
+    """A delivery to the endpoint ended: ``delivered``, or failed with every attempt used."""
+
+    delivered: bool
+    now: float
+    policy: HealthPolicy = HealthPolicy()
+
+
+EndpointInput = BeginVerification | HandshakeResult | Disable | Enable | ChangeUrl | DeliveryOutcome
 
 U, V, A, X = (
     EndpointState.UNVERIFIED,
@@ -177,6 +216,10 @@ TRANSITIONS: dict[tuple[EndpointState, type], frozenset[EndpointState]] = {
     (V, ChangeUrl): frozenset({U}),
     (A, ChangeUrl): frozenset({U}),
     (X, ChangeUrl): frozenset({X}),
+    (U, DeliveryOutcome): frozenset({U, X}),
+    (V, DeliveryOutcome): frozenset({V, X}),
+    (A, DeliveryOutcome): frozenset({A, X}),
+    (X, DeliveryOutcome): frozenset({X}),
 }
 check_table("endpoint", TRANSITIONS, EndpointState, U, frozenset())
 
@@ -242,6 +285,46 @@ def _step(e: Endpoint, event: EndpointInput) -> Endpoint:
         return attrs.evolve(e, state=X, disabled_reason=event.reason, verification_token=None)
     if isinstance(event, Enable):
         state = A if e.verified_url == e.url else U
-        return attrs.evolve(e, state=state, disabled_reason=None, last_error=None)
+        return attrs.evolve(
+            e, state=state, disabled_reason=None, last_error=None, failures=0, failing_since=None
+        )
+    if isinstance(event, DeliveryOutcome):
+        return _health(e, event)
     state = X if e.state is X else U
-    return attrs.evolve(e, url=event.url, state=state, verified_url=None, verification_token=None)
+    return attrs.evolve(
+        e,
+        url=event.url,
+        state=state,
+        verified_url=None,
+        verification_token=None,
+        failures=0,
+        failing_since=None,
+    )
+
+
+def _health(e: Endpoint, event: DeliveryOutcome) -> Endpoint:
+    if e.state is X:
+        return e
+    if event.delivered:
+        if e.failures == 0 and e.failing_since is None:
+            return e
+        return attrs.evolve(e, failures=0, failing_since=None)
+    since = event.now if e.failing_since is None else e.failing_since
+    failures = e.failures + 1
+    e = attrs.evolve(e, failures=failures, failing_since=since)
+    lasted = event.now - since
+    if failures >= event.policy.max_failures and lasted >= event.policy.period:
+        reason = (
+            f"{failures} deliveries in a row failed over {_duration(lasted)} "
+            f"(limit {event.policy.max_failures} over {_duration(event.policy.period)})"
+        )
+        return attrs.evolve(e, state=X, disabled_reason=reason, verification_token=None)
+    return e
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= _DAY:
+        return f"{seconds / _DAY:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds:.0f} s"

@@ -22,7 +22,7 @@ from transports.memory import MemoryStore
 from transports.service import WebhookService
 from transports.sqlite import SQLiteStore
 from transports.store import Store
-from transports.testing import Handler, ReceivedRequest, Respond
+from transports.testing import LOOPBACK_NETWORKS, Handler, ReceivedRequest, Respond
 from webhook_core import Endpoint, EndpointState
 
 DRIVERS = ("trio", "asyncio", "threads")
@@ -73,6 +73,7 @@ class PortalService:
 def running(driver: str, store_kind: str = "memory", **options: Any) -> Iterator[Any]:
     """A started service of the given driver, stopped gracefully on exit."""
     options.setdefault("allow_http", True)
+    options.setdefault("allowed_networks", LOOPBACK_NETWORKS)
     if "store" not in options:
         options["store"] = make_store(store_kind, Path(tempfile.mkdtemp()))
     if driver == "threads":

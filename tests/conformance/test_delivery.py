@@ -189,6 +189,18 @@ def test_a_refused_handshake_leaves_the_endpoint_unverified(driver: str, store_k
         assert "connect_error" in (unverified.last_error or "")
 
 
+def test_the_outbound_guard_blocks_loopback_unless_allowed(driver: str, store_kind: str) -> None:
+    with (
+        LoopbackReceiver(default=verifying()) as rx,
+        running(driver, store_kind, allowed_networks=()) as hooks,
+    ):
+        endpoint = hooks.add_endpoint(rx.url("/hook"))
+        unverified = wait_endpoint(hooks, endpoint.id, EndpointState.UNVERIFIED)
+        assert "blocked" in (unverified.last_error or "")
+        assert "127.0.0.1 is loopback" in (unverified.last_error or "")
+        assert rx.requests == []
+
+
 def test_refused_connection_counts_as_a_failed_attempt(driver: str, store_kind: str) -> None:
     policy = RetryPolicy(schedule=(0.1, 0.1), timeout=1.0)
     with (

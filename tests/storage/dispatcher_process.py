@@ -6,8 +6,9 @@ until it is killed. ``--crash-at`` makes it SIGKILL itself at a chosen point,
 for crashes that cannot be timed from outside:
 
 * ``after-claim``: right after a claim commits, before anything is sent;
-* ``during-complete``: while writing results, after the write statement ran
-  and before the transaction commits.
+* ``during-complete``: while writing results: for SQLite after the write
+  statement ran and before its transaction commits; for PostgreSQL (where the
+  write is one statement, atomic on its own) as the statement is about to go.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from transports.postgres import PostgresStore
 from transports.service import WebhookService
 from transports.sqlite import SQLiteStore
 from transports.store import Store
+from transports.testing import LOOPBACK_NETWORKS
 from transports.threaded import ThreadedWebhookService
 from webhook_core import USER_AGENT, RetryPolicy
 
@@ -69,13 +71,12 @@ def arm(store: Store, crash_at: str) -> None:
 
         execute: Callable[..., Any] = psycopg.Connection.execute
 
-        def execute_then_die(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-            result = execute(self, query, *args, **kwargs)
+        def die_before_writing(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
             if isinstance(query, str) and COMPLETE_POSTGRES in query:
                 die()
-            return result
+            return execute(self, query, *args, **kwargs)
 
-        psycopg.Connection.execute = execute_then_die  # type: ignore[method-assign]
+        psycopg.Connection.execute = die_before_writing  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -97,6 +98,7 @@ def main() -> None:
         "store": store,
         "policy": RetryPolicy(schedule=(0.2, 0.2, 0.2, 0.2), timeout=args.timeout),
         "allow_http": True,
+        "allowed_networks": LOOPBACK_NETWORKS,
         "lease": args.lease,
         "poll_interval": args.poll,
         "max_in_flight": args.max_in_flight,

@@ -16,7 +16,7 @@ from tests.conformance.harness import message
 from transports import operations
 from transports.sqlite import MIGRATIONS, SQLiteStore
 from transports.store import DeliveryFilter
-from transports.testing import LoopbackReceiver, Respond
+from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver, Respond
 from transports.threaded import ThreadedWebhookService
 from webhook_core import ConfigError, DeliveryState, EndpointState, platform_catalog
 
@@ -94,7 +94,12 @@ def test_a_publish_elsewhere_wakes_an_idle_postgres_dispatcher() -> None:
         publisher.save_endpoint(
             attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
         )
-        with ThreadedWebhookService(dispatcher_store, allow_http=True, poll_interval=600):
+        with ThreadedWebhookService(
+            dispatcher_store,
+            allow_http=True,
+            allowed_networks=LOOPBACK_NETWORKS,
+            poll_interval=600,
+        ):
             time.sleep(0.5)  # the dispatcher is asleep, polling only every 10 minutes
             result = operations.publish(
                 publisher, platform_catalog(), "message.sent", message(), time.time()

@@ -7,6 +7,7 @@ retry behaviour in virtual time.
 """
 
 from transports.testing.loopback import (
+    LOOPBACK_NETWORKS,
     MAX_WAIT,
     Behaviour,
     CloseWithoutResponse,
@@ -31,6 +32,7 @@ from transports.testing.timetravel import (
 
 __all__ = [
     "DEFAULT_EPOCH",
+    "LOOPBACK_NETWORKS",
     "MAX_WAIT",
     "Behaviour",
     "CloseWithoutResponse",

@@ -43,6 +43,7 @@ import http
 import itertools
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -56,6 +57,7 @@ from typing import Any, Self, TypeAlias
 import h11
 
 __all__ = [
+    "LOOPBACK_NETWORKS",
     "MAX_WAIT",
     "Behaviour",
     "CloseWithoutResponse",
@@ -69,6 +71,10 @@ __all__ = [
     "Reset",
     "Respond",
 ]
+
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+"""The networks to let through the outbound guard (``allowed_networks``) in tests
+that deliver to a `LoopbackReceiver`."""
 
 MAX_WAIT = 120.0
 """Upper bound, in seconds, for any single sleep a behaviour asks for."""
@@ -261,7 +267,10 @@ class LoopbackReceiver:
 
     ``idle_timeout`` drops a connection that sends nothing for that long;
     ``max_body_size`` answers 413 to larger bodies; ``shutdown_timeout`` bounds
-    how long `close` waits for each thread.
+    how long `close` waits for each thread. With ``tls`` (a server-side
+    ``ssl.SSLContext`` holding a certificate) every connection is TLS and
+    `url` gives ``https://`` URLs naming ``url_host``; a client that refuses
+    the certificate leaves no request behind.
     """
 
     def __init__(
@@ -271,7 +280,11 @@ class LoopbackReceiver:
         idle_timeout: float = 30.0,
         max_body_size: int = 16 * 1024 * 1024,
         shutdown_timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
+        url_host: str = "127.0.0.1",
     ) -> None:
+        self._tls = tls
+        self._url_host = url_host
         self._default: Behaviour = Respond() if default is None else default
         _check_behaviour(self._default)
         self._idle_timeout = _clamp(idle_timeout)
@@ -380,10 +393,11 @@ class LoopbackReceiver:
         return self._port
 
     def url(self, path: str = "/") -> str:
-        """Return ``http://127.0.0.1:PORT`` followed by ``path``."""
+        """Return ``http://127.0.0.1:PORT`` (``https://URL_HOST:PORT`` with TLS) and ``path``."""
         if not path.startswith("/"):
             path = "/" + path
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "http" if self._tls is None else "https"
+        return f"{scheme}://{self._url_host}:{self.port}{path}"
 
     # -- scripting -----------------------------------------------------------
 
@@ -566,6 +580,8 @@ class LoopbackReceiver:
     def _serve_connection(self, conn_id: int, sock: socket.socket) -> None:
         reset = False
         try:
+            if self._tls is not None:
+                sock = self._start_tls(conn_id, sock, self._tls)
             reset = self._serve(conn_id, sock)
         except _ConnectionGoneError:
             pass
@@ -584,6 +600,27 @@ class LoopbackReceiver:
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_WR)
                 sock.close()
+
+    def _start_tls(
+        self, conn_id: int, sock: socket.socket, context: ssl.SSLContext
+    ) -> socket.socket:
+        """Wrap ``sock`` and complete the server side of the TLS handshake."""
+        wrapped = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        with self._lock:
+            self._conns[conn_id] = wrapped
+        deadline = time.monotonic() + self._idle_timeout
+        try:
+            while not self._stop.is_set():
+                try:
+                    wrapped.do_handshake()
+                    return wrapped
+                except TimeoutError:
+                    if time.monotonic() >= deadline:
+                        break
+        except OSError:  # the client refused the certificate, or hung up
+            pass
+        wrapped.close()
+        raise _ConnectionGoneError
 
     def _serve(self, conn_id: int, sock: socket.socket) -> bool:
         """Serve requests until the connection ends; return True to close with RST."""

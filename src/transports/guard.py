@@ -1,0 +1,256 @@
+"""The outbound address guard: resolve once, vet every address, connect only to a vetted one.
+
+Theory of operation
+-------------------
+The HTTP transports do not let their connection pool resolve names. They give
+it a network backend (``GuardedAsyncBackend`` / ``GuardedSyncBackend``) whose
+``connect_tcp`` resolves the host itself (``resolve_vetted``), vets every
+address with ``webhook_core.addresses.vet_address`` under the
+``OutboundPolicy``, and then connects to the vetted IP addresses, in the
+resolver's order, until one answers. The socket is opened to an address that
+was checked, so no second lookup can hand a DNS-rebinding attacker the gap
+between check and connect. TLS is unaffected: the pool still verifies the
+certificate against, and sends SNI for, the host name in the URL.
+
+A host is refused when **any** of its addresses is refused, not only when all
+are: a name that resolves to one public and one private address is a rebinding
+or misconfiguration signal, and which of them a connect would reach is up to
+the network. The refusal is a ``BlockedAddress``, which the transports report
+as a failed attempt of kind ``Outcome.BLOCKED`` naming the host, the address
+and the rule.
+
+Proxies: environment variables (``HTTPS_PROXY``, ``NO_PROXY``, ``.netrc``)
+are never read. With a proxy configured explicitly the proxy opens the
+connection and resolves the name itself, so the guard can only check the
+target's addresses beforehand (best effort: the proxy's own lookup may
+differ); the proxy must enforce egress rules of its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import ssl
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import anyio
+import attrs
+import certifi
+import httpcore
+
+from webhook_core import ConfigError
+from webhook_core.addresses import (
+    AddressVerdict,
+    IPAddress,
+    Network,
+    parse_host,
+    parse_networks,
+    vet_address,
+)
+
+ENV_ALLOWED_NETWORKS = "WEBHOOKS_ALLOWED_NETWORKS"
+ENV_ALLOW_HTTP = "WEBHOOKS_ALLOW_HTTP"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+class BlockedAddress(Exception):
+    """The guard refused to connect: ``detail`` names the host, the address and the rule."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _flag(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name}={value!r} is not a yes/no flag (use 1 or 0)")
+
+
+@attrs.frozen
+class OutboundPolicy:
+    """Where webhooks may be sent.
+
+    ``allowed_networks``: CIDR networks let through the address guard (for
+    example ``127.0.0.0/8`` for tests that deliver to a loopback receiver);
+    cloud metadata addresses stay refused. ``allow_http``: plain ``http://``
+    URLs may be registered (HTTPS only by default). ``ca_file``: a PEM bundle
+    of certificate authorities trusted in addition to the public ones.
+    ``proxy``: send through this proxy (never taken from the environment).
+    """
+
+    allowed_networks: tuple[Network, ...] = attrs.field(default=(), converter=parse_networks)
+    allow_http: bool = False
+    ca_file: str | None = None
+    proxy: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OutboundPolicy:
+        """The policy set by ``WEBHOOKS_ALLOWED_NETWORKS`` (comma-separated CIDRs) and
+        ``WEBHOOKS_ALLOW_HTTP=1``; ``ConfigError`` names a malformed value."""
+        env = os.environ if environ is None else environ
+        networks = env.get(ENV_ALLOWED_NETWORKS, "")
+        try:
+            allowed = parse_networks(networks)
+        except ConfigError as exc:
+            raise ConfigError(f"{ENV_ALLOWED_NETWORKS}: {exc}") from None
+        return cls(
+            allowed_networks=allowed,
+            allow_http=_flag(ENV_ALLOW_HTTP, env.get(ENV_ALLOW_HTTP, "")),
+        )
+
+    def vet(self, address: IPAddress) -> AddressVerdict:
+        """The guard's verdict on one address under this policy."""
+        return vet_address(address, self.allowed_networks)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying TLS context: the public CAs (certifi) plus ``ca_file`` if set."""
+        context = ssl.create_default_context(cafile=certifi.where())
+        if self.ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"CA file {self.ca_file!r} cannot be loaded: {exc}") from None
+        return context
+
+
+def vetted(host: str, addresses: Iterable[IPAddress], policy: OutboundPolicy) -> list[str]:
+    """``addresses`` as connectable strings, or ``BlockedAddress`` if any is refused."""
+    unique = list(dict.fromkeys(addresses))
+    if not unique:
+        raise BlockedAddress(f"{host} has no addresses")
+    for address in unique:
+        verdict = policy.vet(address)
+        if not verdict.allowed:
+            where = "" if str(address) == host else f" to {host}"
+            raise BlockedAddress(f"refused to connect{where}: {verdict.reason}")
+    return [str(a) for a in unique]
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return parse_host(host)
+    except ConfigError as exc:
+        raise BlockedAddress(f"refused to connect: {exc}") from None
+
+
+def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[IPAddress]:
+    found: list[IPAddress] = []
+    for info in infos:
+        text = str(info[4][0])
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and len(info[4]) > 3 and info[4][3]:
+            address = ipaddress.IPv6Address(f"{address}%{info[4][3]}")
+        found.append(address)
+    return found
+
+
+async def resolve_vetted(host: str, port: int, policy: OutboundPolicy) -> list[str]:
+    """Resolve ``host`` once and vet every address; the addresses to connect to, in order.
+
+    Raises ``BlockedAddress`` if any address is refused, ``httpcore.ConnectError``
+    if the name does not resolve.
+    """
+    literal = _literal(host)
+    if literal is not None:
+        return vetted(host, [literal], policy)
+    try:
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+    return vetted(host, _addresses(infos), policy)
+
+
+def resolve_vetted_sync(host: str, port: int, policy: OutboundPolicy) -> list[str]:
+    """``resolve_vetted`` for threads (blocking lookup)."""
+    literal = _literal(host)
+    if literal is not None:
+        return vetted(host, [literal], policy)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+    return vetted(host, _addresses(infos), policy)
+
+
+_CONNECT_ERRORS = (httpcore.ConnectError, httpcore.ConnectTimeout)
+
+
+class GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that connects only to vetted addresses."""
+
+    def __init__(
+        self, policy: OutboundPolicy, backend: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
+        self.policy = policy
+        self._backend = backend or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        last: Exception | None = None
+        for address in await resolve_vetted(host, port, self.policy):
+            try:
+                return await self._backend.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except _CONNECT_ERRORS as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise BlockedAddress(f"refused to connect: Unix socket {path!r} is not a network address")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class GuardedSyncBackend(httpcore.NetworkBackend):
+    """The blocking twin of ``GuardedAsyncBackend``."""
+
+    def __init__(
+        self, policy: OutboundPolicy, backend: httpcore.NetworkBackend | None = None
+    ) -> None:
+        self.policy = policy
+        self._backend = backend or httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        last: Exception | None = None
+        for address in resolve_vetted_sync(host, port, self.policy):
+            try:
+                return self._backend.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except _CONNECT_ERRORS as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise BlockedAddress(f"refused to connect: Unix socket {path!r} is not a network address")
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)

@@ -1,0 +1,58 @@
+"""Stopping the async service while the dispatcher waits on a slow claim loses nothing."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import attrs
+import pytest
+
+from transports import operations
+from transports.memory import MemoryStore
+from transports.service import WebhookService
+from transports.store import Claimed
+from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver, Respond
+from webhook_core import DeliveryState, EndpointState, platform_catalog
+
+
+class SlowClaims(MemoryStore):
+    """A store whose claims take long, like a busy database (called from worker threads)."""
+
+    blocking = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claiming = threading.Event()
+        self.stopping = threading.Event()
+
+    def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
+        self.claiming.set()
+        self.stopping.wait(10)
+        return super().claim(now, limit, worker, lease_until)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_claims_returned_after_stopping_are_released_not_sent(backend: str) -> None:
+    store = SlowClaims()
+    data = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
+
+    async def main(url: str) -> None:
+        endpoint = operations.add_endpoint(store, url, 0.0, allow_http=True)
+        store.save_endpoint(
+            attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
+        )
+        operations.publish(store, platform_catalog(), "message.sent", data, 0.0)
+        service = WebhookService(
+            store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS, poll_interval=0.05
+        )
+        async with service:
+            await anyio.to_thread.run_sync(store.claiming.wait, 10)
+            threading.Timer(0.2, store.stopping.set).start()
+
+    with LoopbackReceiver(default=Respond(200)) as rx:
+        anyio.run(main, rx.url("/hook"), backend=backend)
+        assert rx.requests == []
+    (delivery,) = store.list_deliveries()
+    assert delivery.state is DeliveryState.PENDING
+    assert store.claim(1.0, 10, "next", 100.0)[0].delivery.id == delivery.id
