@@ -16,6 +16,7 @@ from tests.cli_helpers import LOOPBACK_ENV, handshake_then, one_line_error, run
 
 from transports.sqlite import SQLiteStore
 from transports.testing import LoopbackReceiver, Respond
+from transports.testing.loopback import LOOPBACK_NETWORKS
 from transports.threaded import ThreadedWebhookService
 from webhook_core import DeliveryState, EndpointState, RetryPolicy
 
@@ -158,7 +159,12 @@ def test_wait_without_a_dispatcher_says_so_in_one_line(db: Path) -> None:
 
 
 def test_wait_reports_the_handshake_and_the_deliveries(db: Path) -> None:
-    with LoopbackReceiver() as rx, ThreadedWebhookService(SQLiteStore(db), allow_http=True):
+    with (
+        LoopbackReceiver() as rx,
+        ThreadedWebhookService(
+            SQLiteStore(db), allow_http=True, allowed_networks=LOOPBACK_NETWORKS
+        ),
+    ):
         rx.route("/ok", handshake_then())
         rx.route("/no", Respond(403, b"go away"))
         added = run(db, "endpoints", "add", rx.url("/ok"), "--wait", "30", env=LOOPBACK_ENV)
@@ -270,7 +276,9 @@ def history(db: Path) -> Iterator[History]:
     with LoopbackReceiver() as rx:
         rx.route("/good", handshake_then())
         rx.route("/bad", handshake_then(Respond(500, b"database unavailable")))
-        with ThreadedWebhookService(SQLiteStore(db), allow_http=True, policy=policy) as hooks:
+        with ThreadedWebhookService(
+            SQLiteStore(db), allow_http=True, allowed_networks=LOOPBACK_NETWORKS, policy=policy
+        ) as hooks:
             good = hooks.add_endpoint(rx.url("/good"), secret=SECRET, events=["message.*"])
             bad = hooks.add_endpoint(rx.url("/bad"), secret=SECRET, events=["payment.*"])
             hooks.drain(timeout=30)

@@ -267,3 +267,29 @@ def test_new_user_serve_listen_add_publish(tmp_path: Path) -> None:
     finally:
         serve.kill()
         listen.kill()
+
+
+def test_serve_keeps_the_address_guard_without_allowed_networks(
+    tmp_path: Path, receiver: LoopbackReceiver
+) -> None:
+    db = tmp_path / "webhooks.db"
+    receiver.route("/hook", handshake_then())
+    serve = Command("--db", str(db), "serve", cwd=tmp_path, env={"WEBHOOKS_ALLOWED_NETWORKS": ""})
+    try:
+        serve.wait_for("dispatching from")
+        added = run(db, "endpoints", "add", receiver.url("/hook"), "--wait", "30",
+                    env={"WEBHOOKS_ALLOW_HTTP": "1"})  # fmt: skip
+        assert added.exit_code == 0, added.output
+        assert "unverified: verification failed: blocked: refused to connect" in added.stdout
+        assert "127.0.0.1 is loopback" in added.stdout
+        assert receiver.requests == []
+    finally:
+        serve.stop()
+        serve.kill()
+
+
+@pytest.mark.parametrize("command", [["serve"], ["endpoints", "add", "https://a.example/x"]])
+def test_a_malformed_allowed_networks_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    result = run(tmp_path / "w.db", *command, env={"WEBHOOKS_ALLOWED_NETWORKS": "10.0.0.0/33"})
+    assert result.exit_code == 2, result.output
+    assert "WEBHOOKS_ALLOWED_NETWORKS" in result.stderr and "Traceback" not in result.output

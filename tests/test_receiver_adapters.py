@@ -31,6 +31,7 @@ from tests.receiving_helpers import (
 
 from transports.memory import MemoryStore
 from transports.receiving import ReceivedEvent, Receiver, ThreadWorkQueue, asgi_app, wsgi_app
+from transports.testing.loopback import LOOPBACK_NETWORKS
 from transports.threaded import ThreadedWebhookService
 from webhook_core import EndpointState, MessageData
 from webhook_core.receiving import MAX_BODY
@@ -227,7 +228,9 @@ def test_the_library_sender_is_verified_and_delivers(framework: str) -> None:
 
     with (
         running(framework, receiver) as url,
-        ThreadedWebhookService(MemoryStore(), allow_http=True) as hooks,
+        ThreadedWebhookService(
+            MemoryStore(), allow_http=True, allowed_networks=LOOPBACK_NETWORKS
+        ) as hooks,
     ):
         endpoint = hooks.add_endpoint(url, secret=SECRET, events=["message.*"])
         for _ in range(1000):

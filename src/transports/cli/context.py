@@ -7,7 +7,6 @@ traceback.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -15,11 +14,11 @@ from typing import TypeVar
 
 import click
 
+from transports.guard import OutboundPolicy
 from transports.storage_url import open_store, resolve_db_url
 from transports.store import Store
 from webhook_core import WebhookError
 
-ALLOW_HTTP_ENV = "WEBHOOKS_ALLOW_HTTP"
 T = TypeVar("T")
 
 
@@ -66,9 +65,9 @@ class Context:
             self._store = None
 
 
-def allow_http_from_env() -> bool:
-    """True when ``WEBHOOKS_ALLOW_HTTP=1`` allows plain http endpoint URLs."""
-    return os.environ.get(ALLOW_HTTP_ENV, "").strip().lower() in ("1", "true", "yes")
+def outbound_from_env() -> OutboundPolicy:
+    """``WEBHOOKS_ALLOW_HTTP`` and ``WEBHOOKS_ALLOWED_NETWORKS``; a malformed value is exit 2."""
+    return OutboundPolicy.from_env()
 
 
 def first_line(exc: BaseException) -> str:

@@ -7,15 +7,9 @@ import time
 import click
 
 from transports import operations
-from transports.cli.context import (
-    ALLOW_HTTP_ENV,
-    WAIT_OPTION,
-    Context,
-    UserError,
-    allow_http_from_env,
-    poll,
-)
+from transports.cli.context import WAIT_OPTION, Context, UserError, outbound_from_env, poll
 from transports.cli.output import console, endpoint_json, fields, print_json, table, when
+from transports.guard import ENV_ALLOW_HTTP
 from webhook_core import Endpoint, EndpointState
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -93,10 +87,10 @@ def add(
 
     Plain http URLs are refused unless WEBHOOKS_ALLOW_HTTP=1.
     """
-    allow_http = allow_http_from_env()
+    allow_http = outbound_from_env().allow_http
     if url.lower().startswith("http://") and not allow_http:
         raise UserError(
-            f"URL {url!r} uses plain http; use https, or set {ALLOW_HTTP_ENV}=1 to allow it"
+            f"URL {url!r} uses plain http; use https, or set {ENV_ALLOW_HTTP}=1 to allow it"
         )
     endpoint = operations.add_endpoint(
         state.store(),

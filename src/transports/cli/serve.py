@@ -15,8 +15,9 @@ from collections.abc import Callable
 import anyio
 import click
 
-from transports.cli.context import Context, allow_http_from_env
+from transports.cli.context import Context, outbound_from_env
 from transports.cli.output import console
+from transports.guard import OutboundPolicy
 from transports.service import WebhookService
 from transports.store import Store
 from transports.threaded import ThreadedWebhookService
@@ -25,16 +26,18 @@ RUNTIMES = ("trio", "asyncio", "threads")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def _serve_async(store: Store, allow_http: bool, ready: Callable[[], None]) -> str:
+async def _serve_async(store: Store, outbound: OutboundPolicy, ready: Callable[[], None]) -> str:
     with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
-        async with WebhookService(store, allow_http=allow_http):
+        async with WebhookService(
+            store, allow_http=outbound.allow_http, allowed_networks=outbound.allowed_networks
+        ):
             ready()
             async for signum in signals:
                 return signal.Signals(signum).name
     return "end"  # pragma: no cover - the signal receiver never ends by itself
 
 
-def _serve_threads(store: Store, allow_http: bool, ready: Callable[[], None]) -> str:
+def _serve_threads(store: Store, outbound: OutboundPolicy, ready: Callable[[], None]) -> str:
     received: list[str] = []
     stop = threading.Event()
 
@@ -44,7 +47,9 @@ def _serve_threads(store: Store, allow_http: bool, ready: Callable[[], None]) ->
 
     previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
     try:
-        service = ThreadedWebhookService(store, allow_http=allow_http)
+        service = ThreadedWebhookService(
+            store, allow_http=outbound.allow_http, allowed_networks=outbound.allowed_networks
+        )
         service.start()
         try:
             ready()
@@ -69,10 +74,11 @@ def _serve_threads(store: Store, allow_http: bool, ready: Callable[[], None]) ->
 def serve(state: Context, runtime: str) -> None:
     """Run the dispatcher: handshakes, deliveries and retries, until SIGINT or SIGTERM.
 
-    Plain http endpoints are delivered to only with WEBHOOKS_ALLOW_HTTP=1.
+    Plain http endpoints are delivered to only with WEBHOOKS_ALLOW_HTTP=1, and loopback or
+    private addresses only within WEBHOOKS_ALLOWED_NETWORKS (comma-separated CIDRs).
     """
+    outbound = outbound_from_env()
     store = state.store()
-    allow_http = allow_http_from_env()
 
     def ready() -> None:
         console.print(
@@ -82,7 +88,7 @@ def serve(state: Context, runtime: str) -> None:
         )
 
     if runtime == "threads":
-        name = _serve_threads(store, allow_http, ready)
+        name = _serve_threads(store, outbound, ready)
     else:
-        name = anyio.run(_serve_async, store, allow_http, ready, backend=runtime)
+        name = anyio.run(_serve_async, store, outbound, ready, backend=runtime)
     console.print(f"{name}: stopped; attempts in flight finished and were recorded", markup=False)

@@ -15,12 +15,16 @@ import click
 
 from transports.cli.output import console
 from transports.cli.publish import parse_data
+from transports.guard import OutboundPolicy
 from transports.http import HttpResponse, HttpxSyncTransport, TransportError
 from transports.testing.signed import signed_request
 from webhook_core import HttpRequest, validate_url
 from webhook_core.samples import sample_data
 
 EXCERPT = 500
+# A developer tool: any address, loopback and private ones included, and plain http
+# (the guard still refuses cloud metadata addresses).
+DEVELOPER_POLICY = OutboundPolicy(allowed_networks=("0.0.0.0/0", "::/0"), allow_http=True)
 
 
 @attrs.frozen
@@ -40,7 +44,7 @@ def send_test_event(
     validate_url(url, allow_http=True)
     payload = sample_data(event) if data is None else data
     request = signed_request(event, payload, secret, url=url, timeout=timeout)
-    transport = HttpxSyncTransport()
+    transport = HttpxSyncTransport(policy=DEVELOPER_POLICY)
     started = time.perf_counter()
     try:
         response: HttpResponse | None = transport.send(request)
