@@ -15,7 +15,6 @@ import os
 import tempfile
 import time
 from collections import Counter
-from typing import Any
 
 import anyio
 
@@ -38,47 +37,9 @@ from webhook_core import (
     VerificationError,
     Verifier,
 )
+from webhook_core.samples import sample_data
 
 SECRET = "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS13ZWJob29rcy1kZW1v"
-
-SAMPLES: dict[str, dict[str, Any]] = {
-    "message": {
-        "message_id": "msg_123",
-        "channel": "whatsapp",
-        "to": "+919876543210",
-        "status": "delivered",
-        "metadata": {"recipient_name": "राजेश कुमार"},
-    },
-    "grievance": {
-        "grievance_id": "grv_42",
-        "status": "open",
-        "category": "water",
-        "priority": "high",
-    },
-    "payment": {
-        "payment_id": "pay_7",
-        "amount": 49_900,
-        "currency": "INR",
-        "status": "processed",
-        "method": "upi",
-    },
-    "campaign": {
-        "campaign_id": "cmp_9",
-        "name": "Diwali offers",
-        "channel": "sms",
-        "status": "running",
-    },
-}
-
-
-def sample(event: str) -> dict[str, Any]:
-    """Realistic ``data`` for a platform event."""
-    data = dict(SAMPLES[event.split(".", 1)[0]])
-    status = event.rsplit(".", 1)[1]
-    data["status"] = {"started": "running", "created": "open", "updated": "in_progress"}.get(
-        status, status
-    )
-    return data
 
 
 class DemoReceiver:
@@ -150,7 +111,7 @@ async def run(speedup: float, db: str) -> int:
             started = time.perf_counter()
             fanned = 0
             for name in PLATFORM_EVENTS:
-                result = await hooks.publish(name, sample(name))
+                result = await hooks.publish(name, sample_data(name))
                 fanned += result.deliveries
             print(f"  {len(PLATFORM_EVENTS)} events fanned out to {fanned} deliveries")
             steps = ", ".join(f"{d:g} s -> {d / speedup:g} s" for d in DEFAULT_SCHEDULE)

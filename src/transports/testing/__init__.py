@@ -1,6 +1,7 @@
 """Test helpers for webhook senders and receivers.
 
-A real loopback HTTP server (``LoopbackReceiver``) for tests in real time, and
+A real loopback HTTP server (``LoopbackReceiver``) for tests in real time,
+``signed_request`` for feeding receivers exactly what the sender sends, and
 the time-travel kit (``RecordingReceiver`` with virtual clocks) for tests of
 retry behaviour in virtual time.
 """
@@ -20,6 +21,7 @@ from transports.testing.loopback import (
     Reset,
     Respond,
 )
+from transports.testing.signed import signed_request
 from transports.testing.timetravel import (
     DEFAULT_EPOCH,
     RecordedRequest,
@@ -45,6 +47,7 @@ __all__ = [
     "RecordingReceiver",
     "Reset",
     "Respond",
+    "signed_request",
     "virtual_asyncio",
     "virtual_trio",
 ]

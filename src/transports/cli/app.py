@@ -1,0 +1,54 @@
+"""The ``webhooks`` command group and its global ``--db`` option."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from transports.cli import deliveries, endpoints, listen, publish, serve, tester
+from transports.cli.context import Context, UserError, database_errors, first_line
+from transports.operations import NotFound
+from transports.storage_url import ENV_VAR
+from webhook_core import WebhookError
+
+
+class WebhooksGroup(click.Group):
+    """A click group that turns the library's user errors into one-line messages (exit 2)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (WebhookError, NotFound) as exc:
+            raise UserError(str(exc)) from None
+        except database_errors() as exc:
+            raise UserError(f"database error: {first_line(exc)}") from None
+
+
+@click.group(cls=WebhooksGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    metavar="URL",
+    help=f"Database: a SQLite file path, sqlite:///path, postgresql://... or memory: "
+    f"(default: ${ENV_VAR}, else webhooks.db in the working directory).",
+)
+@click.version_option(package_name="webhooks-delivery", prog_name="webhooks")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """Reliable webhook delivery: dispatcher, endpoints, deliveries and testing tools."""
+    state = Context(db)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def main() -> None:
+    """Entry point of the ``webhooks`` script."""
+    cli(prog_name="webhooks")
+
+
+cli.add_command(serve.serve)
+cli.add_command(endpoints.endpoints)
+cli.add_command(publish.publish)
+cli.add_command(deliveries.deliveries)
+cli.add_command(tester.test)
+cli.add_command(listen.listen)
