@@ -125,6 +125,13 @@ class PostgresStore:
         self.schema = schema
         self.channel = f"{schema}_due"
         self.conninfo = conninfo
+        try:
+            psycopg.connect(conninfo, connect_timeout=max(1, round(connect_timeout))).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"cannot reach PostgreSQL at {_describe(conninfo)}: {reason}"
+            ) from exc
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
