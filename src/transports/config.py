@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from transports.guard import OutboundPolicy
 from transports.ids import new_id
 from transports.operations import Retention
 from transports.storage_url import open_store
 from transports.store import Store
-from webhook_core import USER_AGENT, ConfigError, EventCatalog, RetryPolicy, platform_catalog
+from webhook_core import (
+    LEASE_MARGIN,
+    USER_AGENT,
+    ConfigError,
+    Endpoint,
+    EndpointGate,
+    EventCatalog,
+    GatePolicy,
+    HealthPolicy,
+    RetryPolicy,
+    platform_catalog,
+)
 from webhook_core.addresses import Network
+
+DEFAULT_GATE = GatePolicy()
+DEFAULT_HEALTH = HealthPolicy()
 
 
 class DriverConfig:
@@ -27,6 +41,11 @@ class DriverConfig:
     it allows every ``retention_interval`` seconds (none are pruned without it).
     ``allowed_networks``, ``allow_http`` and ``ca_file`` make the
     ``OutboundPolicy`` the default transport and the handshakes use.
+    ``gate`` limits each endpoint (concurrency, rate, circuit breaker; None:
+    no limits) so one bad endpoint cannot take the capacity all share;
+    ``health`` disables an endpoint after a run of failed deliveries (None:
+    never) and then calls ``on_endpoint_disabled`` with it, from the writer
+    (a worker thread when the store blocks).
     """
 
     def __init__(
@@ -45,6 +64,9 @@ class DriverConfig:
         retention_interval: float = 3600.0,
         allowed_networks: str | Iterable[str | Network] = (),
         ca_file: str | None = None,
+        gate: GatePolicy | None = DEFAULT_GATE,
+        health: HealthPolicy | None = DEFAULT_HEALTH,
+        on_endpoint_disabled: Callable[[Endpoint], object] | None = None,
     ) -> None:
         self.policy = policy or RetryPolicy()
         self.catalog = catalog or platform_catalog()
@@ -57,10 +79,10 @@ class DriverConfig:
         self.max_in_flight = max_in_flight
         timeout = self.policy.timeout
         self.lease = lease if lease is not None else timeout + max(30.0, timeout)
-        if self.lease <= timeout + 5:
+        if self.lease <= timeout + LEASE_MARGIN:
             raise ConfigError(
                 f"lease ({self.lease:g} s) must outlive the attempt deadline "
-                f"({timeout:g} s) by more than 5 s"
+                f"({timeout:g} s) by more than {LEASE_MARGIN:g} s"
             )
         if not retention_interval > 0:
             raise ConfigError("retention_interval must be a positive number of seconds")
@@ -72,6 +94,9 @@ class DriverConfig:
         self.user_agent = user_agent
         self.retention = retention
         self.retention_interval = retention_interval
+        self.gate = None if gate is None else EndpointGate(gate)
+        self.health = health
+        self.on_endpoint_disabled = on_endpoint_disabled
         self._next_prune = -math.inf
 
     def _prune_due(self, now: float) -> Retention | None:

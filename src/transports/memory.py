@@ -108,7 +108,7 @@ class MemoryStore:
                 if lease is None or lease[1] != expires:
                     continue
                 self._lease(delivery_id, worker, lease_until)
-                claimed.append(self._claimed(self._deliveries[delivery_id]))
+                claimed.append(self._claimed(self._deliveries[delivery_id], lease_until))
             due = self._due
             while due and due[0][0] <= now and len(claimed) < limit:
                 due_at, _, delivery_id = heapq.heappop(due)
@@ -129,15 +129,15 @@ class MemoryStore:
                 self._deliveries[delivery_id] = attrs.evolve(
                     d, state=DeliveryState.IN_FLIGHT, next_attempt_at=None
                 )
-                claimed.append(self._claimed(d))
+                claimed.append(self._claimed(d, lease_until))
         return claimed
 
     def _lease(self, delivery_id: str, worker: str, lease_until: float) -> None:
         self._leases[delivery_id] = (worker, lease_until)
         heapq.heappush(self._lease_heap, (lease_until, next(self._seq), delivery_id))
 
-    def _claimed(self, d: Delivery) -> Claimed:
-        return Claimed(d, self._events[d.event_id], self._endpoints[d.endpoint_id])
+    def _claimed(self, d: Delivery, lease_until: float) -> Claimed:
+        return Claimed(d, self._events[d.event_id], self._endpoints[d.endpoint_id], lease_until)
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
         """Write records still leased to ``worker``."""

@@ -364,7 +364,10 @@ class PostgresStore:
                     events[key] = Event(key, name, created_at, bytes(body))
                 else:
                     endpoints[key] = endpoint_from_json(record)
-        return [Claimed(d, events[d.event_id], endpoints[d.endpoint_id]) for d in deliveries]
+        return [
+            Claimed(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)
+            for d in deliveries
+        ]
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
         """Write records still leased to ``worker``, in one statement."""

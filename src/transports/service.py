@@ -39,7 +39,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from transports import operations
 from transports.clocks import AnyioClock, Clock
-from transports.config import DriverConfig
+from transports.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
 from transports.http import (
     AsyncHttpTransport,
     HttpResponse,
@@ -60,6 +60,8 @@ from webhook_core import (
     EndpointState,
     EventCatalog,
     Finish,
+    GatePolicy,
+    HealthPolicy,
     HttpRequest,
     RetryPolicy,
     begin_attempt,
@@ -121,6 +123,9 @@ class WebhookService(DriverConfig):
         retention_interval: float = 3600.0,
         allowed_networks: str | Iterable[str | Network] = (),
         ca_file: str | None = None,
+        gate: GatePolicy | None = DEFAULT_GATE,
+        health: HealthPolicy | None = DEFAULT_HEALTH,
+        on_endpoint_disabled: Callable[[Endpoint], object] | None = None,
     ) -> None:
         super().__init__(
             store,
@@ -136,6 +141,9 @@ class WebhookService(DriverConfig):
             retention_interval=retention_interval,
             allowed_networks=allowed_networks,
             ca_file=ca_file,
+            gate=gate,
+            health=health,
+            on_endpoint_disabled=on_endpoint_disabled,
         )
         self._http = http
         self._owns_http = http is None
@@ -502,17 +510,26 @@ class WebhookService(DriverConfig):
 
     async def _run_attempt(self, claim: Claimed) -> None:
         assert self._http is not None and self._send_results is not None
+        started = self.clock.now()
         delivery, request = begin_attempt(
             claim.delivery,
             claim.event,
             claim.endpoint,
-            self.clock.now(),
+            started,
             self.policy,
             self.user_agent,
+            self.gate,
+            claim.lease_until,
         )
         effects: tuple[object, ...] = ()
         if request is not None:
-            result, _ = await send_with_deadline(self._http, request, self.clock)
+            ok = False
+            try:
+                result, _ = await send_with_deadline(self._http, request, self.clock)
+                ok = result.status is not None and 200 <= result.status <= 299
+            finally:
+                if self.gate is not None:
+                    self.gate.finished(claim.endpoint.id, self.clock.now(), ok, started)
             delivery, effects = delivery_machine.apply(delivery, Finish(result), self.policy)
         self._unwritten += 1
         await self._send_results.send(delivery)
@@ -544,6 +561,14 @@ class WebhookService(DriverConfig):
                 with anyio.CancelScope(shield=True):
                     try:
                         await self._call(self.store.complete, batch, self.worker_id)
+                        if self.health is not None:
+                            await self._call(
+                                operations.record_outcomes,
+                                self.store,
+                                batch,
+                                self.health,
+                                self.on_endpoint_disabled,
+                            )
                     except Exception:
                         log.exception(
                             "writing %d results failed; they are retried when their leases end",

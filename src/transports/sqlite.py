@@ -296,7 +296,10 @@ class SQLiteStore:
             )
             events = self._events(db, {d.event_id for d in deliveries})
             endpoints = self._endpoints(db, {d.endpoint_id for d in deliveries})
-        return [Claimed(d, events[d.event_id], endpoints[d.endpoint_id]) for d in deliveries]
+        return [
+            Claimed(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)
+            for d in deliveries
+        ]
 
     @staticmethod
     def _events(db: sqlite3.Connection, ids: set[str]) -> dict[str, Event]:

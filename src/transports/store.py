@@ -42,11 +42,12 @@ class DuplicateEvent(ValueError):
 
 @attrs.frozen
 class Claimed:
-    """A leased delivery with what is needed to send it."""
+    """A leased delivery with what is needed to send it, and when the lease ends."""
 
     delivery: Delivery
     event: Event
     endpoint: Endpoint
+    lease_until: float
 
 
 @attrs.frozen

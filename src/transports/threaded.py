@@ -45,7 +45,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from transports import operations
 from transports.clocks import Clock, SystemClock, VirtualClock
-from transports.config import DriverConfig
+from transports.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
 from transports.http import (
     HttpResponse,
     HttpxSyncTransport,
@@ -66,6 +66,8 @@ from webhook_core import (
     EndpointState,
     EventCatalog,
     Finish,
+    GatePolicy,
+    HealthPolicy,
     HttpRequest,
     RetryPolicy,
     begin_attempt,
@@ -134,6 +136,9 @@ class ThreadedWebhookService(DriverConfig):
         retention_interval: float = 3600.0,
         allowed_networks: str | Iterable[str | Network] = (),
         ca_file: str | None = None,
+        gate: GatePolicy | None = DEFAULT_GATE,
+        health: HealthPolicy | None = DEFAULT_HEALTH,
+        on_endpoint_disabled: Callable[[Endpoint], object] | None = None,
     ) -> None:
         super().__init__(
             store,
@@ -149,11 +154,15 @@ class ThreadedWebhookService(DriverConfig):
             retention_interval=retention_interval,
             allowed_networks=allowed_networks,
             ca_file=ca_file,
+            gate=gate,
+            health=health,
+            on_endpoint_disabled=on_endpoint_disabled,
         )
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._http = http
         self._owns_http = http is None
         self._store_lock = threading.Lock()
+        self._gate_lock = threading.Lock()
         self._stop_lock = threading.Lock()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -598,17 +607,28 @@ class ThreadedWebhookService(DriverConfig):
 
     def _run_attempt(self, claim: Claimed) -> None:
         assert self._http is not None
-        delivery, request = begin_attempt(
-            claim.delivery,
-            claim.event,
-            claim.endpoint,
-            self.clock.now(),
-            self.policy,
-            self.user_agent,
-        )
+        started = self.clock.now()
+        with self._gate_lock:
+            delivery, request = begin_attempt(
+                claim.delivery,
+                claim.event,
+                claim.endpoint,
+                started,
+                self.policy,
+                self.user_agent,
+                self.gate,
+                claim.lease_until,
+            )
         effects: tuple[object, ...] = ()
         if request is not None:
-            result, _ = send_with_deadline(self._http, request, self.clock)
+            ok = False
+            try:
+                result, _ = send_with_deadline(self._http, request, self.clock)
+                ok = result.status is not None and 200 <= result.status <= 299
+            finally:
+                if self.gate is not None:
+                    with self._gate_lock:
+                        self.gate.finished(claim.endpoint.id, self.clock.now(), ok, started)
             delivery, effects = delivery_machine.apply(delivery, Finish(result), self.policy)
         self._write(delivery)
         for effect in effects:
@@ -651,6 +671,14 @@ class ThreadedWebhookService(DriverConfig):
                 batch.append(record)
             try:
                 self._call(self.store.complete, batch, self.worker_id)
+                if self.health is not None:
+                    self._call(
+                        operations.record_outcomes,
+                        self.store,
+                        batch,
+                        self.health,
+                        self.on_endpoint_disabled,
+                    )
             except Exception:
                 log.exception(
                     "writing %d results failed; they are retried when their leases end",

@@ -21,6 +21,7 @@ from webhook_core.delivery import (
     Attempt,
     AttemptResult,
     Cancel,
+    Defer,
     Delivery,
     DeliveryState,
     DisableEndpoint,
@@ -30,7 +31,7 @@ from webhook_core.delivery import (
     new_delivery,
     replay,
 )
-from webhook_core.dispatch import begin_attempt, handshake_result
+from webhook_core.dispatch import LEASE_MARGIN, begin_attempt, handshake_result
 from webhook_core.endpoint import (
     BeginVerification,
     ChangeUrl,
@@ -63,6 +64,7 @@ from webhook_core.errors import (
     WebhookError,
 )
 from webhook_core.fanout import fan_out
+from webhook_core.gate import BreakerState, EndpointGate, GatePolicy, Hold
 from webhook_core.names import pattern_matches, validate_event_name, validate_pattern
 from webhook_core.request import USER_AGENT, HttpRequest, delivery_request, verification_request
 from webhook_core.retry import DEFAULT_SCHEDULE, RetryPolicy, parse_retry_after
@@ -82,6 +84,7 @@ from webhook_core.urls import validate_headers, validate_url
 
 __all__ = [
     "DEFAULT_SCHEDULE",
+    "LEASE_MARGIN",
     "MAX_SAFE_INTEGER",
     "PLATFORM_EVENTS",
     "SIGNATURE_HEADER",
@@ -91,10 +94,12 @@ __all__ = [
     "Attempt",
     "AttemptResult",
     "BeginVerification",
+    "BreakerState",
     "CampaignData",
     "Cancel",
     "ChangeUrl",
     "ConfigError",
+    "Defer",
     "Delivery",
     "DeliveryOutcome",
     "DeliveryState",
@@ -103,15 +108,18 @@ __all__ = [
     "DueQueue",
     "Enable",
     "Endpoint",
+    "EndpointGate",
     "EndpointSecret",
     "EndpointState",
     "Event",
     "EventCatalog",
     "EventType",
     "Finish",
+    "GatePolicy",
     "GrievanceData",
     "HandshakeResult",
     "HealthPolicy",
+    "Hold",
     "HttpRequest",
     "IllegalTransition",
     "InvalidEventName",

@@ -12,7 +12,9 @@ and emits ``DisableEndpoint``. If the driver loses an attempt without a result
 (crash, lease expiry, shutdown) it feeds ``Abandon(now)``: the attempt is
 recorded as abandoned, does not use up the retry budget, and the delivery is
 due again at once; ``policy.max_abandoned`` of those fail it. ``Cancel`` fails
-a waiting delivery (its endpoint was disabled or removed).
+a waiting delivery (its endpoint was disabled or removed). ``Defer(until)``
+moves a claimed, waiting delivery to a later time without an attempt (the
+endpoint gate held it back: breaker open, endpoint busy or rate-limited).
 
 ``delivered`` and ``failed`` are terminal. A replay is a new delivery
 (``replay``) that points back at the old one, so history is never rewritten.
@@ -141,7 +143,16 @@ class Cancel:
     reason: str
 
 
-DeliveryInput = Start | Finish | Abandon | Cancel
+@attrs.frozen
+class Defer:
+    """Leave a waiting delivery unsent until ``until`` (no attempt is used up)."""
+
+    now: float
+    until: float
+    reason: str
+
+
+DeliveryInput = Start | Finish | Abandon | Cancel | Defer
 
 
 @attrs.frozen
@@ -216,6 +227,8 @@ TRANSITIONS: dict[tuple[DeliveryState, type], frozenset[DeliveryState]] = {
     (IF, Abandon): frozenset({P, RS, F}),
     (P, Cancel): frozenset({F}),
     (RS, Cancel): frozenset({F}),
+    (P, Defer): frozenset({P}),
+    (RS, Defer): frozenset({RS}),
 }
 check_table("delivery", TRANSITIONS, DeliveryState, P, TERMINAL)
 
@@ -313,6 +326,11 @@ def _cancel(d: Delivery, event: Cancel, _: RetryPolicy) -> tuple[Delivery, tuple
     return _moved(d, F, None, d.attempts, event.reason), ()
 
 
+def _defer(d: Delivery, event: Defer, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+    due = max(event.until, event.now, d.next_attempt_at or event.now)
+    return _moved(d, d.state, due, d.attempts, event.reason), ()
+
+
 def _describe(attempt: Attempt) -> str:
     if attempt.status is not None:
         return f"HTTP {attempt.status}"
@@ -320,7 +338,7 @@ def _describe(attempt: Attempt) -> str:
     return f"{attempt.outcome.value}{detail}"
 
 
-_HANDLERS = {Start: _start, Finish: _finish, Abandon: _abandon, Cancel: _cancel}
+_HANDLERS = {Start: _start, Finish: _finish, Abandon: _abandon, Cancel: _cancel, Defer: _defer}
 
 
 def apply(

@@ -10,11 +10,23 @@ endpoint is no longer active is cancelled instead of sent.
 from __future__ import annotations
 
 from webhook_core import delivery as delivery_machine
-from webhook_core.delivery import Abandon, AttemptResult, Cancel, Delivery, DeliveryState, Start
+from webhook_core.delivery import (
+    Abandon,
+    AttemptResult,
+    Cancel,
+    Defer,
+    Delivery,
+    DeliveryState,
+    Start,
+)
 from webhook_core.endpoint import Endpoint, EndpointState, HandshakeResult
 from webhook_core.envelope import Event
+from webhook_core.gate import EndpointGate
 from webhook_core.request import USER_AGENT, HttpRequest, delivery_request
 from webhook_core.retry import RetryPolicy
+
+LEASE_MARGIN = 5.0
+"""Seconds a lease must outlive an attempt's deadline (so no two workers send at once)."""
 
 
 def begin_attempt(
@@ -24,13 +36,20 @@ def begin_attempt(
     now: float,
     policy: RetryPolicy,
     user_agent: str = USER_AGENT,
+    gate: EndpointGate | None = None,
+    lease_until: float | None = None,
 ) -> tuple[Delivery, HttpRequest | None]:
-    """The in-flight record and the request to send; or a terminal record and None.
+    """The in-flight record and the request to send; or a record to write back and None.
 
     ``delivery`` is a claim as the store handed it out: ``pending``,
     ``retry_scheduled``, or ``in_flight`` when an earlier worker's lease expired.
-    A terminal result (abandoned too often, or the endpoint is not active) is
-    to be written back as it is, with nothing sent.
+    A terminal result (abandoned too often, or the endpoint is not active) or a
+    delivery the ``gate`` holds back (deferred to a later time) is to be
+    written back as it is, with nothing sent. So is a claim whose lease
+    (``lease_until``) would end less than ``LEASE_MARGIN`` seconds after the
+    attempt's deadline: another worker could take it over while it is still
+    being sent. An attempt the gate admits must be reported to it with
+    ``gate.finished`` when it ends.
     """
     if delivery.state is DeliveryState.IN_FLIGHT:
         delivery, _ = delivery_machine.apply(delivery, Abandon(now, "lease expired"), policy)
@@ -38,6 +57,13 @@ def begin_attempt(
         reason = f"endpoint {endpoint.state.value}"
         delivery, _ = delivery_machine.apply(delivery, Cancel(now, reason), policy)
     if delivery.is_terminal:
+        return delivery, None
+    if lease_until is not None and now + policy.timeout + LEASE_MARGIN > lease_until:
+        return delivery, None
+    hold = None if gate is None else gate.admit(endpoint.id, now)
+    if hold is not None:
+        deferral = Defer(now, hold.until, f"held back: {hold.reason}")
+        delivery, _ = delivery_machine.apply(delivery, deferral, policy)
         return delivery, None
     delivery, _ = delivery_machine.apply(delivery, Start(now), policy)
     return delivery, delivery_request(delivery, event, endpoint, now, policy.timeout, user_agent)

@@ -63,7 +63,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 
 class Dispatcher:
-    """A dispatcher process; ``lines`` collects what it prints."""
+    """A dispatcher process, started once it says ``ready`` (or has exited)."""
 
     def __init__(self, database: Database, *extra: str) -> None:
         self.lines: list[str] = []
@@ -86,6 +86,7 @@ class Dispatcher:
             self.lines.append(line.strip())
             if line.strip() == "ready":
                 self._ready.set()
+        self._ready.set()  # it exited (a planned crash may come before "ready")
 
     def kill(self) -> None:
         self.process.kill()

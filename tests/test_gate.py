@@ -1,0 +1,166 @@
+"""The endpoint gate (caps, rate limits, circuit breakers) and deferral in the core."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from webhook_core import (
+    BreakerState,
+    ConfigError,
+    Defer,
+    DeliveryState,
+    EndpointGate,
+    EndpointState,
+    Event,
+    GatePolicy,
+    IllegalTransition,
+    RetryPolicy,
+    begin_attempt,
+    new_delivery,
+)
+from webhook_core import delivery as delivery_machine
+from webhook_core.endpoint import Endpoint, EndpointSecret
+
+POLICY = RetryPolicy()
+EVENT = Event("evt_1", "message.sent", 0.0, b"{}")
+ENDPOINT = Endpoint(
+    id="ep_1",
+    url="https://example.com/hook",
+    secrets=(EndpointSecret("whsec_" + "A" * 32, 0.0),),
+    created_at=0.0,
+    state=EndpointState.ACTIVE,
+)
+
+
+def test_a_slow_endpoint_keeps_only_a_few_slots() -> None:
+    gate = EndpointGate(GatePolicy(slow_after=1.0, slow_max_in_flight=2, busy_retry=0.5))
+    for _ in range(5):
+        assert gate.admit("a", 0.0) is None, "fast enough so far: no cap"
+    hold = gate.admit("a", 1.5)
+    assert hold is not None and "slow: an attempt has waited 1.5 s" in hold.reason
+    for _ in range(4):
+        gate.finished("a", 1.6, ok=True, started_at=0.0)
+    assert gate.admit("a", 1.7) is None, "one attempt still waits, but only one is in flight"
+    assert gate.admit("a", 1.7) is not None
+    gate.finished("a", 1.8, ok=True, started_at=0.0)
+    assert gate.admit("a", 1.9) is None and gate.admit("a", 1.9) is None
+
+
+def test_the_concurrency_cap_holds_back_the_extra_attempt() -> None:
+    gate = EndpointGate(GatePolicy(max_in_flight=2, busy_retry=0.5))
+    assert gate.admit("a", 0.0) is None
+    assert gate.admit("a", 0.0) is None
+    hold = gate.admit("a", 1.0)
+    assert hold is not None and hold.until == 1.5 and "2 attempts already in flight" in hold.reason
+    assert gate.admit("b", 1.0) is None, "other endpoints are not affected"
+    gate.finished("a", 2.0, ok=True, started_at=0.0)
+    assert gate.admit("a", 2.0) is None
+
+
+def test_the_rate_limit_refills_over_time() -> None:
+    gate = EndpointGate(GatePolicy(max_in_flight=None, rate=2.0, burst=2))
+    assert gate.admit("a", 10.0) is None
+    assert gate.admit("a", 10.0) is None
+    hold = gate.admit("a", 10.0)
+    assert hold is not None and hold.until == pytest.approx(10.5) and hold.reason == "rate limit"
+    assert gate.admit("a", 10.5) is None
+
+
+def test_the_breaker_opens_probes_and_closes() -> None:
+    gate = EndpointGate(GatePolicy(failures_to_open=3, cooldown=10.0, max_cooldown=25.0))
+    for t in range(3):
+        assert gate.admit("a", float(t)) is None
+        gate.finished("a", float(t), ok=False, started_at=float(t))
+    assert gate.breaker("a") is BreakerState.OPEN
+    hold = gate.admit("a", 5.0)
+    assert hold is not None and hold.until == 12.0 and "circuit open" in hold.reason
+    assert gate.admit("a", 12.0) is None, "the probe goes through"
+    assert gate.breaker("a") is BreakerState.HALF_OPEN
+    second = gate.admit("a", 12.0)
+    assert second is not None and "probe is in flight" in second.reason
+    gate.finished("a", 13.0, ok=False, started_at=12.0)
+    reopened = gate.admit("a", 14.0)
+    assert reopened is not None and reopened.until == 33.0, "the cooldown doubled"
+    assert gate.admit("a", 33.0) is None
+    gate.finished("a", 34.0, ok=False, started_at=33.0)
+    capped = gate.admit("a", 35.0)
+    assert capped is not None and capped.until == 59.0, "doubling stops at max_cooldown"
+    assert gate.admit("a", 59.0) is None
+    gate.finished("a", 60.0, ok=True, started_at=59.0)
+    assert gate.breaker("a") is BreakerState.CLOSED
+    assert gate.admit("a", 60.0) is None
+
+
+def test_a_success_resets_the_run_of_failures() -> None:
+    gate = EndpointGate(GatePolicy(failures_to_open=2))
+    for ok in (False, True, False, True, False):
+        assert gate.admit("a", 0.0) is None
+        gate.finished("a", 0.0, ok=ok, started_at=0.0)
+    assert gate.breaker("a") is BreakerState.CLOSED
+
+
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 1000)), max_size=60))
+def test_in_flight_never_exceeds_the_cap_and_never_goes_negative(
+    steps: list[tuple[bool, float]],
+) -> None:
+    gate = EndpointGate(GatePolicy(max_in_flight=3, failures_to_open=4, cooldown=5.0))
+    now, running = 0.0, []
+    for start, dt in steps:
+        now += dt
+        if start:
+            if gate.admit("a", now) is None:
+                running.append(now)
+        elif running:
+            gate.finished("a", now, ok=dt > 500, started_at=running.pop(0))
+        assert 0 <= gate.in_flight("a") == len(running) <= 3
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"rate": 0.0}, "rate"),
+        ({"burst": 0}, "burst"),
+        ({"failures_to_open": 0}, "failures_to_open"),
+        ({"cooldown": 0.0}, "cooldown"),
+        ({"cooldown": 100.0, "max_cooldown": 10.0}, "cooldown"),
+        ({"busy_retry": 0.0}, "busy_retry"),
+        ({"slow_after": 0.0}, "slow_after"),
+        ({"slow_max_in_flight": 0}, "slow_max_in_flight"),
+    ],
+)
+def test_bad_gate_settings_are_named(options: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GatePolicy(**options)  # type: ignore[arg-type]
+
+
+def test_defer_moves_a_waiting_delivery_without_using_an_attempt() -> None:
+    d = new_delivery("dlv_1", EVENT, ENDPOINT, 0.0)
+    later, effects = delivery_machine.apply(d, Defer(1.0, 31.0, "held back"), POLICY)
+    assert later.state is DeliveryState.PENDING and later.next_attempt_at == 31.0
+    assert later.attempts == () and later.reason == "held back" and effects == ()
+    started, _ = delivery_machine.apply(later, delivery_machine.Start(31.0), POLICY)
+    with pytest.raises(IllegalTransition):
+        delivery_machine.apply(started, Defer(32.0, 40.0, "x"), POLICY)
+
+
+def test_begin_attempt_defers_what_the_gate_holds_back() -> None:
+    gate = EndpointGate(GatePolicy(max_in_flight=1))
+    d = new_delivery("dlv_1", EVENT, ENDPOINT, 0.0)
+    first, request = begin_attempt(d, EVENT, ENDPOINT, 0.0, POLICY, gate=gate)
+    assert request is not None and first.state is DeliveryState.IN_FLIGHT
+    other = new_delivery("dlv_2", EVENT, ENDPOINT, 0.0)
+    held, nothing = begin_attempt(other, EVENT, ENDPOINT, 0.0, POLICY, gate=gate)
+    assert nothing is None and held.state is DeliveryState.PENDING
+    assert held.next_attempt_at == 1.0 and held.reason is not None and "held back" in held.reason
+
+
+def test_begin_attempt_sends_nothing_when_the_lease_is_too_short() -> None:
+    d = new_delivery("dlv_1", EVENT, ENDPOINT, 0.0)
+    late = 100.0 - POLICY.timeout - 4.0
+    same, request = begin_attempt(d, EVENT, ENDPOINT, late, POLICY, lease_until=100.0)
+    assert request is None and same == d
+    _, request = begin_attempt(d, EVENT, ENDPOINT, late - 2, POLICY, lease_until=100.0)
+    assert request is not None
