@@ -118,9 +118,7 @@ EVENTS = {
         "status": "completed",
     },
 }
-ANSWERS = (
-    200,
-    204,
+FAILURES = (
     500,
     503,
     410,
@@ -130,6 +128,7 @@ ANSWERS = (
     Outcome.TIMEOUT,
     Outcome.CONNECT_ERROR,
 )
+THEN = (200, 204, 500, Outcome.TIMEOUT)  # what an endpoint answers after its failures
 RUN_FOR = (0.0, 30.0, 61.0, 120.0, 400.0, 1000.0, 2000.0)
 
 Answer = int | HttpResponse | Outcome
@@ -267,11 +266,12 @@ class DeliveryMachine(RuleBasedStateMachine):
 
     @rule(
         endpoint=st.integers(0, len(ENDPOINTS) - 1),
-        answers=st.lists(st.sampled_from(ANSWERS), min_size=1, max_size=3),
+        failures=st.lists(st.sampled_from(FAILURES), max_size=3),
+        then=st.sampled_from(THEN),
     )
-    def receiver_answers(self, endpoint: int, answers: list[Answer]) -> None:
-        """The endpoint answers these in turn, then the last one for ever."""
-        self.receiver.answer(ENDPOINTS[endpoint][0], *answers)
+    def receiver_answers(self, endpoint: int, failures: list[Answer], then: Answer) -> None:
+        """The endpoint answers its next requests with ``failures``, then ``then`` for ever."""
+        self.receiver.answer(ENDPOINTS[endpoint][0], *failures, then)
 
     @rule(seconds=st.sampled_from(RUN_FOR), restart=st.booleans())
     def run(self, seconds: float, restart: bool) -> None:
