@@ -7,6 +7,7 @@ them in worker threads when the store is blocking.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ from webhook_core import (
     Event,
     EventCatalog,
     HealthPolicy,
+    IllegalTransition,
     RetryPolicy,
     build_event,
     fan_out,
@@ -188,6 +190,19 @@ def record_outcomes(
         for endpoint in disabled:
             on_disabled(endpoint)
     return disabled
+
+
+def disable_if_enabled(store: Store, endpoint_id: str, now: float, reason: str) -> None:
+    """Disable an endpoint unless it is gone or already disabled.
+
+    Attempts that end at the same time may each ask (two answers of 410 Gone);
+    whichever comes second finds nothing left to do, and that is not an error.
+    """
+    endpoint = store.get_endpoint(endpoint_id)
+    if endpoint is None or endpoint.state is EndpointState.DISABLED:
+        return
+    with contextlib.suppress(NotFound, IllegalTransition):
+        disable_endpoint(store, endpoint_id, now, reason)
 
 
 def enable_endpoint(store: Store, endpoint_id: str, now: float) -> Endpoint:

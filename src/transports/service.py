@@ -538,11 +538,8 @@ class WebhookService(DriverConfig):
                 await self._disable_for(effect)
 
     async def _disable_for(self, effect: DisableEndpoint) -> None:
-        endpoint = await self._call(self.store.get_endpoint, effect.endpoint_id)
-        if endpoint is None or endpoint.state is EndpointState.DISABLED:
-            return
         await self._call(
-            operations.disable_endpoint,
+            operations.disable_if_enabled,
             self.store,
             effect.endpoint_id,
             self.clock.now(),

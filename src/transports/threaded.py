@@ -462,7 +462,12 @@ class ThreadedWebhookService(DriverConfig):
                 seen = self._progress
                 idle = self._idle_locked()
             if idle and not self._open_deliveries():
-                return
+                with self._lock:
+                    # Counting takes a store call per state: a claim made and
+                    # written meanwhile shows only as progress.
+                    if self._progress == seen and self._idle_locked():
+                        return
+                continue
             with self._changed:
                 wait = recheck
                 if deadline is not None:
@@ -636,11 +641,8 @@ class ThreadedWebhookService(DriverConfig):
                 self._disable_for(effect)
 
     def _disable_for(self, effect: DisableEndpoint) -> None:
-        endpoint = self._call(self.store.get_endpoint, effect.endpoint_id)
-        if endpoint is None or endpoint.state is EndpointState.DISABLED:
-            return
         self._call(
-            operations.disable_endpoint,
+            operations.disable_if_enabled,
             self.store,
             effect.endpoint_id,
             self.clock.now(),
