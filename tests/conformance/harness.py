@@ -17,6 +17,8 @@ from typing import Any
 import anyio
 import anyio.from_thread
 
+from transports.h11http import H11SyncTransport, H11Transport
+from transports.http import HttpxSyncTransport, HttpxTransport
 from transports.memory import MemoryStore
 from transports.service import WebhookService
 from transports.sqlite import SQLiteStore
@@ -26,6 +28,7 @@ from webhook_core import Endpoint, EndpointState
 
 DRIVERS = ("trio", "asyncio", "threads")
 STORES = ("memory", "sqlite")
+TRANSPORTS = ("httpx", "h11")
 
 
 def make_store(kind: str, directory: Path) -> Store:
@@ -64,22 +67,41 @@ class PortalService:
         return self.service.store
 
 
+def make_transport(kind: str, driver: str) -> Any:
+    """A new HTTP transport of the given kind, blocking for the threaded driver."""
+    blocking = driver == "threads"
+    if kind == "httpx":
+        return HttpxSyncTransport() if blocking else HttpxTransport()
+    if kind == "h11":
+        return H11SyncTransport() if blocking else H11Transport()
+    raise ValueError(f"unknown transport kind {kind!r}")
+
+
 @contextlib.contextmanager
-def running(driver: str, store_kind: str = "memory", **options: Any) -> Iterator[Any]:
-    """A started service of the given driver, stopped gracefully on exit."""
+def running(
+    driver: str, store_kind: str = "memory", transport: str = "httpx", **options: Any
+) -> Iterator[Any]:
+    """A started service of the given driver, store and transport, stopped gracefully on exit."""
     options.setdefault("allow_http", True)
     if "store" not in options:
         options["store"] = make_store(store_kind, Path(tempfile.mkdtemp()))
+    http = options.setdefault("http", make_transport(transport, driver))
     if driver == "threads":
         from transports.threaded import ThreadedWebhookService
 
-        with ThreadedWebhookService(**options) as hooks:
-            yield hooks
+        try:
+            with ThreadedWebhookService(**options) as hooks:
+                yield hooks
+        finally:
+            http.close()
         return
     with anyio.from_thread.start_blocking_portal(driver) as portal:
         service = WebhookService(**options)
-        with portal.wrap_async_context_manager(service):
-            yield PortalService(service, portal)
+        try:
+            with portal.wrap_async_context_manager(service):
+                yield PortalService(service, portal)
+        finally:
+            portal.call(http.aclose)
 
 
 def handshake_answer(request: ReceivedRequest) -> Respond | None:
