@@ -33,6 +33,7 @@ retried like any other network error: the request is never re-sent silently.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import select
 import socket
@@ -48,6 +49,7 @@ import anyio
 import anyio.abc
 import attrs
 import h11
+import sniffio
 from anyio.streams.tls import TLSStream
 
 from transports.http import BODY_LIMIT, HttpResponse, TransportError, classify
@@ -139,6 +141,12 @@ def _closed_error() -> TransportError:
     )
 
 
+_STAND_IN_POST = h11.Request(
+    method="POST", target="/", headers=[("Host", "-"), ("Content-Length", "0")]
+)
+_END = h11.EndOfMessage()
+
+
 class Wire:
     """The h11 side of one connection: request bytes out, a response in. No I/O."""
 
@@ -152,24 +160,32 @@ class Wire:
         self._size = 0
 
     def request(self, target: Target, request: HttpRequest) -> bytes:
-        """The bytes of ``request`` to ``target``, and h11 ready for its answer."""
+        """The bytes of ``request`` to ``target``, and h11 ready for its answer.
+
+        h11 is told a stand-in POST was sent (reading the answer depends only
+        on the method and the framing); the bytes themselves are written here,
+        because h11's re-validation of every header costs more than the rest
+        of the exchange. Names and values were checked when the endpoint was
+        registered; a CR or LF that got through anyway is refused here.
+        """
         conn = self._h11
-        body = request.body
-        head = conn.send(
-            h11.Request(
-                method="POST",
-                target=target.path,
-                headers=[
-                    ("Host", target.host_header),
-                    ("Content-Length", str(len(body))),
-                    *request.headers,
-                ],
-            )
-        )
-        data = conn.send(h11.Data(data=body))
-        tail = conn.send(h11.EndOfMessage())
-        assert head is not None and data is not None and tail is not None
-        return head + data + tail
+        conn.send(_STAND_IN_POST)
+        conn.send(_END)
+        lines = [
+            f"POST {target.path} HTTP/1.1",
+            f"Host: {target.host_header}",
+            f"Content-Length: {len(request.body)}",
+            *[f"{name}: {value}" for name, value in request.headers],
+        ]
+        head = "\r\n".join(lines)
+        if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
+            raise TransportError(Outcome.PROTOCOL_ERROR, "a request header holds CR or LF")
+        try:
+            return (head + "\r\n\r\n").encode("latin-1") + request.body
+        except UnicodeEncodeError as exc:
+            raise TransportError(
+                Outcome.PROTOCOL_ERROR, f"a request header is not latin-1: {exc}"
+            ) from None
 
     def feed(self, data: bytes) -> HttpResponse | None:
         """Take bytes received (``b""`` at end of stream); the response once it is complete."""
@@ -316,19 +332,112 @@ class _H11Client(Generic[C, R]):
         return Wire(self.header_limit, self.body_limit)
 
 
-class _AsyncConnection:
+class _StreamConnection:
+    """A connection on an anyio byte stream (used under trio)."""
+
     def __init__(self, stream: anyio.abc.ByteStream, wire: Wire) -> None:
         self.stream = stream
         self.wire = wire
-        self.sock: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        self._sock: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+
+    async def exchange(self, payload: bytes) -> HttpResponse:
+        try:
+            await self.stream.send(payload)
+            while True:
+                try:
+                    data = await self.stream.receive(_READ_SIZE)
+                except anyio.EndOfStream:
+                    data = b""
+                response = self.wire.feed(data)
+                if response is not None:
+                    return response
+        except (OSError, h11.ProtocolError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+            raise _classify(exc, connecting=False) from exc
+
+    def hung_up(self) -> bool:
+        return _hung_up(self._sock)
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+
+class _ProtocolConnection(asyncio.Protocol):
+    """A connection as an asyncio protocol (used under asyncio).
+
+    Bytes are fed to h11 as the event loop reads them and the waiting
+    exchange is woken once, with the response or the error: no per-read
+    wake-ups, and anything that arrives while the connection is idle (a
+    close, stray bytes) marks it unusable at once.
+    """
+
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+        self._transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[HttpResponse] | None = None
+        self._unusable = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._feed(data)
+
+    def eof_received(self) -> bool:
+        self._feed(b"")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._unusable = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(
+                _classify(exc, connecting=False) if exc is not None else _closed_error()
+            )
+
+    def _feed(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            self._unusable = True
+            return
+        try:
+            response = self.wire.feed(data)
+        except (TransportError, h11.ProtocolError) as exc:
+            waiter.set_exception(_classify(exc, connecting=False))
+            return
+        if response is not None:
+            waiter.set_result(response)
+
+    async def exchange(self, payload: bytes) -> HttpResponse:
+        assert self._transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            self._transport.write(payload)
+        except (OSError, RuntimeError) as exc:
+            raise _classify(exc, connecting=False) from exc
+        return await self._waiter
+
+    def hung_up(self) -> bool:
+        return self._unusable or self._transport is None or self._transport.is_closing()
+
+    async def aclose(self) -> None:
+        self._unusable = True
+        if self._transport is not None:
+            self._transport.close()
+
+
+_AsyncConnection = _StreamConnection | _ProtocolConnection
 
 
 class H11Transport(_H11Client[_AsyncConnection, AsyncResolver]):
-    """Async HTTP/1.1 transport on h11 over anyio streams (trio and asyncio).
+    """Async HTTP/1.1 transport on h11 (trio and asyncio).
 
-    Settings (all keyword): ``verify``, ``resolver`` (an async callable),
-    ``max_idle``, ``keepalive_expiry``, ``body_limit``, ``header_limit``; see
-    the module docstring. The driver bounds ``send`` by the total deadline.
+    Under asyncio a connection is an asyncio protocol; under trio, an anyio
+    stream. Settings (all keyword): ``verify``, ``resolver`` (an async
+    callable), ``max_idle``, ``keepalive_expiry``, ``body_limit``,
+    ``header_limit``; see the module docstring. The driver bounds ``send``
+    by the total deadline; a cancelled exchange closes its connection.
     """
 
     def _system_resolver(self) -> AsyncResolver:
@@ -340,53 +449,36 @@ class H11Transport(_H11Client[_AsyncConnection, AsyncResolver]):
         conn = await self._checkout(target)
         done = False
         try:
-            response = await self._exchange(conn, target, request)
+            response = await conn.exchange(conn.wire.request(target, request))
             done = True
             return response
         finally:
             if not (done and conn.wire.reuse() and self._idle.put(target.origin, conn)):
-                with anyio.CancelScope(shield=True):
-                    await conn.stream.aclose()
-
-    async def _exchange(
-        self, conn: _AsyncConnection, target: Target, request: HttpRequest
-    ) -> HttpResponse:
-        try:
-            await conn.stream.send(conn.wire.request(target, request))
-            while True:
-                try:
-                    data = await conn.stream.receive(_READ_SIZE)
-                except anyio.EndOfStream:
-                    data = b""
-                response = conn.wire.feed(data)
-                if response is not None:
-                    return response
-        except (OSError, h11.ProtocolError, anyio.BrokenResourceError, ssl.SSLError) as exc:
-            raise _classify(exc, connecting=False) from exc
+                await conn.aclose()
 
     async def _checkout(self, target: Target) -> _AsyncConnection:
         conn, stale = self._idle.take(target.origin)
         for old in stale:
-            await old.stream.aclose()
+            await old.aclose()
         if conn is not None:
-            if not _hung_up(conn.sock):
+            if not conn.hung_up():
                 return conn
-            await conn.stream.aclose()
+            await conn.aclose()
         return await self._connect(target)
 
     async def _connect(self, target: Target) -> _AsyncConnection:
+        tls = self._ssl if target.scheme == "https" else None
         try:
             addresses = await self._resolver(target.host, target.port)
             if not addresses:
                 raise TransportError(Outcome.CONNECT_ERROR, f"no address for {target.host!r}")
+            if sniffio.current_async_library() == "asyncio":
+                return await self._open_protocol(addresses, target, tls)
             stream: anyio.abc.ByteStream = await self._open(addresses, target.port)
-            if target.scheme == "https":
+            if tls is not None:
                 try:
                     stream = await TLSStream.wrap(
-                        stream,
-                        hostname=target.host,
-                        ssl_context=self._ssl,
-                        standard_compatible=False,
+                        stream, hostname=target.host, ssl_context=tls, standard_compatible=False
                     )
                 except BaseException:
                     with anyio.CancelScope(shield=True):
@@ -394,7 +486,31 @@ class H11Transport(_H11Client[_AsyncConnection, AsyncResolver]):
                     raise
         except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ssl.SSLError) as exc:
             raise _classify(exc, connecting=True) from exc
-        return _AsyncConnection(stream, self._wire())
+        return _StreamConnection(stream, self._wire())
+
+    async def _open_protocol(
+        self, addresses: list[str], target: Target, tls: ssl.SSLContext | None
+    ) -> _ProtocolConnection:
+        loop = asyncio.get_running_loop()
+        error: OSError | None = None
+        for address in addresses:
+            wire = self._wire()
+            try:
+                _, protocol = await loop.create_connection(
+                    lambda wire=wire: _ProtocolConnection(wire),
+                    address,
+                    target.port,
+                    ssl=tls,
+                    server_hostname=target.host if tls is not None else None,
+                )
+            except ssl.SSLError:
+                raise
+            except OSError as exc:
+                error = exc
+                continue
+            return protocol
+        assert error is not None
+        raise error
 
     @staticmethod
     async def _open(addresses: list[str], port: int) -> anyio.abc.SocketStream:
@@ -410,8 +526,7 @@ class H11Transport(_H11Client[_AsyncConnection, AsyncResolver]):
     async def aclose(self) -> None:
         """Close the idle connections."""
         for conn in self._idle.drain():
-            with anyio.CancelScope(shield=True):
-                await conn.stream.aclose()
+            await conn.aclose()
 
 
 class _SyncConnection:
