@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import cattrs
 
 from webhook_core import Attempt, Delivery, DeliveryState, Endpoint, EndpointSecret, Outcome
+
+ENDPOINT_CACHE = 32_768
 
 converter = cattrs.Converter()
 converter.register_unstructure_hook(Outcome, lambda o: o.value)
@@ -26,8 +29,13 @@ def endpoint_to_json(endpoint: Endpoint) -> str:
     return json.dumps(converter.unstructure(endpoint), separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=ENDPOINT_CACHE)
 def endpoint_from_json(text: str) -> Endpoint:
-    """An endpoint from its JSON document."""
+    """An endpoint from its JSON document, decoded once per distinct document.
+
+    Endpoints are immutable, so a fan-out to thousands of endpoints reuses the
+    decoded records (and their prepared signing keys) until one changes.
+    """
     return converter.structure(json.loads(text), Endpoint)
 
 

@@ -7,11 +7,13 @@ its own event loop (trio or asyncio). Inside, three kinds of task run in the
 service's task group:
 
 * the dispatcher claims due deliveries from the store in batches (up to the
-  free share of ``max_in_flight``), starts one attempt task per claim, then
+  free share of ``max_in_flight``), queues the claims for the workers, then
   sleeps until the store's next due time, a wake-up (publish, a finished
   attempt) or, for stores other processes may write, the poll interval;
-* each attempt task applies the core's ``Start``, sends the signed request
-  under a total deadline (``anyio.fail_after``: connect, send, headers and
+* ``max_in_flight`` worker tasks take claims from that queue (a claim is
+  queued only when a worker is free, so none waits long); for each, a worker
+  applies the core's ``Start``, sends the signed request
+  under a total deadline (a cancel scope with a deadline: connect, send, headers and
   body together), applies ``Finish`` and hands the record to the writer;
 * the writer drains finished records and stores them a batch at a time.
 
@@ -77,13 +79,14 @@ async def send_with_deadline(
 ) -> tuple[AttemptResult, bytes]:
     """Send ``request`` under its total deadline; the core's view of the result, and the body."""
     started = clock.now()
-    try:
-        with anyio.fail_after(request.timeout):
-            response: HttpResponse | TransportError = await http.send(request)
-    except TimeoutError:
+    response: HttpResponse | TransportError | None = None
+    with anyio.CancelScope(deadline=anyio.current_time() + request.timeout) as deadline:
+        try:
+            response = await http.send(request)
+        except TransportError as exc:
+            response = exc
+    if response is None or deadline.cancelled_caught:
         return timeout_result(started, clock.now(), request.timeout)
-    except TransportError as exc:
-        response = exc
     return attempt_result(started, clock.now(), response)
 
 
@@ -134,6 +137,7 @@ class WebhookService(DriverConfig):
         self._verifying: set[tuple[str, str | None]] = set()
         self._next_scan = -math.inf
         self._send_results: MemoryObjectSendStream[Delivery] | None = None
+        self._send_claims: MemoryObjectSendStream[Claimed] | None = None
         self._attempts_done = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
 
@@ -157,6 +161,10 @@ class WebhookService(DriverConfig):
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._writer, receive)
+        self._send_claims, claims = anyio.create_memory_object_stream[Claimed](math.inf)
+        with claims:
+            for _ in range(self.max_in_flight):
+                self._tg.start_soon(self._worker, claims.clone())
         await self._scan_endpoints()
         self._tg.start_soon(self._dispatcher)
         return self
@@ -168,6 +176,7 @@ class WebhookService(DriverConfig):
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None and self._send_results is not None
+        assert self._send_claims is not None
         self._stopping = True
         self._wake.set()
         try:
@@ -176,6 +185,7 @@ class WebhookService(DriverConfig):
                     while self._in_flight or self._verifying:
                         self._attempts_done = anyio.Event()
                         await self._attempts_done.wait()
+            self._send_claims.close()
             await self._send_results.aclose()
         finally:
             result = await self._tg.__aexit__(exc_type, exc, tb)
@@ -406,10 +416,10 @@ class WebhookService(DriverConfig):
                 claimed = await self._call(
                     self.store.claim, now, free, self.worker_id, now + self.lease
                 )
-                assert self._tg is not None
+                assert self._send_claims is not None
+                self._in_flight += len(claimed)
                 for claim in claimed:
-                    self._in_flight += 1
-                    self._tg.start_soon(self._attempt, claim)
+                    self._send_claims.send_nowait(claim)
                 if len(claimed) == free:
                     await anyio.sleep(0)
                     continue
@@ -423,6 +433,20 @@ class WebhookService(DriverConfig):
             if timeout > 0:
                 with anyio.move_on_after(timeout):
                     await self._wake.wait()
+
+    async def _worker(self, claims: MemoryObjectReceiveStream[Claimed]) -> None:
+        with claims:
+            while True:
+                try:
+                    claim = claims.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        claim = await claims.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
+                await self._attempt(claim)
 
     async def _attempt(self, claim: Claimed) -> None:
         try:
@@ -447,7 +471,7 @@ class WebhookService(DriverConfig):
             result, _ = await send_with_deadline(self._http, request, self.clock)
             delivery, effects = delivery_machine.apply(delivery, Finish(result), self.policy)
         self._unwritten += 1
-        await self._send_results.send(delivery)
+        self._send_results.send_nowait(delivery)
         for effect in effects:
             if isinstance(effect, DisableEndpoint):
                 await self._disable_for(effect)
