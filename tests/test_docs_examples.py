@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -10,19 +11,22 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+SRC = DOCS.parent / "src"
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
 def run_as_pasted(code: str, directory: Path) -> None:
-    """Run ``code`` as a script in a fresh interpreter; fail with its stderr."""
+    """Run ``code`` as a script in a fresh interpreter, on this checkout's ``src``."""
     script = directory / "example.py"
     script.write_text(code, encoding="utf-8")
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
     done = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=directory,
+        env={**os.environ, "PYTHONPATH": path},
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -34,6 +38,7 @@ def python_blocks(name: str) -> list[str]:
 
 VIRTUAL_TIME = python_blocks("testing-in-virtual-time.md")
 WIRE = python_blocks("wire-contract.md")
+PERFORMANCE = python_blocks("performance.md")
 
 
 def test_the_tutorial_has_an_example_per_runtime() -> None:
@@ -51,6 +56,17 @@ def test_virtual_time_tutorial_block_runs(index: int, tmp_path: Path) -> None:
 @pytest.mark.parametrize("index", range(len(WIRE)))
 def test_wire_contract_block_runs(index: int, tmp_path: Path) -> None:
     run_as_pasted(WIRE[index], tmp_path)
+
+
+def test_the_performance_guide_shows_both_h11_transports() -> None:
+    text = "\n".join(PERFORMANCE)
+    assert "H11Transport()" in text
+    assert "H11SyncTransport()" in text
+
+
+@pytest.mark.parametrize("index", range(len(PERFORMANCE)))
+def test_performance_guide_block_runs(index: int, tmp_path: Path) -> None:
+    run_as_pasted(PERFORMANCE[index], tmp_path)
 
 
 def test_the_wire_contract_example_body_is_what_the_library_sends() -> None:

@@ -82,7 +82,7 @@ class Target:
         return (self.scheme, self.host, self.port)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=65_536)
 def parse_target(url: str) -> Target:
     """Split an endpoint URL into the parts a request needs; ``TransportError`` if it cannot be."""
     try:
@@ -321,12 +321,17 @@ class _H11Client(Generic[C, R]):
     ) -> None:
         self.body_limit = body_limit
         self.header_limit = header_limit
-        self._ssl = ssl_context(verify)
+        self._verify = verify
         self._resolver: R = resolver if resolver is not None else self._system_resolver()
         self._idle: _Idle[C] = _Idle(max_idle, keepalive_expiry)
 
     def _system_resolver(self) -> R:
         raise NotImplementedError
+
+    @functools.cached_property
+    def _ssl(self) -> ssl.SSLContext:
+        """The TLS context, made at the first https connection (loading CAs takes a while)."""
+        return ssl_context(self._verify)
 
     def _wire(self) -> Wire:
         return Wire(self.header_limit, self.body_limit)

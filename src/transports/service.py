@@ -7,17 +7,19 @@ its own event loop (trio or asyncio). Inside, three kinds of task run in the
 service's task group:
 
 * the dispatcher claims due deliveries from the store in batches (up to the
-  free share of ``max_in_flight``), queues the claims for the workers, then
+  free share of ``max_in_flight``; when only a few workers are free it first
+  waits 2 ms for more, so a busy service claims a batch at a time rather than
+  one delivery per finished attempt), queues the claims for the workers, then
   sleeps until the store's next due time, a wake-up (publish, a finished
   attempt) or, for stores other processes may write, the poll interval;
 * ``max_in_flight`` worker tasks take claims from that queue (a claim is
   queued only when a worker is free, so none waits long); for each, a worker
-  applies the core's ``Start``, sends the signed request
-  under a total deadline (a cancel scope with a deadline: connect, send, headers and
-  body together), applies ``Finish`` and hands the record to the writer;
+  applies the core's ``Start``, sends the signed request under a total
+  deadline (one cancel scope: connect, send, headers and body together),
+  applies ``Finish`` and hands the record to the writer;
 * the writer drains finished records and stores them a batch at a time.
 
-Handshakes run as tasks too, for endpoints in ``verifying``. Every decision
+Handshakes run as tasks of their own, for endpoints in ``verifying``. Every decision
 (state, retry time, disabling) is made by ``webhook_core``; this module only
 executes effects and reports results. On exit the dispatcher stops claiming,
 attempts in flight finish within their deadline, and the writer flushes;
@@ -72,6 +74,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 _OPEN_STATES = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED, DeliveryState.IN_FLIGHT)
 _WRITE_BATCH = 512
+_COALESCE = 0.002  # seconds a nearly busy dispatcher waits for more free workers
 
 
 async def send_with_deadline(
@@ -140,6 +143,7 @@ class WebhookService(DriverConfig):
         self._send_claims: MemoryObjectSendStream[Claimed] | None = None
         self._attempts_done = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
+        self._claim_batch = max(1, self.max_in_flight // 8)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -411,6 +415,9 @@ class WebhookService(DriverConfig):
             self._wake = anyio.Event()
             await self._scan_endpoints()
             free = self.max_in_flight - self._in_flight
+            if 0 < free < self._claim_batch and self._in_flight:
+                await anyio.sleep(_COALESCE)
+                free = self.max_in_flight - self._in_flight
             if free > 0:
                 now = self.clock.now()
                 claimed = await self._call(
