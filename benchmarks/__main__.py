@@ -24,7 +24,7 @@ The table gives successful deliveries per second, p50/p99 publish-to-delivered
 latency, the time ``publish`` took (the fan-out), peak RSS, and each rate as a
 ratio to the baselines measured in the same run; then every target of the
 throughput issue, met or missed. ``--quick`` (scale 0.001, fan-out to 500
-endpoints, one round) is a smoke run of about a minute.
+endpoints, one round) is a smoke run of a minute or two.
 """
 
 from __future__ import annotations

@@ -266,7 +266,11 @@ def no_addresses(host: str, port: int) -> list[str]:
     return []
 
 
-@pytest.mark.parametrize("answer", [refuse, no_addresses])
+def guard_error(host: str, port: int) -> list[str]:
+    raise ValueError(f"{host} is not a public address")
+
+
+@pytest.mark.parametrize("answer", [refuse, no_addresses, guard_error])
 def test_a_resolver_refusal_is_a_connect_error(
     flavour: str, answer: Callable[[str, int], list[str]]
 ) -> None:

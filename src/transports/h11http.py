@@ -1,4 +1,4 @@
-"""Lean HTTP/1.1 transports on h11: anyio streams (trio, asyncio) and plain sockets (threads).
+"""Lean HTTP/1.1 transports on h11: async (asyncio protocols, trio streams) and blocking sockets.
 
 Theory of operation
 -------------------
@@ -13,9 +13,10 @@ body, a cancelled exchange or ``Connection: close`` closes it.
 Opening a connection resolves the host once, through ``resolver(host, port)``
 (an outbound address guard plugs in here: it returns only the addresses it
 vetted), and connects to those addresses in order, never looking the name up
-again; TLS then runs with SNI and certificate checks for the URL's host.
-Redirects are never followed (a 3xx is just a status), proxies are not
-supported (use ``HttpxTransport`` for proxies and HTTP/2).
+again; TLS then runs with SNI and certificate checks for the URL's host. A
+resolver that raises (any exception) or returns no address fails the attempt
+with a connect error. Redirects are never followed (a 3xx is just a status);
+proxies are not supported (use ``HttpxTransport`` for proxies and HTTP/2).
 
 Failures are sorted into the same ``Outcome`` kinds as the httpx transports:
 refused or unresolvable → connect error, certificate or handshake failure →
@@ -24,9 +25,11 @@ a response head larger than ``header_limit`` → protocol error. The async
 drivers enforce the total deadline around ``send``; the sync transport bounds
 every socket wait by the time left before it, like ``HttpxSyncTransport``.
 
-Idle connections are dropped after ``keepalive_expiry`` seconds (below the
-5 s idle timeout of Node.js servers) and checked for a hang-up (the socket
-is readable) before reuse. A server that closes an idle connection at the very
+Under asyncio a connection is an ``asyncio.Protocol`` that feeds h11 as the
+event loop reads and wakes the exchange once; under trio it is an anyio
+stream. Idle connections are dropped after ``keepalive_expiry`` seconds
+(below the 5 s idle timeout of Node.js servers) and checked for a hang-up
+(anything received while idle) before reuse. A server that closes an idle connection at the very
 moment a request is written on it still fails that attempt, which is then
 retried like any other network error: the request is never re-sent silently.
 """
@@ -242,6 +245,14 @@ def _classify(exc: BaseException, connecting: bool) -> TransportError:
     if connecting and error.kind is Outcome.NETWORK_ERROR:
         return TransportError(Outcome.CONNECT_ERROR, error.detail)
     return error
+
+
+def _refused(target: Target, exc: Exception | None) -> TransportError:
+    """A connect error for a host the resolver gave no address for, or refused with ``exc``."""
+    if isinstance(exc, TransportError):
+        return exc
+    reason = "no address" if exc is None else f"{type(exc).__name__}: {exc}"
+    return TransportError(Outcome.CONNECT_ERROR, f"resolving {target.host!r}: {reason}")
 
 
 def _hung_up(sock: socket.socket | None) -> bool:
@@ -474,9 +485,12 @@ class H11Transport(_H11Client[_AsyncConnection, AsyncResolver]):
     async def _connect(self, target: Target) -> _AsyncConnection:
         tls = self._ssl if target.scheme == "https" else None
         try:
-            addresses = await self._resolver(target.host, target.port)
+            try:
+                addresses = await self._resolver(target.host, target.port)
+            except Exception as exc:
+                raise _refused(target, exc) from exc
             if not addresses:
-                raise TransportError(Outcome.CONNECT_ERROR, f"no address for {target.host!r}")
+                raise _refused(target, None)
             if sniffio.current_async_library() == "asyncio":
                 return await self._open_protocol(addresses, target, tls)
             stream: anyio.abc.ByteStream = await self._open(addresses, target.port)
@@ -603,9 +617,12 @@ class H11SyncTransport(_H11Client[_SyncConnection, SyncResolver]):
 
     def _connect(self, target: Target, deadline: float) -> _SyncConnection:
         try:
-            addresses = self._resolver(target.host, target.port)
+            try:
+                addresses = self._resolver(target.host, target.port)
+            except Exception as exc:
+                raise _refused(target, exc) from exc
             if not addresses:
-                raise TransportError(Outcome.CONNECT_ERROR, f"no address for {target.host!r}")
+                raise _refused(target, None)
             sock = self._open(addresses, target.port, deadline)
             if target.scheme == "https":
                 try:
