@@ -51,7 +51,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks.bench_e2e import NullTransport
+from benchmarks.diagnostics import NullTransport
 from benchmarks.receiver import Receiver, mark_active
 from transports import operations
 from transports.memory import MemoryStore

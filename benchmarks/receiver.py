@@ -3,8 +3,9 @@
 What it is
 ----------
 ``Receiver`` starts a throwaway HTTP/1.1 server on ``127.0.0.1`` at a free
-port that answers every request (any method, any path) with ``200`` and the
-body ``OK``, keeping connections alive. It is a context manager::
+port that answers every request (any method) with ``200`` and the body
+``OK``, or ``500`` for paths under ``/fail/`` (a failing endpoint), keeping
+connections alive. It is a context manager::
 
     with Receiver() as rx:          # rx.kind is "nginx" or "python"
         url = rx.url("/hooks/0")    # http://127.0.0.1:PORT/hooks/0
@@ -70,7 +71,7 @@ import tempfile
 import time
 from typing import Any
 
-__all__ = ["Receiver", "find_nginx", "mark_active"]
+__all__ = ["Blackhole", "Receiver", "find_nginx", "mark_active"]
 
 _NGINX_CONF = """\
 {user}
@@ -97,6 +98,9 @@ http {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
         location / {{
             return 200 'OK';
+        }}
+        location /fail/ {{
+            return 500 'failing';
         }}
     }}
 }}
@@ -341,6 +345,33 @@ def _install_handlers() -> None:
                 signal.signal(signum, on_signal)
 
 
+class Blackhole:
+    """A port on 127.0.0.1 that takes connections and never answers: an endpoint timing out.
+
+    The socket listens but never accepts, so the kernel completes handshakes
+    (up to the backlog) and buffers requests, and no response ever comes.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(4096)
+        self.port = int(self._sock.getsockname()[1])
+
+    def url(self, path: str = "/dead") -> str:
+        """The blackhole's URL for ``path``."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Blackhole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # -- marking endpoints active ------------------------------------------------
 
 
@@ -375,11 +406,15 @@ _RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
     b"Connection: keep-alive\r\n\r\nOK"
 )
+_FAILURE = (
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 7\r\nConnection: keep-alive\r\n\r\nfailing"
+)
 _MAX_HEAD = 64 * 1024
 
 
 class _Http(asyncio.Protocol):
-    """Minimal HTTP/1.1: pipelining-safe, Content-Length and chunked bodies, 200 to all."""
+    """Minimal HTTP/1.1: pipelining-safe, sized and chunked bodies; 200, or 500 under /fail/."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t: asyncio.Transport = transport  # type: ignore[assignment]
@@ -412,8 +447,8 @@ class _Http(asyncio.Protocol):
                     close = False
                     break
                 pos = done
+            out.append(_FAILURE if buf.startswith(b"POST /fail/") else _RESPONSE)
             del buf[:pos]
-            out.append(_RESPONSE)
         if out:
             self.t.write(b"".join(out))
         if close:

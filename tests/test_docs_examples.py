@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,19 +12,22 @@ import pytest
 from tests import pg
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+SRC = DOCS.parent / "src"
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
 def run_as_pasted(code: str, directory: Path) -> None:
-    """Run ``code`` as a script in a fresh interpreter; fail with its stderr."""
+    """Run ``code`` as a script in a fresh interpreter, on this checkout's ``src``."""
     script = directory / "example.py"
     script.write_text(code, encoding="utf-8")
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
     done = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=directory,
+        env={**os.environ, "PYTHONPATH": path},
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -37,6 +41,7 @@ VIRTUAL_TIME = python_blocks("testing-in-virtual-time.md")
 WIRE = python_blocks("wire-contract.md")
 STORAGE = python_blocks("storage.md")
 SECURITY = python_blocks("security.md")
+PERFORMANCE = python_blocks("performance.md")
 
 
 def test_the_tutorial_has_an_example_per_runtime() -> None:
@@ -76,6 +81,18 @@ def test_every_test_the_security_table_names_exists() -> None:
     for path, name in named:
         source = (root / path).read_text(encoding="utf-8")
         assert re.search(rf"^def {name}\(", source, re.MULTILINE), f"{path}::{name}"
+
+
+def test_the_performance_guide_shows_h11_on_both_kinds_of_driver() -> None:
+    text = "\n".join(PERFORMANCE)
+    assert text.count('http="h11"') >= 2
+    assert "ThreadedWebhookService(" in text
+    assert "async with WebhookService(" in text
+
+
+@pytest.mark.parametrize("index", range(len(PERFORMANCE)))
+def test_performance_guide_block_runs(index: int, tmp_path: Path) -> None:
+    run_as_pasted(PERFORMANCE[index], tmp_path)
 
 
 def test_the_wire_contract_example_body_is_what_the_library_sends() -> None:

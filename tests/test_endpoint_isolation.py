@@ -35,7 +35,7 @@ def until(condition: object, timeout: float = 20.0) -> None:
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_an_open_circuit_defers_a_dead_endpoint_without_sending(driver: str) -> None:
-    gate = GatePolicy(max_in_flight=1, failures_to_open=2, cooldown=60.0)
+    gate = GatePolicy(max_in_flight=1, initial_window=1, failures_to_open=2, cooldown=60.0)
     with (
         LoopbackReceiver(default=verifying()) as rx,
         running(driver, policy=FAST, gate=gate, health=None, lease=6.0) as hooks,

@@ -34,29 +34,39 @@ ENDPOINT = Endpoint(
 )
 
 
-def test_a_slow_endpoint_keeps_only_a_few_slots() -> None:
-    gate = EndpointGate(GatePolicy(slow_after=1.0, slow_max_in_flight=2, busy_retry=0.5))
-    for _ in range(5):
-        assert gate.admit("a", 0.0) is None, "fast enough so far: no cap"
-    hold = gate.admit("a", 1.5)
-    assert hold is not None and "slow: an attempt has waited 1.5 s" in hold.reason
+def test_an_endpoint_earns_its_window_and_loses_it_when_slow_or_failing() -> None:
+    gate = EndpointGate(GatePolicy(initial_window=2, slow_after=1.0, busy_retry=0.5))
+    assert gate.admit("a", 0.0) is None and gate.admit("a", 0.0) is None
+    full = gate.admit("a", 0.0)
+    assert full is not None and "window of 2 attempts is full" in full.reason
+    gate.finished("a", 0.1, ok=True, started_at=0.0)
+    gate.finished("a", 0.1, ok=True, started_at=0.0)
     for _ in range(4):
-        gate.finished("a", 1.6, ok=True, started_at=0.0)
-    assert gate.admit("a", 1.7) is None, "one attempt still waits, but only one is in flight"
-    assert gate.admit("a", 1.7) is not None
-    gate.finished("a", 1.8, ok=True, started_at=0.0)
-    assert gate.admit("a", 1.9) is None and gate.admit("a", 1.9) is None
+        assert gate.admit("a", 0.2) is None, "two successes widened the window to 4"
+    assert gate.admit("a", 0.2) is not None
+    slow = gate.admit("a", 1.5)
+    assert slow is not None and "slow: an attempt has waited 1.3 s" in slow.reason
+    for _ in range(3):
+        gate.finished("a", 1.6, ok=True, started_at=0.2)
+    assert gate.admit("a", 1.6) is None, "one in flight: below the initial window"
+    gate.finished("a", 1.7, ok=False, started_at=0.2)
+    gate.finished("a", 1.7, ok=True, started_at=1.6)
+    for _ in range(3):
+        assert gate.admit("a", 1.8) is None, "the failure narrowed it to 2, a success to 3"
+    narrowed = gate.admit("a", 1.8)
+    assert narrowed is not None and "window of 3" in narrowed.reason
 
 
 def test_the_concurrency_cap_holds_back_the_extra_attempt() -> None:
-    gate = EndpointGate(GatePolicy(max_in_flight=2, busy_retry=0.5))
+    gate = EndpointGate(GatePolicy(max_in_flight=2, initial_window=2, busy_retry=0.5))
     assert gate.admit("a", 0.0) is None
     assert gate.admit("a", 0.0) is None
     hold = gate.admit("a", 1.0)
-    assert hold is not None and hold.until == 1.5 and "2 attempts already in flight" in hold.reason
+    assert hold is not None and hold.until == 1.5 and "window of 2 attempts is full" in hold.reason
     assert gate.admit("b", 1.0) is None, "other endpoints are not affected"
     gate.finished("a", 2.0, ok=True, started_at=0.0)
     assert gate.admit("a", 2.0) is None
+    assert gate.admit("a", 2.0) is not None, "successes never widen it past max_in_flight"
 
 
 def test_the_rate_limit_refills_over_time() -> None:
@@ -105,7 +115,9 @@ def test_a_success_resets_the_run_of_failures() -> None:
 def test_in_flight_never_exceeds_the_cap_and_never_goes_negative(
     steps: list[tuple[bool, float]],
 ) -> None:
-    gate = EndpointGate(GatePolicy(max_in_flight=3, failures_to_open=4, cooldown=5.0))
+    gate = EndpointGate(
+        GatePolicy(max_in_flight=3, initial_window=1, failures_to_open=4, cooldown=5.0)
+    )
     now, running = 0.0, []
     for start, dt in steps:
         now += dt
@@ -128,7 +140,8 @@ def test_in_flight_never_exceeds_the_cap_and_never_goes_negative(
         ({"cooldown": 100.0, "max_cooldown": 10.0}, "cooldown"),
         ({"busy_retry": 0.0}, "busy_retry"),
         ({"slow_after": 0.0}, "slow_after"),
-        ({"slow_max_in_flight": 0}, "slow_max_in_flight"),
+        ({"initial_window": 0}, "initial_window"),
+        ({"max_in_flight": 2, "initial_window": 3}, "initial_window"),
     ],
 )
 def test_bad_gate_settings_are_named(options: dict[str, float], message: str) -> None:
@@ -147,7 +160,7 @@ def test_defer_moves_a_waiting_delivery_without_using_an_attempt() -> None:
 
 
 def test_begin_attempt_defers_what_the_gate_holds_back() -> None:
-    gate = EndpointGate(GatePolicy(max_in_flight=1))
+    gate = EndpointGate(GatePolicy(max_in_flight=1, initial_window=1))
     d = new_delivery("dlv_1", EVENT, ENDPOINT, 0.0)
     first, request = begin_attempt(d, EVENT, ENDPOINT, 0.0, POLICY, gate=gate)
     assert request is not None and first.state is DeliveryState.IN_FLIGHT

@@ -9,11 +9,15 @@ plus the event loop's elapsed time, so under trio's ``MockClock`` or
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import anyio
+import sniffio
+import trio
 
 
 class Clock(Protocol):
@@ -42,11 +46,26 @@ class AnyioClock:
 
     def __init__(self, epoch: float | None = None) -> None:
         self._epoch = time.time() if epoch is None else epoch
-        self._start = anyio.current_time()
+        self._loop_time = loop_time()
+        self._start = self._loop_time()
 
     def now(self) -> float:
         """Epoch seconds: start plus the loop time elapsed."""
-        return self._epoch + (anyio.current_time() - self._start)
+        return self._epoch + (self._loop_time() - self._start)
+
+
+def loop_time() -> Callable[[], float]:
+    """The running event loop's clock (``anyio.current_time``), looked up once.
+
+    ``anyio.current_time`` finds the running backend on every call; a clock
+    read several times per delivery keeps the loop's own function instead.
+    """
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        return asyncio.get_running_loop().time
+    if library == "trio":
+        return trio.current_time
+    return anyio.current_time
 
 
 class VirtualClock:

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 import attrs
+import h11
 import httpcore
 import httpx
 
@@ -112,7 +113,7 @@ class SyncHttpTransport(Protocol):
 
 
 def classify(exc: BaseException) -> TransportError:
-    """Sort an httpx (or OS) exception into a ``TransportError`` of the right kind."""
+    """Sort an httpx, h11 or OS exception into a ``TransportError`` of the right kind."""
     detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
     chain: list[BaseException] = []
     current: BaseException | None = exc
@@ -125,7 +126,7 @@ def classify(exc: BaseException) -> TransportError:
         return TransportError(Outcome.TIMEOUT, detail)
     if isinstance(exc, (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL)):
         return TransportError(Outcome.CONNECT_ERROR, detail)
-    if isinstance(exc, httpx.RemoteProtocolError):
+    if isinstance(exc, httpx.RemoteProtocolError | h11.RemoteProtocolError):
         lowered = str(exc).lower()
         if "disconnect" in lowered or "closed" in lowered:
             return TransportError(Outcome.NETWORK_ERROR, detail)

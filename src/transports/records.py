@@ -19,6 +19,8 @@ from webhook_core import (
     Outcome,
 )
 
+ENDPOINT_CACHE = 32_768
+
 converter = cattrs.Converter()
 converter.register_unstructure_hook(Outcome, lambda o: o.value)
 converter.register_structure_hook(Outcome, lambda v, _: Outcome(v))
@@ -36,10 +38,13 @@ def endpoint_to_json(endpoint: Endpoint) -> str:
     return json.dumps(converter.unstructure(endpoint), separators=(",", ":"))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=ENDPOINT_CACHE)
 def endpoint_from_json(text: str) -> Endpoint:
-    """An endpoint from its JSON document (decoded once per distinct document: they are
-    immutable, and every publish and claim reads them)."""
+    """An endpoint from its JSON document, decoded once per distinct document.
+
+    Endpoints are immutable, so a fan-out to thousands of endpoints reuses the
+    decoded records (and their prepared signing keys) until one changes.
+    """
     return converter.structure(json.loads(text), Endpoint)
 
 

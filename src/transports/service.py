@@ -7,15 +7,19 @@ its own event loop (trio or asyncio). Inside, three kinds of task run in the
 service's task group:
 
 * the dispatcher claims due deliveries from the store in batches (up to the
-  free share of ``max_in_flight``), starts one attempt task per claim, then
+  free share of ``max_in_flight``; when only a few workers are free it first
+  waits 2 ms for more, so a busy service claims a batch at a time rather than
+  one delivery per finished attempt), queues the claims for the workers, then
   sleeps until the store's next due time, a wake-up (publish, a finished
   attempt) or, for stores other processes may write, the poll interval;
-* each attempt task applies the core's ``Start``, sends the signed request
-  under a total deadline (``anyio.fail_after``: connect, send, headers and
-  body together), applies ``Finish`` and hands the record to the writer;
+* ``max_in_flight`` worker tasks take claims from that queue (a claim is
+  queued only when a worker is free, so none waits long); for each, a worker
+  applies the core's ``Start``, sends the signed request under a total
+  deadline (one cancel scope: connect, send, headers and body together),
+  applies ``Finish`` and hands the record to the writer;
 * the writer drains finished records and stores them a batch at a time.
 
-Handshakes run as tasks too, for endpoints in ``verifying``. Every decision
+Handshakes run as tasks of their own, for endpoints in ``verifying``. Every decision
 (state, retry time, disabling) is made by ``webhook_core``; this module only
 executes effects and reports results. On exit the dispatcher stops claiming,
 attempts in flight finish within their deadline, and the writer flushes;
@@ -40,6 +44,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from transports import operations
 from transports.clocks import AnyioClock, Clock
 from transports.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
+from transports.h11http import H11Transport
 from transports.http import (
     AsyncHttpTransport,
     HttpResponse,
@@ -53,6 +58,7 @@ from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
 from webhook_core import (
     USER_AGENT,
     AttemptResult,
+    ConfigError,
     Delivery,
     DeliveryState,
     DisableEndpoint,
@@ -79,6 +85,7 @@ _OPEN_STATES = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED, DeliverySt
 _WRITE_BATCH = 512
 _ERROR_PAUSE = 1.0  # seconds the dispatcher waits after a store error
 log = logging.getLogger(__name__)
+_COALESCE = 0.002  # seconds a nearly busy dispatcher waits for more free workers
 
 
 async def send_with_deadline(
@@ -86,13 +93,14 @@ async def send_with_deadline(
 ) -> tuple[AttemptResult, bytes]:
     """Send ``request`` under its total deadline; the core's view of the result, and the body."""
     started = clock.now()
-    try:
-        with anyio.fail_after(request.timeout):
-            response: HttpResponse | TransportError = await http.send(request)
-    except TimeoutError:
+    response: HttpResponse | TransportError | None = None
+    with anyio.CancelScope(deadline=anyio.current_time() + request.timeout) as deadline:
+        try:
+            response = await http.send(request)
+        except TransportError as exc:
+            response = exc
+    if response is None or deadline.cancelled_caught:
         return timeout_result(started, clock.now(), request.timeout)
-    except TransportError as exc:
-        response = exc
     return attempt_result(started, clock.now(), response)
 
 
@@ -100,7 +108,9 @@ class WebhookService(DriverConfig):
     """Sends webhooks from inside a trio or asyncio application.
 
     ``store`` defaults to the SQLite file ``webhooks.db`` (or ``$WEBHOOKS_DB``);
-    ``http`` to an httpx transport;
+    ``http`` to an httpx transport (``http="h11"`` picks the lean h11
+    transport; either is made with the service's outbound policy, while a
+    transport you pass keeps its own);
     ``clock`` to the event loop's clock anchored at the real time (virtual under
     trio's ``MockClock`` or ``looptime``).
     """
@@ -109,7 +119,7 @@ class WebhookService(DriverConfig):
         self,
         store: Store | None = None,
         *,
-        http: AsyncHttpTransport | None = None,
+        http: AsyncHttpTransport | str | None = None,
         clock: Clock | None = None,
         policy: RetryPolicy | None = None,
         catalog: EventCatalog | None = None,
@@ -145,8 +155,11 @@ class WebhookService(DriverConfig):
             health=health,
             on_endpoint_disabled=on_endpoint_disabled,
         )
-        self._http = http
-        self._owns_http = http is None
+        self._http_choice = http if isinstance(http, str) else "httpx"
+        if self._http_choice not in ("httpx", "h11"):
+            raise ConfigError(f"http must be a transport, 'httpx' or 'h11', not {http!r}")
+        self._http = None if isinstance(http, str) else http
+        self._owns_http = self._http is None
         self._clock = clock
         self._tg: anyio.abc.TaskGroup | None = None
         self._wake = anyio.Event()
@@ -158,10 +171,12 @@ class WebhookService(DriverConfig):
         self._verifying: set[tuple[str, str | None]] = set()
         self._next_scan = -math.inf
         self._send_results: MemoryObjectSendStream[Delivery] | None = None
+        self._send_claims: MemoryObjectSendStream[Claimed] | None = None
         self._attempts_done = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
         self._unsubscribe: Callable[[], None] | None = None
         self._dispatcher_stopped = anyio.Event()
+        self._claim_batch = max(1, self.max_in_flight // 8)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -176,13 +191,21 @@ class WebhookService(DriverConfig):
         if self._clock is None:
             self._clock = AnyioClock()
         if self._http is None:
-            self._http = HttpxTransport(policy=self.outbound)
+            self._http = (
+                H11Transport(policy=self.outbound)
+                if self._http_choice == "h11"
+                else HttpxTransport(policy=self.outbound)
+            )
         self._stopping = False
         send, receive = anyio.create_memory_object_stream[Delivery](math.inf)
         self._send_results = send
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._writer, receive)
+        self._send_claims, claims = anyio.create_memory_object_stream[Claimed](math.inf)
+        with claims:
+            for _ in range(self.max_in_flight):
+                self._tg.start_soon(self._worker, claims.clone())
         await self._scan_endpoints()
         self._dispatcher_stopped = anyio.Event()
         self._tg.start_soon(self._dispatcher)
@@ -210,6 +233,7 @@ class WebhookService(DriverConfig):
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None and self._send_results is not None
+        assert self._send_claims is not None
         self._stopping = True
         self._wake.set()
         if self._unsubscribe is not None:
@@ -223,6 +247,7 @@ class WebhookService(DriverConfig):
                     while self._in_flight or self._verifying:
                         self._attempts_done = anyio.Event()
                         await self._attempts_done.wait()
+            self._send_claims.close()
             await self._send_results.aclose()
         finally:
             result = await self._tg.__aexit__(exc_type, exc, tb)
@@ -466,13 +491,17 @@ class WebhookService(DriverConfig):
             self._dispatcher_stopped.set()
 
     async def _dispatch_once(self) -> None:
-        """Claim what is due and start it; if nothing more is due now, sleep until it may be."""
+        """Claim what is due and queue it for the workers; if nothing more is due now,
+        sleep until it may be."""
         self._wake = anyio.Event()
         await self._scan_endpoints()
         retention = self._prune_due(self.clock.now())
         if retention is not None:
             await self._call(operations.apply_retention, self.store, retention, self.clock.now())
         free = self.max_in_flight - self._in_flight
+        if 0 < free < self._claim_batch and self._in_flight:
+            await anyio.sleep(_COALESCE)
+            free = self.max_in_flight - self._in_flight
         if free > 0:
             now = self.clock.now()
             claimed = await self._call(
@@ -482,10 +511,10 @@ class WebhookService(DriverConfig):
                 ids = [c.delivery.id for c in claimed]
                 await self._call(self.store.release, ids, self.worker_id)
                 return
-            assert self._tg is not None
+            assert self._send_claims is not None
+            self._in_flight += len(claimed)
             for claim in claimed:
-                self._in_flight += 1
-                self._tg.start_soon(self._attempt, claim)
+                self._send_claims.send_nowait(claim)
             if len(claimed) == free:
                 await anyio.sleep(0)
                 return
@@ -499,6 +528,20 @@ class WebhookService(DriverConfig):
         if timeout > 0:
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
+
+    async def _worker(self, claims: MemoryObjectReceiveStream[Claimed]) -> None:
+        with claims:
+            while True:
+                try:
+                    claim = claims.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        claim = await claims.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
+                await self._attempt(claim)
 
     async def _attempt(self, claim: Claimed) -> None:
         try:
@@ -532,7 +575,7 @@ class WebhookService(DriverConfig):
                     self.gate.finished(claim.endpoint.id, self.clock.now(), ok, started)
             delivery, effects = delivery_machine.apply(delivery, Finish(result), self.policy)
         self._unwritten += 1
-        await self._send_results.send(delivery)
+        self._send_results.send_nowait(delivery)
         for effect in effects:
             if isinstance(effect, DisableEndpoint):
                 await self._disable_for(effect)

@@ -46,6 +46,7 @@ from typing import Any, ParamSpec, TypeVar
 from transports import operations
 from transports.clocks import Clock, SystemClock, VirtualClock
 from transports.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
+from transports.h11http import H11SyncTransport
 from transports.http import (
     HttpResponse,
     HttpxSyncTransport,
@@ -59,6 +60,7 @@ from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
 from webhook_core import (
     USER_AGENT,
     AttemptResult,
+    ConfigError,
     Delivery,
     DeliveryState,
     DisableEndpoint,
@@ -113,8 +115,10 @@ def send_with_deadline(
 class ThreadedWebhookService(DriverConfig):
     """Sends webhooks from a program without an event loop, on threads.
 
-    ``store`` defaults to a new in-memory store; ``http`` to an
-    ``HttpxSyncTransport``; ``clock`` to the system clock (``VirtualClock`` in
+    ``store`` defaults to the SQLite file ``webhooks.db`` (or ``$WEBHOOKS_DB``);
+    ``http`` to an ``HttpxSyncTransport`` (``http="h11"``: ``H11SyncTransport``;
+    either made with the service's outbound policy, while a transport you pass
+    keeps its own); ``clock`` to the system clock (``VirtualClock`` in
     tests). The sender's methods mirror ``WebhookService``'s, synchronously.
     """
 
@@ -122,7 +126,7 @@ class ThreadedWebhookService(DriverConfig):
         self,
         store: Store | None = None,
         *,
-        http: SyncHttpTransport | None = None,
+        http: SyncHttpTransport | str | None = None,
         clock: Clock | None = None,
         policy: RetryPolicy | None = None,
         catalog: EventCatalog | None = None,
@@ -159,8 +163,11 @@ class ThreadedWebhookService(DriverConfig):
             on_endpoint_disabled=on_endpoint_disabled,
         )
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._http = http
-        self._owns_http = http is None
+        self._http_choice = http if isinstance(http, str) else "httpx"
+        if self._http_choice not in ("httpx", "h11"):
+            raise ConfigError(f"http must be a transport, 'httpx' or 'h11', not {http!r}")
+        self._http = None if isinstance(http, str) else http
+        self._owns_http = self._http is None
         self._store_lock = threading.Lock()
         self._gate_lock = threading.Lock()
         self._stop_lock = threading.Lock()
@@ -201,7 +208,11 @@ class ThreadedWebhookService(DriverConfig):
                 if self._running:
                     raise RuntimeError("the service is already running")
                 if self._http is None:
-                    self._http = HttpxSyncTransport(policy=self.outbound)
+                    self._http = (
+                        H11SyncTransport(policy=self.outbound)
+                        if self._http_choice == "h11"
+                        else HttpxSyncTransport(policy=self.outbound)
+                    )
                 self._stopping = self._wake = self._writer_told = False
                 self._next_scan = self.clock.now() + self.poll_interval
                 self._results = queue.SimpleQueue()

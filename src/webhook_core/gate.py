@@ -12,11 +12,12 @@ Every admitted attempt is reported back with
 
 Four rules, each per endpoint:
 
-* a concurrency cap: at most ``max_in_flight`` attempts at once (off by
-  default: a healthy endpoint may use all the capacity there is);
-* a slow-endpoint cap: while one of its attempts has been in flight for
-  longer than ``slow_after`` seconds, at most ``slow_max_in_flight`` at once
-  (a dead or hanging endpoint keeps a couple of slots, not all of them, until
+* a concurrency window, earned: an endpoint starts with ``initial_window``
+  attempts at once; each success widens it by one (up to ``max_in_flight``,
+  unbounded by default, so a healthy endpoint may use all the capacity there
+  is); a failure narrows it back to ``initial_window``, and so does an
+  attempt in flight for longer than ``slow_after`` seconds while it lasts
+  (a dead or hanging endpoint keeps a few slots, not all of them, even before
   its breaker opens);
 * a rate limit: a token bucket refilled at ``rate`` per second, holding at
   most ``burst`` tokens;
@@ -56,8 +57,8 @@ class GatePolicy:
     """Per-endpoint limits; ``None`` turns a limit off."""
 
     max_in_flight: int | None = None
+    initial_window: int = 4
     slow_after: float = 1.0
-    slow_max_in_flight: int = 2
     rate: float | None = None
     burst: int = 20
     failures_to_open: int | None = 5
@@ -68,8 +69,12 @@ class GatePolicy:
     def __attrs_post_init__(self) -> None:
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ConfigError("max_in_flight per endpoint must be at least 1 (or None)")
-        if not self.slow_after > 0 or self.slow_max_in_flight < 1:
-            raise ConfigError("slow_after must be positive and slow_max_in_flight at least 1")
+        if not self.slow_after > 0:
+            raise ConfigError("slow_after must be a positive number of seconds")
+        if self.initial_window < 1 or (
+            self.max_in_flight is not None and self.initial_window > self.max_in_flight
+        ):
+            raise ConfigError("initial_window must be at least 1 and at most max_in_flight")
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
             raise ConfigError("rate must be a positive number of attempts per second (or None)")
         if self.burst < 1:
@@ -92,6 +97,7 @@ class Hold:
 
 @attrs.define
 class _Endpoint:
+    window: int
     in_flight: int = 0
     started: list[float] = attrs.Factory(list)  # start times of attempts in flight
     tokens: float = 0.0
@@ -113,7 +119,9 @@ class EndpointGate:
     def _get(self, endpoint_id: str) -> _Endpoint:
         state = self._endpoints.get(endpoint_id)
         if state is None:
-            state = self._endpoints[endpoint_id] = _Endpoint(tokens=float(self.policy.burst))
+            state = self._endpoints[endpoint_id] = _Endpoint(
+                window=self.policy.initial_window, tokens=float(self.policy.burst)
+            )
         return state
 
     def breaker(self, endpoint_id: str) -> BreakerState:
@@ -133,15 +141,12 @@ class EndpointGate:
             e.breaker, e.probing = BreakerState.HALF_OPEN, False
         if e.breaker is BreakerState.HALF_OPEN and e.probing:
             return Hold(now + policy.busy_retry, "circuit half open: a probe is in flight")
-        if policy.max_in_flight is not None and e.in_flight >= policy.max_in_flight:
-            return Hold(now + policy.busy_retry, f"{e.in_flight} attempts already in flight")
-        if (
-            e.in_flight >= policy.slow_max_in_flight
-            and e.started
-            and now - e.started[0] > policy.slow_after
-        ):
-            waited = now - e.started[0]
-            return Hold(now + policy.busy_retry, f"slow: an attempt has waited {waited:.1f} s")
+        if e.started and now - e.started[0] > policy.slow_after:
+            if e.in_flight >= policy.initial_window:
+                waited = now - e.started[0]
+                return Hold(now + policy.busy_retry, f"slow: an attempt has waited {waited:.1f} s")
+        elif e.in_flight >= e.window:
+            return Hold(now + policy.busy_retry, f"its window of {e.window} attempts is full")
         if policy.rate is not None:
             e.tokens = min(policy.burst, e.tokens + (now - e.refilled_at) * policy.rate)
             e.refilled_at = now
@@ -164,8 +169,11 @@ class EndpointGate:
         if ok:
             e.failures, e.cooldown, e.probing = 0, 0.0, False
             e.breaker = BreakerState.CLOSED
+            if policy.max_in_flight is None or e.window < policy.max_in_flight:
+                e.window += 1
             return
         e.failures += 1
+        e.window = policy.initial_window
         threshold = policy.failures_to_open
         reopen = e.breaker is BreakerState.HALF_OPEN
         if reopen or (threshold is not None and e.failures >= threshold):

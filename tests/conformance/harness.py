@@ -27,6 +27,7 @@ from webhook_core import Endpoint, EndpointState
 
 DRIVERS = ("trio", "asyncio", "threads")
 STORES = ("memory", "sqlite", "postgres")
+TRANSPORTS = ("httpx", "h11")
 
 
 def make_store(kind: str, directory: Path) -> Store:
@@ -70,12 +71,15 @@ class PortalService:
 
 
 @contextlib.contextmanager
-def running(driver: str, store_kind: str = "memory", **options: Any) -> Iterator[Any]:
-    """A started service of the given driver, stopped gracefully on exit."""
+def running(
+    driver: str, store_kind: str = "memory", transport: str = "httpx", **options: Any
+) -> Iterator[Any]:
+    """A started service of the given driver, store and transport, stopped gracefully on exit."""
     options.setdefault("allow_http", True)
     options.setdefault("allowed_networks", LOOPBACK_NETWORKS)
     if "store" not in options:
         options["store"] = make_store(store_kind, Path(tempfile.mkdtemp()))
+    options.setdefault("http", transport)  # made by the driver, with its outbound policy
     if driver == "threads":
         from transports.threaded import ThreadedWebhookService
 

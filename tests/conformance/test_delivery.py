@@ -1,4 +1,4 @@
-"""The delivery conformance suite: every driver, real HTTP servers on 127.0.0.1."""
+"""The delivery conformance suite: every driver, store and HTTP transport, over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from tests.conformance.harness import (
     DRIVERS,
     STORES,
+    TRANSPORTS,
     make_store,
     message,
     running,
@@ -44,6 +45,7 @@ DONE = (DeliveryState.DELIVERED, DeliveryState.FAILED)
 pytestmark = [
     pytest.mark.parametrize("driver", DRIVERS),
     pytest.mark.parametrize("store_kind", STORES),
+    pytest.mark.parametrize("transport", TRANSPORTS),
 ]
 
 
@@ -56,7 +58,9 @@ def deliveries_at(rx: LoopbackReceiver, path: str) -> list[ReceivedRequest]:
     ]
 
 
-def test_both_signatures_verify_on_the_receiving_side(driver: str, store_kind: str) -> None:
+def test_both_signatures_verify_on_the_receiving_side(
+    driver: str, store_kind: str, transport: str
+) -> None:
     verifier = Verifier([SECRET])
     checked: list[str] = []
 
@@ -69,7 +73,7 @@ def test_both_signatures_verify_on_the_receiving_side(driver: str, store_kind: s
 
     with (
         LoopbackReceiver(default=verifying(Handler(check))) as rx,
-        running(driver, store_kind) as hooks,
+        running(driver, store_kind, transport) as hooks,
     ):
         endpoint = hooks.add_endpoint(rx.url("/hook"), secret=SECRET)
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
@@ -85,14 +89,19 @@ def test_both_signatures_verify_on_the_receiving_side(driver: str, store_kind: s
         assert delivered.header("Content-Type") == "application/json"
 
 
-def test_fan_out_honours_filters_and_wildcards(driver: str, store_kind: str) -> None:
+def test_fan_out_honours_filters_and_wildcards(
+    driver: str, store_kind: str, transport: str
+) -> None:
     patterns = {
         "/all": ["*"],
         "/messages": ["message.*"],
         "/exact": ["payment.processed"],
         "/two": ["grievance.created", "campaign.*"],
     }
-    with LoopbackReceiver(default=verifying()) as rx, running(driver, store_kind) as hooks:
+    with (
+        LoopbackReceiver(default=verifying()) as rx,
+        running(driver, store_kind, transport) as hooks,
+    ):
         for path, events in patterns.items():
             endpoint = hooks.add_endpoint(rx.url(path), events=events)
             wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
@@ -131,9 +140,9 @@ def test_fan_out_honours_filters_and_wildcards(driver: str, store_kind: str) -> 
     ids=["wrong-token", "empty", "server-error", "wrong-json"],
 )
 def test_a_failed_handshake_leaves_the_endpoint_unverified(
-    driver: str, store_kind: str, answer: Respond
+    driver: str, store_kind: str, transport: str, answer: Respond
 ) -> None:
-    with LoopbackReceiver(default=answer) as rx, running(driver, store_kind) as hooks:
+    with LoopbackReceiver(default=answer) as rx, running(driver, store_kind, transport) as hooks:
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         failed = wait_endpoint(hooks, endpoint.id, EndpointState.UNVERIFIED)
         assert failed.last_error and "verification failed" in failed.last_error
@@ -143,12 +152,15 @@ def test_a_failed_handshake_leaves_the_endpoint_unverified(
         assert [r.json()["event"] for r in rx.requests] == ["webhook.verification"]
 
 
-def test_json_token_answer_verifies(driver: str, store_kind: str) -> None:
+def test_json_token_answer_verifies(driver: str, store_kind: str, transport: str) -> None:
     def json_answer(request: ReceivedRequest) -> Respond:
         token = request.json()["data"]["verification_token"]
         return Respond(200, b'{"verification_token": "%s"}' % token.encode())
 
-    with LoopbackReceiver(default=Handler(json_answer)) as rx, running(driver, store_kind) as hooks:
+    with (
+        LoopbackReceiver(default=Handler(json_answer)) as rx,
+        running(driver, store_kind, transport) as hooks,
+    ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
 
@@ -158,10 +170,12 @@ def test_json_token_answer_verifies(driver: str, store_kind: str) -> None:
     [Respond(500), Hang(5.0), Reset(), CloseWithoutResponse()],
     ids=["500", "timeout", "reset", "closed"],
 )
-def test_retries_after_a_failure_then_delivers(driver: str, store_kind: str, failure: Any) -> None:
+def test_retries_after_a_failure_then_delivers(
+    driver: str, store_kind: str, transport: str, failure: Any
+) -> None:
     with (
         LoopbackReceiver(default=verifying()) as rx,
-        running(driver, store_kind, policy=FAST) as hooks,
+        running(driver, store_kind, transport, policy=FAST) as hooks,
     ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
@@ -179,20 +193,24 @@ def test_retries_after_a_failure_then_delivers(driver: str, store_kind: str, fai
         assert ids == {result.event.id}
 
 
-def test_a_refused_handshake_leaves_the_endpoint_unverified(driver: str, store_kind: str) -> None:
+def test_a_refused_handshake_leaves_the_endpoint_unverified(
+    driver: str, store_kind: str, transport: str
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with running(driver, store_kind) as hooks:
+    with running(driver, store_kind, transport) as hooks:
         endpoint = hooks.add_endpoint(f"http://127.0.0.1:{port}/hook")
         unverified = wait_endpoint(hooks, endpoint.id, EndpointState.UNVERIFIED)
         assert "connect_error" in (unverified.last_error or "")
 
 
-def test_the_outbound_guard_blocks_loopback_unless_allowed(driver: str, store_kind: str) -> None:
+def test_the_outbound_guard_blocks_loopback_unless_allowed(
+    driver: str, store_kind: str, transport: str
+) -> None:
     with (
         LoopbackReceiver(default=verifying()) as rx,
-        running(driver, store_kind, allowed_networks=()) as hooks,
+        running(driver, store_kind, transport, allowed_networks=()) as hooks,
     ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         unverified = wait_endpoint(hooks, endpoint.id, EndpointState.UNVERIFIED)
@@ -201,11 +219,13 @@ def test_the_outbound_guard_blocks_loopback_unless_allowed(driver: str, store_ki
         assert rx.requests == []
 
 
-def test_refused_connection_counts_as_a_failed_attempt(driver: str, store_kind: str) -> None:
+def test_refused_connection_counts_as_a_failed_attempt(
+    driver: str, store_kind: str, transport: str
+) -> None:
     policy = RetryPolicy(schedule=(0.1, 0.1), timeout=1.0)
     with (
         LoopbackReceiver(default=verifying()) as rx,
-        running(driver, store_kind, policy=policy) as hooks,
+        running(driver, store_kind, transport, policy=policy) as hooks,
     ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
@@ -217,10 +237,10 @@ def test_refused_connection_counts_as_a_failed_attempt(driver: str, store_kind: 
         assert [a.outcome for a in delivery.attempts] == [Outcome.CONNECT_ERROR] * 3
 
 
-def test_gone_disables_the_endpoint(driver: str, store_kind: str) -> None:
+def test_gone_disables_the_endpoint(driver: str, store_kind: str, transport: str) -> None:
     with (
         LoopbackReceiver(default=verifying()) as rx,
-        running(driver, store_kind, policy=FAST) as hooks,
+        running(driver, store_kind, transport, policy=FAST) as hooks,
     ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
@@ -235,11 +255,11 @@ def test_gone_disables_the_endpoint(driver: str, store_kind: str) -> None:
         assert hooks.publish("message.sent", message(2)).deliveries == 0
 
 
-def test_retry_after_is_honoured(driver: str, store_kind: str) -> None:
+def test_retry_after_is_honoured(driver: str, store_kind: str, transport: str) -> None:
     policy = RetryPolicy(schedule=(30.0,), timeout=1.0)
     with (
         LoopbackReceiver(default=verifying()) as rx,
-        running(driver, store_kind, policy=policy) as hooks,
+        running(driver, store_kind, transport, policy=policy) as hooks,
     ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
@@ -254,11 +274,13 @@ def test_retry_after_is_honoured(driver: str, store_kind: str) -> None:
         assert 0.9 <= gap < 5.0
 
 
-def test_a_dripping_receiver_is_cut_off_at_the_deadline(driver: str, store_kind: str) -> None:
+def test_a_dripping_receiver_is_cut_off_at_the_deadline(
+    driver: str, store_kind: str, transport: str
+) -> None:
     policy = RetryPolicy(schedule=(0.1,), timeout=1.0)
     with (
         LoopbackReceiver(default=verifying()) as rx,
-        running(driver, store_kind, policy=policy) as hooks,
+        running(driver, store_kind, transport, policy=policy) as hooks,
     ):
         endpoint = hooks.add_endpoint(rx.url("/hook"))
         wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
@@ -272,12 +294,14 @@ def test_a_dripping_receiver_is_cut_off_at_the_deadline(driver: str, store_kind:
         assert delivery.state is DeliveryState.DELIVERED
 
 
-def test_graceful_shutdown_loses_nothing(driver: str, store_kind: str, tmp_path: Path) -> None:
+def test_graceful_shutdown_loses_nothing(
+    driver: str, store_kind: str, transport: str, tmp_path: Path
+) -> None:
     from transports.testing import Delay
 
     store = make_store(store_kind, tmp_path)
     with LoopbackReceiver(default=verifying()) as rx:
-        with running(driver, store_kind, store=store, policy=FAST) as hooks:
+        with running(driver, store_kind, transport, store=store, policy=FAST) as hooks:
             endpoint = hooks.add_endpoint(rx.url("/hook"))
             wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
             rx.route("/hook", Delay(0.5, Respond(200)))
@@ -291,7 +315,7 @@ def test_graceful_shutdown_loses_nothing(driver: str, store_kind: str, tmp_path:
                 DeliveryState.PENDING,
                 DeliveryState.RETRY_SCHEDULED,
             ) or (d.state is DeliveryState.IN_FLIGHT), d
-        with running(driver, store_kind, store=store, policy=FAST, lease=7.0) as hooks:
+        with running(driver, store_kind, transport, store=store, policy=FAST, lease=7.0) as hooks:
             hooks.drain()
         assert {d.state for d in store.list_deliveries()} == {DeliveryState.DELIVERED}
         received = {r.header("webhook-id") for r in deliveries_at(rx, "/hook")}

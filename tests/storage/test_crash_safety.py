@@ -72,7 +72,7 @@ class Dispatcher:
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])},
         )
         self._ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()

@@ -1,0 +1,93 @@
+"""Looking inside one row: a transport that does no I/O, and the profiler run.
+
+``NullTransport`` answers 200 at once (one checkpoint, no socket): a row on
+it shows the ceiling of the driver's own machinery (publish, claim, queue,
+core lifecycle, signing, writer) with no HTTP cost at all.
+
+``profile_row`` runs one of our rows in this process under cProfile, prints
+own time grouped by package (``webhook_core``, ``transports``, ``h11``,
+``anyio``, ``asyncio``, ...) and the top functions, then runs it again under
+pyinstrument (if installed) for the call tree.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import os
+import pstats
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transports.http import HttpResponse
+from webhook_core import HttpRequest
+
+
+class NullTransport:
+    """``AsyncHttpTransport`` that answers 200 at once (one checkpoint, no socket)."""
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        import anyio.lowlevel
+
+        await anyio.lowlevel.checkpoint()
+        return HttpResponse(200, (("content-length", "2"),), b"OK")
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+def profile_row(run: Callable[[Path], dict[str, Any]]) -> None:
+    """Run ``run`` (one row, given a fresh directory) under cProfile, then pyinstrument."""
+    profile = cProfile.Profile()
+    with tempfile.TemporaryDirectory() as directory:
+        profile.enable()
+        result = run(Path(directory))
+        profile.disable()
+    print(f"under cProfile: {result['rate'] or 0:,.0f} deliveries/s (slowed by the profiler)")
+    by_package(profile)
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
+    text = out.getvalue()
+    print("\n-- top 25 functions by own time --")
+    print(text[text.find("   ncalls") :].rstrip())
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        print("\n(pyinstrument is not installed: no call tree)")
+        return
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    with tempfile.TemporaryDirectory() as directory:
+        profiler.start()
+        result = run(Path(directory))
+        profiler.stop()
+    print(f"\n-- pyinstrument: {result['rate'] or 0:,.0f} deliveries/s --")
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+def by_package(profile: cProfile.Profile) -> None:
+    """Print own time grouped by the package each function lives in."""
+    stats = pstats.Stats(profile)
+    groups: dict[str, float] = {}
+    for (filename, _line, _func), row in stats.stats.items():  # type: ignore[attr-defined]
+        own = row[2]
+        package = _package_of(filename)
+        groups[package] = groups.get(package, 0.0) + own
+    total = sum(groups.values()) or 1.0
+    print("\n-- own time by package --")
+    for name, seconds in sorted(groups.items(), key=lambda kv: -kv[1])[:16]:
+        print(f"  {name:<28} {seconds:7.3f} s  {100 * seconds / total:5.1f}%")
+
+
+def _package_of(filename: str) -> str:
+    path = filename.replace("\\", "/")
+    for marker in ("/site-packages/", "/src/"):
+        if marker in path:
+            return path.split(marker, 1)[1].split("/", 1)[0].removesuffix(".py")
+    if path.startswith("<") or path == "~":
+        return "builtins (C)"
+    if "/lib/python3" in path:
+        parts = path.split("/lib/python3", 1)[1].split("/", 2)
+        return "stdlib: " + (parts[1].removesuffix(".py") if len(parts) > 1 else "?")
+    return os.path.basename(path)

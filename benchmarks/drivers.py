@@ -1,0 +1,169 @@
+"""Our drivers as benchmark rows: each driver on each registered store, through the h11 transport.
+
+Endpoints are created in the store and marked active before the service
+starts (no handshakes are sent), the clock starts at the first ``publish``,
+and the row ends when ``drain()`` returns. Figures come from the stored
+records: each delivered record's last attempt end, against the first publish
+(the rate) and against its own creation (the latency).
+
+Stores are a registry: ``register_store("postgres", StoreKind(...))`` adds a
+backend to every driver's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.receiver import mark_active
+from benchmarks.workload import DATA, EVENT, SECRET, Shape, summary
+from transports import operations
+from transports.memory import MemoryStore
+from transports.sqlite import SQLiteStore
+from transports.store import DeliveryFilter, Store
+from transports.testing import LOOPBACK_NETWORKS
+from webhook_core import DeliveryState, RetryPolicy
+
+ASYNC_IN_FLIGHT = 64
+THREADED_IN_FLIGHT = 32
+DRIVERS = ("asyncio", "trio", "threads")
+TRANSPORTS = ("h11", "httpx", "null")
+
+
+@dataclass(frozen=True)
+class StoreKind:
+    """How to open a store in a fresh directory.
+
+    ``open_for_setup``, if given, opens the same data faster for the untimed
+    set-up (thousands of endpoints); the timed run then uses ``open``.
+    """
+
+    label: str
+    open: Callable[[Path], Store]
+    open_for_setup: Callable[[Path], Store] | None = None
+
+
+def _sqlite(synchronous: str) -> Callable[[Path], Store]:
+    return lambda directory: SQLiteStore(directory / "webhooks.db", synchronous=synchronous)
+
+
+STORES: dict[str, StoreKind] = {
+    "memory": StoreKind("memory", lambda _: MemoryStore()),
+    "sqlite": StoreKind("SQLite", _sqlite("FULL"), _sqlite("NORMAL")),
+    "sqlite-normal": StoreKind("SQLite synchronous=NORMAL", _sqlite("NORMAL")),
+}
+
+
+def register_store(name: str, kind: StoreKind) -> None:
+    """Add a storage backend to the benchmark's rows."""
+    STORES[name] = kind
+
+
+def prepared_store(kind: StoreKind, directory: Path, urls: list[str], now: float) -> Store:
+    """A store of ``kind`` holding one active endpoint per URL."""
+    store = (kind.open_for_setup or kind.open)(directory)
+    for url in urls:
+        endpoint = operations.add_endpoint(store, url, now, secret=SECRET, allow_http=True)
+        mark_active(store, endpoint, now)
+    if kind.open_for_setup is None:
+        return store
+    store.close()
+    return kind.open(directory)
+
+
+class Timing:
+    """The timed part of one of our rows: from the first publish until ``drain`` returns."""
+
+    def __init__(self, store: Store, shape: Shape, now: float) -> None:
+        self.store = store
+        self.shape = shape
+        self.first_publish = now
+        self.publish_seconds = 0.0
+        self._cpu = time.process_time()
+
+    @contextlib.contextmanager
+    def publishing(self) -> Iterator[None]:
+        """Count the time spent in the ``publish`` call inside the block."""
+        began = time.perf_counter()
+        yield
+        self.publish_seconds += time.perf_counter() - began
+
+    def stop(self) -> None:
+        self._cpu = time.process_time() - self._cpu
+
+    def results(self) -> dict[str, Any]:
+        """The row's figures from the delivered records."""
+        delivered = self.store.list_deliveries(
+            DeliveryFilter(state=DeliveryState.DELIVERED), limit=self.shape.deliveries
+        )
+        ok_times = [d.attempts[-1].ended_at - self.first_publish for d in delivered]
+        latencies = [d.attempts[-1].ended_at - d.created_at for d in delivered]
+        return summary(
+            ok_times,
+            latencies,
+            self.shape.deliveries,
+            self._cpu,
+            publish_seconds=self.publish_seconds,
+        )
+
+
+def _options(shape: Shape, in_flight: int) -> dict[str, Any]:
+    return {
+        "allow_http": True,
+        "allowed_networks": LOOPBACK_NETWORKS,
+        "max_in_flight": in_flight,
+        "policy": RetryPolicy(schedule=(), timeout=shape.timeout),
+    }
+
+
+async def run_async(store: Store, shape: Shape, transport: str) -> dict[str, Any]:
+    """``WebhookService`` (trio or asyncio, whichever runs this) publishing ``shape``."""
+    from benchmarks.diagnostics import NullTransport
+    from transports.service import WebhookService
+
+    # "h11" and "httpx" are made by the service, with its outbound policy.
+    http = NullTransport() if transport == "null" else transport
+    async with WebhookService(store, http=http, **_options(shape, ASYNC_IN_FLIGHT)) as hooks:
+        timing = Timing(store, shape, hooks.clock.now())
+        for _ in range(shape.events):
+            with timing.publishing():
+                await hooks.publish(EVENT, DATA)
+        await hooks.drain()
+        timing.stop()
+    return timing.results()
+
+
+def run_threads(store: Store, shape: Shape, transport: str) -> dict[str, Any]:
+    """``ThreadedWebhookService`` publishing ``shape``."""
+    from transports.threaded import ThreadedWebhookService
+
+    with ThreadedWebhookService(
+        store, http=transport, **_options(shape, THREADED_IN_FLIGHT)
+    ) as hooks:
+        timing = Timing(store, shape, hooks.clock.now())
+        for _ in range(shape.events):
+            with timing.publishing():
+                hooks.publish(EVENT, DATA)
+        hooks.drain()
+        timing.stop()
+    return timing.results()
+
+
+def run_ours(
+    driver: str, store_name: str, transport: str, urls: list[str], shape: Shape, directory: Path
+) -> dict[str, Any]:
+    """One row of ours: set up the store, run the driver, report."""
+    kind = STORES[store_name]
+    store = prepared_store(kind, directory, urls, time.time())
+    try:
+        if driver == "threads":
+            return run_threads(store, shape, transport)
+        import anyio
+
+        return anyio.run(run_async, store, shape, transport, backend=driver)
+    finally:
+        store.close()

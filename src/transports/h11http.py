@@ -1,0 +1,667 @@
+"""Lean HTTP/1.1 transports on h11: async (asyncio protocols, trio streams) and blocking sockets.
+
+Theory of operation
+-------------------
+A webhook POST is one small request and one small answer, so these transports
+do only that: parse the URL once (cached), take an idle keep-alive connection
+to the origin (scheme, host, port) from the pool or open a new one, write the
+request in one send, and feed what comes back to h11 until the response ends
+or ``body_limit`` bytes of body have been read. A connection goes back to the
+pool only when h11 says both sides finished cleanly; any error, a cut-off
+body, a cancelled exchange or ``Connection: close`` closes it.
+
+Opening a connection resolves the host once, through ``resolver(host, port)``
+(an outbound address guard plugs in here: it returns only the addresses it
+vetted), and connects to those addresses in order, never looking the name up
+again; TLS then runs with SNI and certificate checks for the URL's host. A
+resolver that raises (any exception) or returns no address fails the attempt
+with a connect error. Redirects are never followed (a 3xx is just a status);
+proxies are not supported (use ``HttpxTransport`` for proxies and HTTP/2).
+
+Failures are sorted into the same ``Outcome`` kinds as the httpx transports:
+refused or unresolvable → connect error, certificate or handshake failure →
+TLS error, a reset or a hang-up → network error, bytes that are not HTTP or
+a response head larger than ``header_limit`` → protocol error. The async
+drivers enforce the total deadline around ``send``; the sync transport bounds
+every socket wait by the time left before it, like ``HttpxSyncTransport``.
+
+Under asyncio a connection is an ``asyncio.Protocol`` that feeds h11 as the
+event loop reads and wakes the exchange once; under trio it is an anyio
+stream. Idle connections are dropped after ``keepalive_expiry`` seconds
+(below the 5 s idle timeout of Node.js servers) and checked for a hang-up
+(anything received while idle) before reuse. A server that closes an idle connection at the very
+moment a request is written on it still fails that attempt, which is then
+retried like any other network error: the request is never re-sent silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import select
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import attrs
+import h11
+import sniffio
+from anyio.streams.tls import TLSStream
+
+from transports.guard import BlockedAddress, OutboundPolicy, resolve_vetted, resolve_vetted_sync
+from transports.http import BODY_LIMIT, HttpResponse, TransportError, classify
+from webhook_core import HttpRequest, Outcome
+
+HEADER_LIMIT = 64 * 1024
+KEEPALIVE_EXPIRY = 4.0
+MAX_IDLE = 512
+_READ_SIZE = 65536
+
+C = TypeVar("C")
+R = TypeVar("R")
+AsyncResolver = Callable[[str, int], Awaitable[list[str]]]
+SyncResolver = Callable[[str, int], list[str]]
+
+
+@attrs.frozen
+class Target:
+    """Where a URL's request goes: the origin, the Host header and the request target."""
+
+    scheme: str
+    host: str
+    port: int
+    host_header: str
+    path: str
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        """The key connections are pooled by."""
+        return (self.scheme, self.host, self.port)
+
+
+@functools.lru_cache(maxsize=65_536)
+def parse_target(url: str) -> Target:
+    """Split an endpoint URL into the parts a request needs; ``TransportError`` if it cannot be."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise TransportError(Outcome.CONNECT_ERROR, f"invalid URL {url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise TransportError(Outcome.CONNECT_ERROR, f"unsupported URL {url!r}")
+    host = parts.hostname
+    default = 443 if scheme == "https" else 80
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port in (None, default) else f"{shown}:{port}"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(scheme, host, port or default, host_header, path)
+
+
+def ssl_context(verify: ssl.SSLContext | str | bool = True) -> ssl.SSLContext:
+    """The TLS settings for ``verify``: a context as given, a CA bundle path, or on/off."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _closed_error() -> TransportError:
+    return TransportError(
+        Outcome.NETWORK_ERROR, "RemoteProtocolError: server disconnected without a complete answer"
+    )
+
+
+_STAND_IN_POST = h11.Request(
+    method="POST", target="/", headers=[("Host", "-"), ("Content-Length", "0")]
+)
+_END = h11.EndOfMessage()
+
+
+class Wire:
+    """The h11 side of one connection: request bytes out, a response in. No I/O."""
+
+    def __init__(self, header_limit: int, body_limit: int) -> None:
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=header_limit)
+        self._header_limit = header_limit
+        self._body_limit = body_limit
+        self._status = 0
+        self._headers: tuple[tuple[str, str], ...] = ()
+        self._body: list[bytes] = []
+        self._size = 0
+
+    def request(self, target: Target, request: HttpRequest) -> bytes:
+        """The bytes of ``request`` to ``target``, and h11 ready for its answer.
+
+        h11 is told a stand-in POST was sent (reading the answer depends only
+        on the method and the framing); the bytes themselves are written here,
+        because h11's re-validation of every header costs more than the rest
+        of the exchange. Names and values were checked when the endpoint was
+        registered; a CR or LF that got through anyway is refused here.
+        """
+        conn = self._h11
+        conn.send(_STAND_IN_POST)
+        conn.send(_END)
+        lines = [
+            f"POST {target.path} HTTP/1.1",
+            f"Host: {target.host_header}",
+            f"Content-Length: {len(request.body)}",
+            *[f"{name}: {value}" for name, value in request.headers],
+        ]
+        head = "\r\n".join(lines)
+        if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
+            raise TransportError(Outcome.PROTOCOL_ERROR, "a request header holds CR or LF")
+        try:
+            return (head + "\r\n\r\n").encode("latin-1") + request.body
+        except UnicodeEncodeError as exc:
+            raise TransportError(
+                Outcome.PROTOCOL_ERROR, f"a request header is not latin-1: {exc}"
+            ) from None
+
+    def feed(self, data: bytes) -> HttpResponse | None:
+        """Take bytes received (``b""`` at end of stream); the response once it is complete."""
+        conn = self._h11
+        if not data and conn.their_state is h11.SEND_RESPONSE:
+            raise _closed_error()
+        conn.receive_data(data)
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                return None
+            if isinstance(event, h11.Response):
+                if sum(len(n) + len(v) + 4 for n, v in event.headers) > self._header_limit:
+                    raise TransportError(
+                        Outcome.PROTOCOL_ERROR,
+                        f"response head larger than {self._header_limit} bytes",
+                    )
+                self._status = event.status_code
+                self._headers = tuple(
+                    (name.decode("latin-1"), value.decode("latin-1"))
+                    for name, value in event.headers
+                )
+            elif isinstance(event, h11.Data):
+                self._body.append(event.data)
+                self._size += len(event.data)
+                if self._size >= self._body_limit:
+                    return self._response()
+            elif isinstance(event, h11.EndOfMessage):
+                return self._response()
+            elif isinstance(event, h11.ConnectionClosed):
+                raise _closed_error()
+
+    def _response(self) -> HttpResponse:
+        body = b"".join(self._body)[: self._body_limit]
+        self._body = []
+        self._size = 0
+        return HttpResponse(self._status, self._headers, body)
+
+    def reuse(self) -> bool:
+        """Get ready for the next exchange; False if the connection cannot carry one."""
+        conn = self._h11
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            return True
+        return False
+
+
+def _classify(exc: BaseException, connecting: bool) -> TransportError:
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(exc, anyio.EndOfStream | anyio.BrokenResourceError) and not connecting:
+        return _closed_error()
+    error = classify(exc)
+    if connecting and error.kind is Outcome.NETWORK_ERROR:
+        return TransportError(Outcome.CONNECT_ERROR, error.detail)
+    return error
+
+
+def _refused(target: Target, exc: Exception | None) -> TransportError:
+    """A connect error for a host the resolver gave no address for, or refused with ``exc``."""
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(exc, BlockedAddress):
+        return TransportError(Outcome.BLOCKED, str(exc))
+    reason = "no address" if exc is None else f"{type(exc).__name__}: {exc}"
+    return TransportError(Outcome.CONNECT_ERROR, f"resolving {target.host!r}: {reason}")
+
+
+def _hung_up(sock: socket.socket | None) -> bool:
+    """True if an idle connection's socket has something to read: a close, or stray bytes."""
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class _Idle(Generic[C]):
+    """Idle connections by origin, newest last, at most ``limit`` in all (thread-safe)."""
+
+    def __init__(self, limit: int, expiry: float) -> None:
+        self.limit = limit
+        self.expiry = expiry
+        self.count = 0
+        self.by_origin: dict[tuple[str, str, int], deque[tuple[float, C]]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, origin: tuple[str, str, int]) -> tuple[C | None, list[C]]:
+        """The newest idle connection still fresh, and the expired ones to close."""
+        with self.lock:
+            idle = self.by_origin.get(origin)
+            if not idle:
+                return None, []
+            since, conn = idle.pop()
+            self.count -= 1
+            if time.monotonic() - since <= self.expiry:
+                return conn, []
+            stale = [conn, *(c for _, c in idle)]
+            self.count -= len(idle)
+            idle.clear()
+            return None, stale
+
+    def put(self, origin: tuple[str, str, int], conn: C) -> bool:
+        """Keep ``conn`` for reuse; False if the pool is full."""
+        with self.lock:
+            if self.count >= self.limit:
+                return False
+            self.by_origin.setdefault(origin, deque()).append((time.monotonic(), conn))
+            self.count += 1
+            return True
+
+    def drain(self) -> list[C]:
+        """Every idle connection, removed from the pool."""
+        with self.lock:
+            conns = [c for idle in self.by_origin.values() for _, c in idle]
+            self.by_origin.clear()
+            self.count = 0
+            return conns
+
+
+class _H11Client(Generic[C, R]):
+    """The settings and the idle pool both h11 transports share.
+
+    ``policy``: the outbound guard's settings (default: public addresses over
+    https only). ``verify``: certificate checks with the policy's CAs
+    (default), off, a CA bundle path or an ``ssl.SSLContext``.
+    ``resolver(host, port)`` returns the addresses to try; the default resolves
+    once and vets every address through the guard (``resolve_vetted``). A
+    resolver of your own replaces that vetting. It is called once per new
+    connection.
+    At most ``max_idle`` idle connections are kept, each for up to
+    ``keepalive_expiry`` seconds; responses are read up to ``body_limit``
+    bytes of body and ``header_limit`` bytes of head.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: OutboundPolicy | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        resolver: R | None = None,
+        max_idle: int = MAX_IDLE,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+        body_limit: int = BODY_LIMIT,
+        header_limit: int = HEADER_LIMIT,
+    ) -> None:
+        self.body_limit = body_limit
+        self.header_limit = header_limit
+        self.policy = policy or OutboundPolicy()
+        self._verify = verify
+        self._resolver: R = resolver if resolver is not None else self._guarded_resolver()
+        self._idle: _Idle[C] = _Idle(max_idle, keepalive_expiry)
+
+    def _guarded_resolver(self) -> R:
+        raise NotImplementedError
+
+    @functools.cached_property
+    def _ssl(self) -> ssl.SSLContext:
+        """The TLS context, made at the first https connection (loading CAs takes a while)."""
+        if self._verify is True:
+            return self.policy.ssl_context()
+        return ssl_context(self._verify)
+
+    def _target(self, url: str) -> Target:
+        """Where ``url`` points, or a ``blocked`` error for plain http the policy refuses."""
+        target = parse_target(url)
+        if target.scheme == "http" and not self.policy.allow_http:
+            raise TransportError(
+                Outcome.BLOCKED, "refused to send: plain http is not allowed (allow_http is off)"
+            )
+        return target
+
+    def _wire(self) -> Wire:
+        return Wire(self.header_limit, self.body_limit)
+
+
+class _StreamConnection:
+    """A connection on an anyio byte stream (used under trio)."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, wire: Wire) -> None:
+        self.stream = stream
+        self.wire = wire
+        self._sock: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+
+    async def exchange(self, payload: bytes) -> HttpResponse:
+        try:
+            await self.stream.send(payload)
+            while True:
+                try:
+                    data = await self.stream.receive(_READ_SIZE)
+                except anyio.EndOfStream:
+                    data = b""
+                response = self.wire.feed(data)
+                if response is not None:
+                    return response
+        except (OSError, h11.ProtocolError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+            raise _classify(exc, connecting=False) from exc
+
+    def hung_up(self) -> bool:
+        return _hung_up(self._sock)
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+
+class _ProtocolConnection(asyncio.Protocol):
+    """A connection as an asyncio protocol (used under asyncio).
+
+    Bytes are fed to h11 as the event loop reads them and the waiting
+    exchange is woken once, with the response or the error: no per-read
+    wake-ups, and anything that arrives while the connection is idle (a
+    close, stray bytes) marks it unusable at once.
+    """
+
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+        self._transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[HttpResponse] | None = None
+        self._unusable = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._feed(data)
+
+    def eof_received(self) -> bool:
+        self._feed(b"")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._unusable = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(
+                _classify(exc, connecting=False) if exc is not None else _closed_error()
+            )
+
+    def _feed(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            self._unusable = True
+            return
+        try:
+            response = self.wire.feed(data)
+        except (TransportError, h11.ProtocolError) as exc:
+            waiter.set_exception(_classify(exc, connecting=False))
+            return
+        if response is not None:
+            waiter.set_result(response)
+
+    async def exchange(self, payload: bytes) -> HttpResponse:
+        assert self._transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            self._transport.write(payload)
+        except (OSError, RuntimeError) as exc:
+            raise _classify(exc, connecting=False) from exc
+        return await self._waiter
+
+    def hung_up(self) -> bool:
+        return self._unusable or self._transport is None or self._transport.is_closing()
+
+    async def aclose(self) -> None:
+        self._unusable = True
+        if self._transport is not None:
+            self._transport.close()
+
+
+_AsyncConnection = _StreamConnection | _ProtocolConnection
+
+
+class H11Transport(_H11Client[_AsyncConnection, AsyncResolver]):
+    """Async HTTP/1.1 transport on h11 (trio and asyncio).
+
+    Under asyncio a connection is an asyncio protocol; under trio, an anyio
+    stream. Settings (all keyword): ``verify``, ``resolver`` (an async
+    callable), ``max_idle``, ``keepalive_expiry``, ``body_limit``,
+    ``header_limit``; see the module docstring. The driver bounds ``send``
+    by the total deadline; a cancelled exchange closes its connection.
+    """
+
+    def _guarded_resolver(self) -> AsyncResolver:
+        policy = self.policy
+
+        async def resolve(host: str, port: int) -> list[str]:
+            return await resolve_vetted(host, port, policy)
+
+        return resolve
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        """POST ``request``; the status, headers and up to ``body_limit`` bytes of body."""
+        target = self._target(request.url)
+        conn = await self._checkout(target)
+        done = False
+        try:
+            response = await conn.exchange(conn.wire.request(target, request))
+            done = True
+            return response
+        finally:
+            if not (done and conn.wire.reuse() and self._idle.put(target.origin, conn)):
+                await conn.aclose()
+
+    async def _checkout(self, target: Target) -> _AsyncConnection:
+        conn, stale = self._idle.take(target.origin)
+        for old in stale:
+            await old.aclose()
+        if conn is not None:
+            if not conn.hung_up():
+                return conn
+            await conn.aclose()
+        return await self._connect(target)
+
+    async def _connect(self, target: Target) -> _AsyncConnection:
+        tls = self._ssl if target.scheme == "https" else None
+        try:
+            try:
+                addresses = await self._resolver(target.host, target.port)
+            except Exception as exc:
+                raise _refused(target, exc) from exc
+            if not addresses:
+                raise _refused(target, None)
+            if sniffio.current_async_library() == "asyncio":
+                return await self._open_protocol(addresses, target, tls)
+            stream: anyio.abc.ByteStream = await self._open(addresses, target.port)
+            if tls is not None:
+                try:
+                    stream = await TLSStream.wrap(
+                        stream, hostname=target.host, ssl_context=tls, standard_compatible=False
+                    )
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await stream.aclose()
+                    raise
+        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ssl.SSLError) as exc:
+            raise _classify(exc, connecting=True) from exc
+        return _StreamConnection(stream, self._wire())
+
+    async def _open_protocol(
+        self, addresses: list[str], target: Target, tls: ssl.SSLContext | None
+    ) -> _ProtocolConnection:
+        loop = asyncio.get_running_loop()
+        error: OSError | None = None
+        for address in addresses:
+            wire = self._wire()
+            try:
+                _, protocol = await loop.create_connection(
+                    lambda wire=wire: _ProtocolConnection(wire),
+                    address,
+                    target.port,
+                    ssl=tls,
+                    server_hostname=target.host if tls is not None else None,
+                )
+            except ssl.SSLError:
+                raise
+            except OSError as exc:
+                error = exc
+                continue
+            return protocol
+        assert error is not None
+        raise error
+
+    @staticmethod
+    async def _open(addresses: list[str], port: int) -> anyio.abc.SocketStream:
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                return await anyio.connect_tcp(address, port)
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def aclose(self) -> None:
+        """Close the idle connections."""
+        for conn in self._idle.drain():
+            await conn.aclose()
+
+
+class _SyncConnection:
+    def __init__(self, sock: socket.socket, wire: Wire) -> None:
+        self.sock = sock
+        self.wire = wire
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TransportError(Outcome.TIMEOUT, "the total deadline of the exchange has passed")
+    return left
+
+
+class H11SyncTransport(_H11Client[_SyncConnection, SyncResolver]):
+    """Blocking HTTP/1.1 transport on h11 over sockets, for the threaded driver (thread-safe).
+
+    Takes the same settings as ``H11Transport``, with a blocking ``resolver``.
+    The whole exchange (connect, TLS, send, response head and body) ends
+    within the request's ``timeout``: every socket wait is bounded by the time
+    left. Name resolution is the one wait the deadline cannot bound.
+    """
+
+    def _guarded_resolver(self) -> SyncResolver:
+        policy = self.policy
+
+        def resolve(host: str, port: int) -> list[str]:
+            return resolve_vetted_sync(host, port, policy)
+
+        return resolve
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        """POST ``request``; the status, headers and up to ``body_limit`` bytes, in time."""
+        deadline = time.monotonic() + request.timeout
+        target = self._target(request.url)
+        conn = self._checkout(target, deadline)
+        done = False
+        try:
+            response = self._exchange(conn, target, request, deadline)
+            done = True
+            return response
+        finally:
+            if not (done and conn.wire.reuse() and self._idle.put(target.origin, conn)):
+                conn.sock.close()
+
+    @staticmethod
+    def _exchange(
+        conn: _SyncConnection, target: Target, request: HttpRequest, deadline: float
+    ) -> HttpResponse:
+        sock = conn.sock
+        try:
+            sock.settimeout(_left(deadline))
+            sock.sendall(conn.wire.request(target, request))
+            while True:
+                sock.settimeout(_left(deadline))
+                response = conn.wire.feed(sock.recv(_READ_SIZE))
+                if response is not None:
+                    return response
+        except TimeoutError as exc:
+            raise TransportError(Outcome.TIMEOUT, f"no complete response in time: {exc}") from exc
+        except (OSError, h11.ProtocolError) as exc:
+            raise _classify(exc, connecting=False) from exc
+
+    def _checkout(self, target: Target, deadline: float) -> _SyncConnection:
+        conn, stale = self._idle.take(target.origin)
+        for old in stale:
+            old.sock.close()
+        if conn is not None:
+            if not _hung_up(conn.sock):
+                return conn
+            conn.sock.close()
+        return self._connect(target, deadline)
+
+    def _connect(self, target: Target, deadline: float) -> _SyncConnection:
+        try:
+            try:
+                addresses = self._resolver(target.host, target.port)
+            except Exception as exc:
+                raise _refused(target, exc) from exc
+            if not addresses:
+                raise _refused(target, None)
+            sock = self._open(addresses, target.port, deadline)
+            if target.scheme == "https":
+                try:
+                    sock.settimeout(_left(deadline))
+                    sock = self._ssl.wrap_socket(sock, server_hostname=target.host)
+                except BaseException:
+                    sock.close()
+                    raise
+        except TimeoutError as exc:
+            raise TransportError(Outcome.TIMEOUT, f"connecting timed out: {exc}") from exc
+        except OSError as exc:
+            raise _classify(exc, connecting=True) from exc
+        return _SyncConnection(sock, self._wire())
+
+    @staticmethod
+    def _open(addresses: list[str], port: int, deadline: float) -> socket.socket:
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                sock = socket.create_connection((address, port), timeout=_left(deadline))
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                error = exc
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        assert error is not None
+        raise error
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        for conn in self._idle.drain():
+            conn.sock.close()

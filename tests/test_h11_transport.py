@@ -1,0 +1,359 @@
+"""The h11 transports against real servers on 127.0.0.1: wire format, pooling, failures, TLS."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import trustme
+
+from transports.guard import OutboundPolicy
+from transports.h11http import H11SyncTransport, H11Transport
+from transports.http import HttpResponse, TransportError
+from transports.testing import (
+    LOOPBACK_NETWORKS,
+    CloseWithoutResponse,
+    Garbage,
+    Hang,
+    LoopbackReceiver,
+    Reset,
+    Respond,
+)
+from webhook_core import HttpRequest, Outcome
+
+LOOPBACK = OutboundPolicy(LOOPBACK_NETWORKS, allow_http=True)
+
+BODY = b'{"event":"message.sent"}'
+HEADERS = (("Content-Type", "application/json"), ("webhook-id", "evt_1"), ("X-Custom", "a b"))
+
+# Each flavour sends through a fresh transport: the async one under trio and
+# under asyncio, and the blocking one for threads.
+FLAVOURS = ("trio", "asyncio", "sync")
+
+
+def request(url: str, timeout: float = 5.0) -> HttpRequest:
+    return HttpRequest(url, HEADERS, BODY, timeout)
+
+
+class Client:
+    """Sends requests through one transport of a flavour, from plain test code."""
+
+    def __init__(self, flavour: str, **options: Any) -> None:
+        self.flavour = flavour
+        self.options = options
+
+    def run(self, *requests: HttpRequest) -> list[HttpResponse | TransportError]:
+        """Send ``requests`` in order over one transport; each response or error."""
+        if self.flavour == "sync":
+            sync = H11SyncTransport(**{"policy": LOOPBACK, **self.options})
+            try:
+                return [_catch(lambda r=r: sync.send(r)) for r in requests]
+            finally:
+                sync.close()
+
+        async def main() -> list[HttpResponse | TransportError]:
+            transport = H11Transport(**{"policy": LOOPBACK, **self.options})
+            out: list[HttpResponse | TransportError] = []
+            try:
+                for r in requests:
+                    try:
+                        with anyio.fail_after(r.timeout):
+                            out.append(await transport.send(r))
+                    except TransportError as exc:
+                        out.append(exc)
+            finally:
+                await transport.aclose()
+            return out
+
+        return anyio.run(main, backend=self.flavour)
+
+
+def _catch(fn: Callable[[], HttpResponse]) -> HttpResponse | TransportError:
+    try:
+        return fn()
+    except TransportError as exc:
+        return exc
+
+
+def ok(result: HttpResponse | TransportError) -> HttpResponse:
+    assert isinstance(result, HttpResponse), result
+    return result
+
+
+def failed(result: HttpResponse | TransportError) -> Outcome:
+    assert isinstance(result, TransportError), result
+    return result.kind
+
+
+@pytest.fixture(params=FLAVOURS)
+def flavour(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_the_request_on_the_wire(flavour: str) -> None:
+    with LoopbackReceiver() as rx:
+        (answer,) = Client(flavour).run(request(rx.url("/hook/a?x=1")))
+        assert ok(answer).status == 200
+        assert ok(answer).body == b"OK"
+        (seen,) = rx.requests
+        assert seen.method == "POST"
+        assert seen.path == "/hook/a?x=1"
+        assert seen.body == BODY
+        assert seen.headers[:2] == (("Host", f"127.0.0.1:{rx.port}"), ("Content-Length", "24"))
+        assert seen.headers[2:] == HEADERS
+
+
+def test_keep_alive_reuses_one_connection(flavour: str) -> None:
+    with LoopbackReceiver() as rx:
+        answers = Client(flavour).run(*(request(rx.url(f"/p{i}")) for i in range(4)))
+        assert [ok(a).status for a in answers] == [200] * 4
+        assert len({r.connection_id for r in rx.requests}) == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(flavour: str) -> None:
+    with LoopbackReceiver(idle_timeout=0.1) as rx:
+        answers = _with_pause(flavour, rx.url("/x"), 0.5)
+        assert [ok(a).status for a in answers] == [200, 200]
+        assert len({r.connection_id for r in rx.requests}) == 2
+
+
+def _with_pause(flavour: str, url: str, seconds: float) -> list[HttpResponse | TransportError]:
+    if flavour == "sync":
+        import time
+
+        sync = H11SyncTransport(policy=LOOPBACK)
+        try:
+            first = _catch(lambda: sync.send(request(url)))
+            time.sleep(seconds)
+            return [first, _catch(lambda: sync.send(request(url)))]
+        finally:
+            sync.close()
+
+    async def main() -> list[HttpResponse | TransportError]:
+        transport = H11Transport(policy=LOOPBACK)
+        try:
+            first = await transport.send(request(url))
+            await anyio.sleep(seconds)
+            return [first, await transport.send(request(url))]
+        finally:
+            await transport.aclose()
+
+    return anyio.run(main, backend=flavour)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "kind"),
+    [
+        (Reset(), Outcome.NETWORK_ERROR),
+        (CloseWithoutResponse(), Outcome.NETWORK_ERROR),
+        (Garbage(), Outcome.PROTOCOL_ERROR),
+        (Garbage(b"HTTP/1.1 200 OK\r\nContent-Length: nine\r\n\r\n"), Outcome.PROTOCOL_ERROR),
+    ],
+    ids=["reset", "closed", "garbage", "bad-length"],
+)
+def test_broken_answers_are_classified_and_the_next_request_works(
+    flavour: str, behaviour: Any, kind: Outcome
+) -> None:
+    with LoopbackReceiver() as rx:
+        rx.route("/hook", behaviour, Respond(200))
+        first, second = Client(flavour).run(request(rx.url("/hook")), request(rx.url("/hook")))
+        assert failed(first) is kind
+        assert ok(second).status == 200
+
+
+def test_a_refused_connection_is_a_connect_error(flavour: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (answer,) = Client(flavour).run(request(f"http://127.0.0.1:{port}/hook"))
+    assert failed(answer) is Outcome.CONNECT_ERROR
+
+
+def test_the_body_is_capped_and_the_connection_dropped(flavour: str) -> None:
+    with LoopbackReceiver() as rx:
+        rx.route("/big", Respond(200, b"x" * 200_000))
+        big, after = Client(flavour, body_limit=1000).run(
+            request(rx.url("/big")), request(rx.url("/small"))
+        )
+        assert ok(big).body == b"x" * 1000
+        assert ok(after).status == 200
+        assert len({r.connection_id for r in rx.requests}) == 2
+
+
+def test_an_oversized_response_head_is_a_protocol_error(flavour: str) -> None:
+    with LoopbackReceiver() as rx:
+        rx.route("/hook", Respond(200, headers=(("X-Big", "y" * 5000),)))
+        (answer,) = Client(flavour, header_limit=1024).run(request(rx.url("/hook")))
+        assert failed(answer) is Outcome.PROTOCOL_ERROR
+
+
+def test_redirects_are_not_followed(flavour: str) -> None:
+    with LoopbackReceiver() as rx:
+        rx.route("/hook", Respond(302, headers=(("Location", rx.url("/elsewhere")),)))
+        (answer,) = Client(flavour).run(request(rx.url("/hook")))
+        assert ok(answer).status == 302
+        assert ok(answer).header("location") == rx.url("/elsewhere")
+        assert [r.path for r in rx.requests] == ["/hook"]
+
+
+def test_the_sync_transport_ends_a_hanging_exchange_at_its_deadline() -> None:
+    with LoopbackReceiver() as rx:
+        rx.route("/hook", Hang(5.0))
+        (answer,) = Client("sync").run(request(rx.url("/hook"), timeout=0.3))
+        assert failed(answer) is Outcome.TIMEOUT
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_a_cancelled_exchange_closes_its_connection(backend: str) -> None:
+    with LoopbackReceiver() as rx:
+        rx.route("/slow", Hang(5.0))
+
+        async def main() -> HttpResponse:
+            transport = H11Transport(policy=LOOPBACK)
+            try:
+                await transport.send(request(rx.url("/fast")))
+                with anyio.move_on_after(0.2):
+                    await transport.send(request(rx.url("/slow")))
+                return await transport.send(request(rx.url("/fast")))
+            finally:
+                await transport.aclose()
+
+        assert anyio.run(main, backend=backend).status == 200
+        fast = rx.requests_for("/fast")
+        assert len(fast) == 2
+        assert fast[0].connection_id != fast[1].connection_id
+
+
+# -- name resolution and TLS ---------------------------------------------------------
+
+
+class Resolutions:
+    """A resolver that sends every name to 127.0.0.1 and records what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    def sync(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        return ["127.0.0.1"]
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        return self.sync(host, port)
+
+
+def with_resolver(flavour: str, resolver: Resolutions, **options: Any) -> Client:
+    return Client(flavour, resolver=resolver.sync if flavour == "sync" else resolver, **options)
+
+
+def test_names_are_resolved_once_per_connection_through_the_resolver(flavour: str) -> None:
+    resolver = Resolutions()
+    with LoopbackReceiver() as rx:
+        url = f"http://hooks.invalid:{rx.port}/hook"
+        answers = with_resolver(flavour, resolver).run(request(url), request(url))
+        assert [ok(a).status for a in answers] == [200, 200]
+        assert resolver.asked == [("hooks.invalid", rx.port)]
+        assert rx.requests[0].header("host") == f"hooks.invalid:{rx.port}"
+
+
+def refuse(host: str, port: int) -> list[str]:
+    raise TransportError(Outcome.CONNECT_ERROR, f"{host} resolves to a forbidden address")
+
+
+def no_addresses(host: str, port: int) -> list[str]:
+    return []
+
+
+def guard_error(host: str, port: int) -> list[str]:
+    raise ValueError(f"{host} is not a public address")
+
+
+@pytest.mark.parametrize("answer", [refuse, no_addresses, guard_error])
+def test_a_resolver_refusal_is_a_connect_error(
+    flavour: str, answer: Callable[[str, int], list[str]]
+) -> None:
+    async def resolve(host: str, port: int) -> list[str]:
+        return answer(host, port)
+
+    client = Client(flavour, resolver=answer if flavour == "sync" else resolve)
+    (result,) = client.run(request("https://hooks.invalid/hook"))
+    assert failed(result) is Outcome.CONNECT_ERROR
+
+
+@contextlib.contextmanager
+def tls_server(cert: trustme.LeafCert) -> Iterator[tuple[int, list[str | None]]]:
+    """A one-thread HTTPS server on 127.0.0.1 answering 200; yields its port and the SNIs seen."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    names: list[str | None] = []
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,misc,return-value]
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with contextlib.suppress(OSError), raw:
+                raw.settimeout(5)
+                with context.wrap_socket(raw, server_side=True) as conn:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
+                    )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], names
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def test_tls_with_the_configured_ca_verifies_and_sends_sni(
+    flavour: str, ca: trustme.CA, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    resolver = Resolutions()
+    with tls_server(ca.issue_cert("hooks.example")) as (port, names):
+        client = with_resolver(flavour, resolver, verify=str(bundle))
+        (answer,) = client.run(request(f"https://hooks.example:{port}/hook"))
+        assert ok(answer).status == 200
+        assert names == ["hooks.example"]
+
+
+def test_tls_refuses_an_untrusted_certificate(flavour: str, ca: trustme.CA) -> None:
+    with tls_server(ca.issue_cert("hooks.example")) as (port, _):
+        client = with_resolver(flavour, Resolutions())
+        (answer,) = client.run(request(f"https://hooks.example:{port}/hook"))
+        assert failed(answer) is Outcome.TLS_ERROR
+
+
+def test_tls_refuses_a_certificate_for_another_host(
+    flavour: str, ca: trustme.CA, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    with tls_server(ca.issue_cert("other.example")) as (port, _):
+        client = with_resolver(flavour, Resolutions(), verify=str(bundle))
+        (answer,) = client.run(request(f"https://hooks.example:{port}/hook"))
+        assert failed(answer) is Outcome.TLS_ERROR
