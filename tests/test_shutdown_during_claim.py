@@ -56,3 +56,36 @@ def test_claims_returned_after_stopping_are_released_not_sent(backend: str) -> N
     (delivery,) = store.list_deliveries()
     assert delivery.state is DeliveryState.PENDING
     assert store.claim(1.0, 10, "next", 100.0)[0].delivery.id == delivery.id
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_an_error_inside_the_service_is_the_only_error_raised(backend: str) -> None:
+    class Boom(Exception):
+        pass
+
+    store = MemoryStore()
+    data = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
+
+    async def main(url: str) -> None:
+        endpoint = operations.add_endpoint(store, url, 0.0, allow_http=True)
+        store.save_endpoint(
+            attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
+        )
+        async with WebhookService(
+            store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS, max_in_flight=8
+        ) as hooks:
+            for _ in range(200):
+                await hooks.publish("message.sent", data)
+            await anyio.sleep(0.05)
+            raise Boom
+
+    with LoopbackReceiver(default=Respond(200)) as rx:
+        with pytest.raises(BaseException) as raised:
+            anyio.run(main, rx.url("/hook"), backend=backend)
+        assert rx.requests, "the service was sending when the error came"
+    errors = (
+        list(raised.value.exceptions)
+        if isinstance(raised.value, BaseExceptionGroup)
+        else [raised.value]
+    )
+    assert [type(e) for e in errors] == [Boom]

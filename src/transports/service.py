@@ -247,10 +247,16 @@ class WebhookService(DriverConfig):
                     while self._in_flight or self._verifying:
                         self._attempts_done = anyio.Event()
                         await self._attempts_done.wait()
-            self._send_claims.close()
-            await self._send_results.aclose()
+                self._send_claims.close()
+                await self._send_results.aclose()
+            else:
+                # Leaving on an error: attempts stop where they are (their leases
+                # bring them back); the streams close once every task has ended.
+                self._tg.cancel_scope.cancel()
         finally:
             result = await self._tg.__aexit__(exc_type, exc, tb)
+            self._send_claims.close()
+            self._send_results.close()
             self._tg = None
             if self._owns_http and self._http is not None:
                 with anyio.CancelScope(shield=True):
@@ -574,8 +580,11 @@ class WebhookService(DriverConfig):
                 if self.gate is not None:
                     self.gate.finished(claim.endpoint.id, self.clock.now(), ok, started)
             delivery, effects = delivery_machine.apply(delivery, Finish(result), self.policy)
+        try:
+            self._send_results.send_nowait(delivery)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return  # the service is leaving on an error; the lease brings this claim back
         self._unwritten += 1
-        self._send_results.send_nowait(delivery)
         for effect in effects:
             if isinstance(effect, DisableEndpoint):
                 await self._disable_for(effect)

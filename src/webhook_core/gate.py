@@ -18,7 +18,7 @@ Four rules, each per endpoint:
   is); a failure narrows it back to ``initial_window``, and so does an
   attempt in flight for longer than ``slow_after`` seconds while it lasts
   (a dead or hanging endpoint keeps a few slots, not all of them, even before
-  its breaker opens);
+  its breaker opens; what it holds back waits as long as that attempt has);
 * a rate limit: a token bucket refilled at ``rate`` per second, holding at
   most ``burst`` tokens;
 * a circuit breaker, ``closed`` while attempts succeed. After
@@ -144,7 +144,10 @@ class EndpointGate:
         if e.started and now - e.started[0] > policy.slow_after:
             if e.in_flight >= policy.initial_window:
                 waited = now - e.started[0]
-                return Hold(now + policy.busy_retry, f"slow: an attempt has waited {waited:.1f} s")
+                return Hold(
+                    now + max(policy.busy_retry, waited),
+                    f"slow: an attempt has waited {waited:.1f} s",
+                )
         elif e.in_flight >= e.window:
             return Hold(now + policy.busy_retry, f"its window of {e.window} attempts is full")
         if policy.rate is not None:
