@@ -13,7 +13,7 @@ Every admitted attempt is reported back with
 Four rules, each per endpoint:
 
 * a concurrency window, earned: an endpoint starts with ``initial_window``
-  attempts at once; each success widens it by one (up to ``max_in_flight``,
+  attempts at once; each success doubles it (up to ``max_in_flight``,
   unbounded by default, so a healthy endpoint may use all the capacity there
   is); a failure narrows it back to ``initial_window``, and so does an
   attempt in flight for longer than ``slow_after`` seconds while it lasts
@@ -64,7 +64,7 @@ class GatePolicy:
     failures_to_open: int | None = 5
     cooldown: float = 30.0
     max_cooldown: float = 600.0
-    busy_retry: float = 1.0
+    busy_retry: float = 0.1
 
     def __attrs_post_init__(self) -> None:
         if self.max_in_flight is not None and self.max_in_flight < 1:
@@ -172,8 +172,9 @@ class EndpointGate:
         if ok:
             e.failures, e.cooldown, e.probing = 0, 0.0, False
             e.breaker = BreakerState.CLOSED
-            if policy.max_in_flight is None or e.window < policy.max_in_flight:
-                e.window += 1
+            e.window *= 2
+            if policy.max_in_flight is not None:
+                e.window = min(e.window, policy.max_in_flight)
             return
         e.failures += 1
         e.window = policy.initial_window
