@@ -198,9 +198,6 @@ def disable_if_enabled(store: Store, endpoint_id: str, now: float, reason: str) 
     Attempts that end at the same time may each ask (two answers of 410 Gone);
     whichever comes second finds nothing left to do, and that is not an error.
     """
-    endpoint = store.get_endpoint(endpoint_id)
-    if endpoint is None or endpoint.state is EndpointState.DISABLED:
-        return
     with contextlib.suppress(NotFound, IllegalTransition):
         disable_endpoint(store, endpoint_id, now, reason)
 

@@ -68,7 +68,6 @@ from webhook_core.gate import BreakerState, EndpointGate, GatePolicy, Hold
 from webhook_core.names import pattern_matches, validate_event_name, validate_pattern
 from webhook_core.request import USER_AGENT, HttpRequest, delivery_request, verification_request
 from webhook_core.retry import DEFAULT_SCHEDULE, RetryPolicy, parse_retry_after
-from webhook_core.scheduling import DueQueue
 from webhook_core.signing import (
     SIGNATURE_HEADER,
     Secret,
@@ -105,7 +104,6 @@ __all__ = [
     "DeliveryState",
     "Disable",
     "DisableEndpoint",
-    "DueQueue",
     "Enable",
     "Endpoint",
     "EndpointGate",
