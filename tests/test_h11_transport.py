@@ -1,4 +1,4 @@
-"""The h11 transports against real servers on 127.0.0.1: wire format, pooling, failures, TLS."""
+"""The lean transports, with either parser, against real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from transports.testing import (
     Reset,
     Respond,
 )
+from transports.wire import PARSERS
 from webhook_core import HttpRequest, Outcome
 
 LOOPBACK = OutboundPolicy(LOOPBACK_NETWORKS, allow_http=True)
@@ -34,8 +35,14 @@ BODY = b'{"event":"message.sent"}'
 HEADERS = (("Content-Type", "application/json"), ("webhook-id", "evt_1"), ("X-Custom", "a b"))
 
 # Each flavour sends through a fresh transport: the async one under trio and
-# under asyncio, and the blocking one for threads.
-FLAVOURS = ("trio", "asyncio", "sync")
+# under asyncio, and the blocking one for threads; each with either parser.
+FLAVOURS = tuple(
+    f"{runtime}-{parser}" for runtime in ("trio", "asyncio", "sync") for parser in PARSERS
+)
+
+
+def runtime(flavour: str) -> str:
+    return flavour.split("-", maxsplit=1)[0]
 
 
 def request(url: str, timeout: float = 5.0) -> HttpRequest:
@@ -46,8 +53,8 @@ class Client:
     """Sends requests through one transport of a flavour, from plain test code."""
 
     def __init__(self, flavour: str, **options: Any) -> None:
-        self.flavour = flavour
-        self.options = options
+        self.flavour = runtime(flavour)
+        self.options = {"parser": flavour.split("-")[1], **options}
 
     def run(self, *requests: HttpRequest) -> list[HttpResponse | TransportError]:
         """Send ``requests`` in order over one transport; each response or error."""
@@ -125,10 +132,11 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(flavour: str) -
 
 
 def _with_pause(flavour: str, url: str, seconds: float) -> list[HttpResponse | TransportError]:
-    if flavour == "sync":
+    parser = flavour.split("-")[1]
+    if runtime(flavour) == "sync":
         import time
 
-        sync = H11SyncTransport(policy=LOOPBACK)
+        sync = H11SyncTransport(policy=LOOPBACK, parser=parser)
         try:
             first = _catch(lambda: sync.send(request(url)))
             time.sleep(seconds)
@@ -137,7 +145,7 @@ def _with_pause(flavour: str, url: str, seconds: float) -> list[HttpResponse | T
             sync.close()
 
     async def main() -> list[HttpResponse | TransportError]:
-        transport = H11Transport(policy=LOOPBACK)
+        transport = H11Transport(policy=LOOPBACK, parser=parser)
         try:
             first = await transport.send(request(url))
             await anyio.sleep(seconds)
@@ -145,7 +153,7 @@ def _with_pause(flavour: str, url: str, seconds: float) -> list[HttpResponse | T
         finally:
             await transport.aclose()
 
-    return anyio.run(main, backend=flavour)
+    return anyio.run(main, backend=runtime(flavour))
 
 
 @pytest.mark.parametrize(
@@ -206,17 +214,18 @@ def test_redirects_are_not_followed(flavour: str) -> None:
 def test_the_sync_transport_ends_a_hanging_exchange_at_its_deadline() -> None:
     with LoopbackReceiver() as rx:
         rx.route("/hook", Hang(5.0))
-        (answer,) = Client("sync").run(request(rx.url("/hook"), timeout=0.3))
+        (answer,) = Client("sync-llhttp").run(request(rx.url("/hook"), timeout=0.3))
         assert failed(answer) is Outcome.TIMEOUT
 
 
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
-def test_a_cancelled_exchange_closes_its_connection(backend: str) -> None:
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_cancelled_exchange_closes_its_connection(backend: str, parser: str) -> None:
     with LoopbackReceiver() as rx:
         rx.route("/slow", Hang(5.0))
 
         async def main() -> HttpResponse:
-            transport = H11Transport(policy=LOOPBACK)
+            transport = H11Transport(policy=LOOPBACK, parser=parser)
             try:
                 await transport.send(request(rx.url("/fast")))
                 with anyio.move_on_after(0.2):
@@ -249,7 +258,9 @@ class Resolutions:
 
 
 def with_resolver(flavour: str, resolver: Resolutions, **options: Any) -> Client:
-    return Client(flavour, resolver=resolver.sync if flavour == "sync" else resolver, **options)
+    return Client(
+        flavour, resolver=resolver.sync if runtime(flavour) == "sync" else resolver, **options
+    )
 
 
 def test_names_are_resolved_once_per_connection_through_the_resolver(flavour: str) -> None:
@@ -281,7 +292,7 @@ def test_a_resolver_refusal_is_a_connect_error(
     async def resolve(host: str, port: int) -> list[str]:
         return answer(host, port)
 
-    client = Client(flavour, resolver=answer if flavour == "sync" else resolve)
+    client = Client(flavour, resolver=answer if runtime(flavour) == "sync" else resolve)
     (result,) = client.run(request("https://hooks.invalid/hook"))
     assert failed(result) is Outcome.CONNECT_ERROR
 

@@ -1,14 +1,15 @@
-"""Lean HTTP/1.1 transports on h11: async (asyncio protocols, trio streams) and blocking sockets.
+"""Lean HTTP/1.1 transports: async (asyncio protocols, trio streams) and blocking sockets.
 
 Theory of operation
 -------------------
 A webhook POST is one small request and one small answer, so these transports
 do only that: parse the URL once (cached), take an idle keep-alive connection
 to the origin (scheme, host, port) from the pool or open a new one, write the
-request in one send, and feed what comes back to h11 until the response ends
-or ``body_limit`` bytes of body have been read. A connection goes back to the
-pool only when h11 says both sides finished cleanly; any error, a cut-off
-body, a cancelled exchange or ``Connection: close`` closes it.
+request in one send, and feed what comes back to the connection's ``Wire``
+(``transports.wire``: llhttp by default, or h11) until the response ends or
+``body_limit`` bytes of body have been read. A connection goes back to the
+pool only after a whole response with keep-alive; any error, a cut-off body,
+a cancelled exchange or ``Connection: close`` closes it.
 
 Opening a connection resolves the host once, through ``resolver(host, port)``
 (an outbound address guard plugs in here: it returns only the addresses it
@@ -25,7 +26,7 @@ a response head larger than ``header_limit`` → protocol error. The async
 drivers enforce the total deadline around ``send``; the sync transport bounds
 every socket wait by the time left before it, like ``HttpxSyncTransport``.
 
-Under asyncio a connection is an ``asyncio.Protocol`` that feeds h11 as the
+Under asyncio a connection is an ``asyncio.Protocol`` that feeds the wire as the
 event loop reads and wakes the exchange once; under trio it is an anyio
 stream. Idle connections are dropped after ``keepalive_expiry`` seconds
 (below the 5 s idle timeout of Node.js servers) and checked for a hang-up
@@ -46,17 +47,15 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
-import attrs
-import h11
 import sniffio
 from anyio.streams.tls import TLSStream
 
 from transports.guard import BlockedAddress, OutboundPolicy, resolve_vetted, resolve_vetted_sync
 from transports.http import BODY_LIMIT, HttpResponse, TransportError, classify
+from transports.wire import Target, Wire, closed_error, make_wire, parse_target
 from webhook_core import HttpRequest, Outcome
 
 HEADER_LIMIT = 64 * 1024
@@ -68,41 +67,6 @@ C = TypeVar("C")
 R = TypeVar("R")
 AsyncResolver = Callable[[str, int], Awaitable[list[str]]]
 SyncResolver = Callable[[str, int], list[str]]
-
-
-@attrs.frozen
-class Target:
-    """Where a URL's request goes: the origin, the Host header and the request target."""
-
-    scheme: str
-    host: str
-    port: int
-    host_header: str
-    path: str
-
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        """The key connections are pooled by."""
-        return (self.scheme, self.host, self.port)
-
-
-@functools.lru_cache(maxsize=65_536)
-def parse_target(url: str) -> Target:
-    """Split an endpoint URL into the parts a request needs; ``TransportError`` if it cannot be."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise TransportError(Outcome.CONNECT_ERROR, f"invalid URL {url!r}: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise TransportError(Outcome.CONNECT_ERROR, f"unsupported URL {url!r}")
-    host = parts.hostname
-    default = 443 if scheme == "https" else 80
-    shown = f"[{host}]" if ":" in host else host
-    host_header = shown if port in (None, default) else f"{shown}:{port}"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(scheme, host, port or default, host_header, path)
 
 
 def ssl_context(verify: ssl.SSLContext | str | bool = True) -> ssl.SSLContext:
@@ -117,109 +81,11 @@ def ssl_context(verify: ssl.SSLContext | str | bool = True) -> ssl.SSLContext:
     return context
 
 
-def _closed_error() -> TransportError:
-    return TransportError(
-        Outcome.NETWORK_ERROR, "RemoteProtocolError: server disconnected without a complete answer"
-    )
-
-
-_STAND_IN_POST = h11.Request(
-    method="POST", target="/", headers=[("Host", "-"), ("Content-Length", "0")]
-)
-_END = h11.EndOfMessage()
-
-
-class Wire:
-    """The h11 side of one connection: request bytes out, a response in. No I/O."""
-
-    def __init__(self, header_limit: int, body_limit: int) -> None:
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=header_limit)
-        self._header_limit = header_limit
-        self._body_limit = body_limit
-        self._status = 0
-        self._headers: tuple[tuple[str, str], ...] = ()
-        self._body: list[bytes] = []
-        self._size = 0
-
-    def request(self, target: Target, request: HttpRequest) -> bytes:
-        """The bytes of ``request`` to ``target``, and h11 ready for its answer.
-
-        h11 is told a stand-in POST was sent (reading the answer depends only
-        on the method and the framing); the bytes themselves are written here,
-        because h11's re-validation of every header costs more than the rest
-        of the exchange. Names and values were checked when the endpoint was
-        registered; a CR or LF that got through anyway is refused here.
-        """
-        conn = self._h11
-        conn.send(_STAND_IN_POST)
-        conn.send(_END)
-        lines = [
-            f"POST {target.path} HTTP/1.1",
-            f"Host: {target.host_header}",
-            f"Content-Length: {len(request.body)}",
-            *[f"{name}: {value}" for name, value in request.headers],
-        ]
-        head = "\r\n".join(lines)
-        if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
-            raise TransportError(Outcome.PROTOCOL_ERROR, "a request header holds CR or LF")
-        try:
-            return (head + "\r\n\r\n").encode("latin-1") + request.body
-        except UnicodeEncodeError as exc:
-            raise TransportError(
-                Outcome.PROTOCOL_ERROR, f"a request header is not latin-1: {exc}"
-            ) from None
-
-    def feed(self, data: bytes) -> HttpResponse | None:
-        """Take bytes received (``b""`` at end of stream); the response once it is complete."""
-        conn = self._h11
-        if not data and conn.their_state is h11.SEND_RESPONSE:
-            raise _closed_error()
-        conn.receive_data(data)
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                return None
-            if isinstance(event, h11.Response):
-                if sum(len(n) + len(v) + 4 for n, v in event.headers) > self._header_limit:
-                    raise TransportError(
-                        Outcome.PROTOCOL_ERROR,
-                        f"response head larger than {self._header_limit} bytes",
-                    )
-                self._status = event.status_code
-                self._headers = tuple(
-                    (name.decode("latin-1"), value.decode("latin-1"))
-                    for name, value in event.headers
-                )
-            elif isinstance(event, h11.Data):
-                self._body.append(event.data)
-                self._size += len(event.data)
-                if self._size >= self._body_limit:
-                    return self._response()
-            elif isinstance(event, h11.EndOfMessage):
-                return self._response()
-            elif isinstance(event, h11.ConnectionClosed):
-                raise _closed_error()
-
-    def _response(self) -> HttpResponse:
-        body = b"".join(self._body)[: self._body_limit]
-        self._body = []
-        self._size = 0
-        return HttpResponse(self._status, self._headers, body)
-
-    def reuse(self) -> bool:
-        """Get ready for the next exchange; False if the connection cannot carry one."""
-        conn = self._h11
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-            return True
-        return False
-
-
 def _classify(exc: BaseException, connecting: bool) -> TransportError:
     if isinstance(exc, TransportError):
         return exc
     if isinstance(exc, anyio.EndOfStream | anyio.BrokenResourceError) and not connecting:
-        return _closed_error()
+        return closed_error()
     error = classify(exc)
     if connecting and error.kind is Outcome.NETWORK_ERROR:
         return TransportError(Outcome.CONNECT_ERROR, error.detail)
@@ -291,7 +157,7 @@ class _Idle(Generic[C]):
 
 
 class _H11Client(Generic[C, R]):
-    """The settings and the idle pool both h11 transports share.
+    """The settings and the idle pool both lean transports share.
 
     ``policy``: the outbound guard's settings (default: public addresses over
     https only). ``verify``: certificate checks with the policy's CAs
@@ -302,7 +168,8 @@ class _H11Client(Generic[C, R]):
     connection.
     At most ``max_idle`` idle connections are kept, each for up to
     ``keepalive_expiry`` seconds; responses are read up to ``body_limit``
-    bytes of body and ``header_limit`` bytes of head.
+    bytes of body and ``header_limit`` bytes of head, by ``parser``:
+    ``"llhttp"`` (C, through httptools; the default) or ``"h11"`` (pure Python).
     """
 
     def __init__(
@@ -315,7 +182,10 @@ class _H11Client(Generic[C, R]):
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
         body_limit: int = BODY_LIMIT,
         header_limit: int = HEADER_LIMIT,
+        parser: str = "llhttp",
     ) -> None:
+        make_wire(parser, header_limit, body_limit)
+        self.parser = parser
         self.body_limit = body_limit
         self.header_limit = header_limit
         self.policy = policy or OutboundPolicy()
@@ -343,7 +213,7 @@ class _H11Client(Generic[C, R]):
         return target
 
     def _wire(self) -> Wire:
-        return Wire(self.header_limit, self.body_limit)
+        return make_wire(self.parser, self.header_limit, self.body_limit)
 
 
 class _StreamConnection:
@@ -365,7 +235,7 @@ class _StreamConnection:
                 response = self.wire.feed(data)
                 if response is not None:
                     return response
-        except (OSError, h11.ProtocolError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+        except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
             raise _classify(exc, connecting=False) from exc
 
     def hung_up(self) -> bool:
@@ -379,7 +249,7 @@ class _StreamConnection:
 class _ProtocolConnection(asyncio.Protocol):
     """A connection as an asyncio protocol (used under asyncio).
 
-    Bytes are fed to h11 as the event loop reads them and the waiting
+    Bytes are fed to the wire as the event loop reads them and the waiting
     exchange is woken once, with the response or the error: no per-read
     wake-ups, and anything that arrives while the connection is idle (a
     close, stray bytes) marks it unusable at once.
@@ -407,7 +277,7 @@ class _ProtocolConnection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(
-                _classify(exc, connecting=False) if exc is not None else _closed_error()
+                _classify(exc, connecting=False) if exc is not None else closed_error()
             )
 
     def _feed(self, data: bytes) -> None:
@@ -417,7 +287,7 @@ class _ProtocolConnection(asyncio.Protocol):
             return
         try:
             response = self.wire.feed(data)
-        except (TransportError, h11.ProtocolError) as exc:
+        except TransportError as exc:
             waiter.set_exception(_classify(exc, connecting=False))
             return
         if response is not None:
@@ -445,12 +315,12 @@ _AsyncConnection = _StreamConnection | _ProtocolConnection
 
 
 class H11Transport(_H11Client[_AsyncConnection, AsyncResolver]):
-    """Async HTTP/1.1 transport on h11 (trio and asyncio).
+    """Async lean HTTP/1.1 transport (trio and asyncio).
 
     Under asyncio a connection is an asyncio protocol; under trio, an anyio
     stream. Settings (all keyword): ``verify``, ``resolver`` (an async
     callable), ``max_idle``, ``keepalive_expiry``, ``body_limit``,
-    ``header_limit``; see the module docstring. The driver bounds ``send``
+    ``header_limit``, ``parser``; see the module docstring. The driver bounds ``send``
     by the total deadline; a cancelled exchange closes its connection.
     """
 
@@ -565,7 +435,7 @@ def _left(deadline: float) -> float:
 
 
 class H11SyncTransport(_H11Client[_SyncConnection, SyncResolver]):
-    """Blocking HTTP/1.1 transport on h11 over sockets, for the threaded driver (thread-safe).
+    """Blocking lean HTTP/1.1 transport over sockets, for the threaded driver (thread-safe).
 
     Takes the same settings as ``H11Transport``, with a blocking ``resolver``.
     The whole exchange (connect, TLS, send, response head and body) ends
@@ -610,7 +480,7 @@ class H11SyncTransport(_H11Client[_SyncConnection, SyncResolver]):
                     return response
         except TimeoutError as exc:
             raise TransportError(Outcome.TIMEOUT, f"no complete response in time: {exc}") from exc
-        except (OSError, h11.ProtocolError) as exc:
+        except OSError as exc:
             raise _classify(exc, connecting=False) from exc
 
     def _checkout(self, target: Target, deadline: float) -> _SyncConnection:
