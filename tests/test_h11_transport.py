@@ -219,6 +219,33 @@ def test_the_sync_transport_ends_a_hanging_exchange_at_its_deadline() -> None:
 
 
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
+@pytest.mark.parametrize("pooled", [True, False], ids=["pooled", "new-connection"])
+def test_the_async_transport_ends_a_hanging_exchange_at_its_deadline(
+    backend: str, pooled: bool
+) -> None:
+    with LoopbackReceiver() as rx:
+        rx.route("/slow", Hang(5.0))
+
+        async def main() -> tuple[TransportError, HttpResponse]:
+            transport = H11Transport(policy=LOOPBACK)
+            try:
+                if pooled:
+                    await transport.send(request(rx.url("/fast")))
+                with pytest.raises(TransportError) as caught:
+                    await transport.send(request(rx.url("/slow"), timeout=0.3))
+                return caught.value, await transport.send(request(rx.url("/fast")))
+            finally:
+                await transport.aclose()
+
+        error, after = anyio.run(main, backend=backend)
+        assert error.kind is Outcome.TIMEOUT
+        assert error.detail == "no complete response within 0.3 s"
+        assert after.status == 200
+        *_, timed_out, next_one = [r.connection_id for r in rx.requests]
+        assert timed_out != next_one
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
 @pytest.mark.parametrize("parser", PARSERS)
 def test_a_cancelled_exchange_closes_its_connection(backend: str, parser: str) -> None:
     with LoopbackReceiver() as rx:

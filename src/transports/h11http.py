@@ -54,7 +54,7 @@ import sniffio
 from anyio.streams.tls import TLSStream
 
 from transports.guard import BlockedAddress, OutboundPolicy, resolve_vetted, resolve_vetted_sync
-from transports.http import BODY_LIMIT, HttpResponse, TransportError, classify
+from transports.http import BODY_LIMIT, HttpResponse, TransportError, classify, timeout_error
 from transports.wire import Target, Wire, closed_error, make_wire, parse_target
 from webhook_core import HttpRequest, Outcome
 
@@ -293,14 +293,21 @@ class _ProtocolConnection(asyncio.Protocol):
         if response is not None:
             waiter.set_result(response)
 
-    async def exchange(self, payload: bytes) -> HttpResponse:
+    async def exchange(self, payload: bytes, deadline: float, timeout: float) -> HttpResponse:
+        """Write ``payload``; the response, or a timeout error at ``deadline`` (loop time)."""
         assert self._transport is not None
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[HttpResponse] = loop.create_future()
+        self._waiter = waiter
         try:
             self._transport.write(payload)
         except (OSError, RuntimeError) as exc:
             raise _classify(exc, connecting=False) from exc
-        return await self._waiter
+        timer = loop.call_at(deadline, _expire, waiter, timeout)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
 
     def hung_up(self) -> bool:
         return self._unusable or self._transport is None or self._transport.is_closing()
@@ -309,6 +316,11 @@ class _ProtocolConnection(asyncio.Protocol):
         self._unusable = True
         if self._transport is not None:
             self._transport.close()
+
+
+def _expire(waiter: asyncio.Future[HttpResponse], timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(timeout_error(timeout))
 
 
 _AsyncConnection = _StreamConnection | _ProtocolConnection
@@ -320,9 +332,12 @@ class H11Transport(_H11Client[_AsyncConnection, AsyncResolver]):
     Under asyncio a connection is an asyncio protocol; under trio, an anyio
     stream. Settings (all keyword): ``verify``, ``resolver`` (an async
     callable), ``max_idle``, ``keepalive_expiry``, ``body_limit``,
-    ``header_limit``, ``parser``; see the module docstring. The driver bounds ``send``
-    by the total deadline; a cancelled exchange closes its connection.
+    ``header_limit``, ``parser``; see the module docstring. ``send`` keeps
+    the request's total deadline itself (``keeps_deadline``); a cancelled
+    exchange closes its connection.
     """
+
+    keeps_deadline = True
 
     def _guarded_resolver(self) -> AsyncResolver:
         policy = self.policy
@@ -333,27 +348,49 @@ class H11Transport(_H11Client[_AsyncConnection, AsyncResolver]):
         return resolve
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        """POST ``request``; the status, headers and up to ``body_limit`` bytes of body."""
+        """POST ``request``; the status, headers and up to ``body_limit`` bytes of body.
+
+        The whole exchange ends within ``request.timeout``: past it, ``send``
+        raises a ``TransportError`` of kind ``timeout``. On a pooled asyncio
+        connection one timer keeps that deadline; otherwise a cancel scope.
+        """
         target = self._target(request.url)
-        conn = await self._checkout(target)
+        conn = await self._idle_connection(target)
+        if isinstance(conn, _ProtocolConnection):
+            deadline = asyncio.get_running_loop().time() + request.timeout
+            return await self._exchange(conn, target, request, deadline)
+        deadline = anyio.current_time() + request.timeout
+        with anyio.CancelScope(deadline=deadline):
+            if conn is None:
+                conn = await self._connect(target)
+            return await self._exchange(conn, target, request, deadline)
+        raise timeout_error(request.timeout)
+
+    async def _exchange(
+        self, conn: _AsyncConnection, target: Target, request: HttpRequest, deadline: float
+    ) -> HttpResponse:
         done = False
         try:
-            response = await conn.exchange(conn.wire.request(target, request))
+            payload = conn.wire.request(target, request)
+            if isinstance(conn, _ProtocolConnection):
+                response = await conn.exchange(payload, deadline, request.timeout)
+            else:
+                response = await conn.exchange(payload)
             done = True
             return response
         finally:
             if not (done and conn.wire.reuse() and self._idle.put(target.origin, conn)):
                 await conn.aclose()
 
-    async def _checkout(self, target: Target) -> _AsyncConnection:
+    async def _idle_connection(self, target: Target) -> _AsyncConnection | None:
+        """A pooled connection to ``target``'s origin that is still open, if there is one."""
         conn, stale = self._idle.take(target.origin)
         for old in stale:
             await old.aclose()
-        if conn is not None:
-            if not conn.hung_up():
-                return conn
+        if conn is not None and conn.hung_up():
             await conn.aclose()
-        return await self._connect(target)
+            return None
+        return conn
 
     async def _connect(self, target: Target) -> _AsyncConnection:
         tls = self._ssl if target.scheme == "https" else None

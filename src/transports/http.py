@@ -75,8 +75,12 @@ def attempt_result(
 
 def timeout_result(started: float, ended: float, timeout: float) -> tuple[AttemptResult, bytes]:
     """The core's view of an exchange cut off at its total deadline."""
-    reason = f"no complete response within {timeout:g} s"
-    return AttemptResult(started, ended, error_kind=Outcome.TIMEOUT, error=reason), b""
+    return attempt_result(started, ended, timeout_error(timeout))
+
+
+def timeout_error(timeout: float) -> TransportError:
+    """The error of an exchange cut off at its total deadline of ``timeout`` seconds."""
+    return TransportError(Outcome.TIMEOUT, f"no complete response within {timeout:g} s")
 
 
 class TransportError(Exception):
@@ -89,7 +93,12 @@ class TransportError(Exception):
 
 
 class AsyncHttpTransport(Protocol):
-    """An async HTTP client the drivers can deliver through."""
+    """An async HTTP client the drivers can deliver through.
+
+    The drivers bound ``send`` by the request's total deadline with a cancel
+    scope, unless the transport has ``keeps_deadline = True``: its ``send``
+    then raises ``TransportError`` of kind ``timeout`` by the deadline itself.
+    """
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request``; raise ``TransportError`` for anything but an HTTP response."""

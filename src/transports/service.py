@@ -94,6 +94,12 @@ async def send_with_deadline(
     """Send ``request`` under its total deadline; the core's view of the result, and the body."""
     started = clock.now()
     response: HttpResponse | TransportError | None = None
+    if getattr(http, "keeps_deadline", False):
+        try:
+            response = await http.send(request)
+        except TransportError as exc:
+            response = exc
+        return attempt_result(started, clock.now(), response)
     with anyio.CancelScope(deadline=anyio.current_time() + request.timeout) as deadline:
         try:
             response = await http.send(request)
