@@ -16,7 +16,7 @@ runs every shape (``benchmarks.workload``), each in its own forked process
 * baselines (``benchmarks.baselines``): naive ``httpx.AsyncClient`` and
   ``aiohttp`` with ``asyncio.gather``, naive ``httpx.Client`` on threads;
 * ours (``benchmarks.drivers``): the asyncio, trio and threaded drivers on
-  every registered store, sending through the h11 transport; with
+  every registered store, sending through the lean HTTP/1.1 transport; with
   ``--diagnostics`` also asyncio on memory through httpx and through a null
   transport (no network: the driver's own ceiling).
 
@@ -58,7 +58,7 @@ class Row:
     label: str
     driver: str | None = None
     store: str = "memory"
-    transport: str = "h11"
+    transport: str = "http1"
 
 
 def all_rows(diagnostics: bool) -> list[Row]:
@@ -144,7 +144,7 @@ def _import_everything() -> None:
     import trio  # noqa: F401
 
     import benchmarks.diagnostics  # noqa: F401
-    import transports.h11http
+    import transports.http1
     import transports.service
     import transports.threaded  # noqa: F401
 

@@ -5,7 +5,7 @@ it shows the ceiling of the driver's own machinery (publish, claim, queue,
 core lifecycle, signing, writer) with no HTTP cost at all.
 
 ``profile_row`` runs one of our rows in this process under cProfile, prints
-own time grouped by package (``webhook_core``, ``transports``, ``h11``,
+own time grouped by package (``webhook_core``, ``transports``, ``httptools``,
 ``anyio``, ``asyncio``, ...) and the top functions, then runs it again under
 pyinstrument (if installed) for the call tree.
 """

@@ -1,4 +1,4 @@
-"""Our drivers as benchmark rows: each driver on each registered store, through the h11 transport.
+"""Our drivers as benchmark rows: each driver on each registered store, lean HTTP/1.1 transport.
 
 Endpoints are created in the store and marked active before the service
 starts (no handshakes are sent), the clock starts at the first ``publish``,
@@ -31,7 +31,7 @@ from webhook_core import DeliveryState, RetryPolicy
 ASYNC_IN_FLIGHT = 64
 THREADED_IN_FLIGHT = 32
 DRIVERS = ("asyncio", "trio", "threads")
-TRANSPORTS = ("h11", "httpx", "null")
+TRANSPORTS = ("http1", "httpx", "null")
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ async def run_async(store: Store, shape: Shape, transport: str) -> dict[str, Any
     from benchmarks.diagnostics import NullTransport
     from transports.service import WebhookService
 
-    # "h11" and "httpx" are made by the service, with its outbound policy.
+    # "http1" and "httpx" are made by the service, with its outbound policy.
     http = NullTransport() if transport == "null" else transport
     async with WebhookService(store, http=http, **_options(shape, ASYNC_IN_FLIGHT)) as hooks:
         timing = Timing(store, shape, hooks.clock.now())

@@ -45,6 +45,7 @@ FORBIDDEN = frozenset(
         "httpx",
         "httpcore",
         "h11",
+        "httptools",
         "aiohttp",
         "sqlite3",
         "psycopg",

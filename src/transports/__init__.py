@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from transports.clocks import AnyioClock, Clock, SystemClock, VirtualClock
 from transports.config import DriverConfig
 from transports.guard import BlockedAddress, OutboundPolicy, resolve_vetted, resolve_vetted_sync
-from transports.h11http import H11SyncTransport, H11Transport
 from transports.http import (
     AsyncHttpTransport,
     HttpResponse,
@@ -19,6 +18,7 @@ from transports.http import (
     SyncHttpTransport,
     TransportError,
 )
+from transports.http1 import Http1SyncTransport, Http1Transport
 from transports.memory import MemoryStore
 from transports.operations import (
     NotFound,
@@ -65,8 +65,8 @@ __all__ = [
     "DeliveryFilter",
     "DriverConfig",
     "DuplicateEvent",
-    "H11SyncTransport",
-    "H11Transport",
+    "Http1SyncTransport",
+    "Http1Transport",
     "HttpResponse",
     "HttpxSyncTransport",
     "HttpxTransport",

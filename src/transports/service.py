@@ -44,7 +44,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from transports import operations
 from transports.clocks import AnyioClock, Clock
 from transports.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
-from transports.h11http import H11Transport
 from transports.http import (
     AsyncHttpTransport,
     HttpResponse,
@@ -53,6 +52,7 @@ from transports.http import (
     attempt_result,
     timeout_result,
 )
+from transports.http1 import Http1Transport
 from transports.ids import new_id
 from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
 from webhook_core import (
@@ -114,7 +114,7 @@ class WebhookService(DriverConfig):
     """Sends webhooks from inside a trio or asyncio application.
 
     ``store`` defaults to the SQLite file ``webhooks.db`` (or ``$WEBHOOKS_DB``);
-    ``http`` to an httpx transport (``http="h11"`` picks the lean h11
+    ``http`` to an httpx transport (``http="http1"`` picks the lean HTTP/1.1
     transport; either is made with the service's outbound policy, while a
     transport you pass keeps its own);
     ``clock`` to the event loop's clock anchored at the real time (virtual under
@@ -162,8 +162,8 @@ class WebhookService(DriverConfig):
             on_endpoint_disabled=on_endpoint_disabled,
         )
         self._http_choice = http if isinstance(http, str) else "httpx"
-        if self._http_choice not in ("httpx", "h11"):
-            raise ConfigError(f"http must be a transport, 'httpx' or 'h11', not {http!r}")
+        if self._http_choice not in ("httpx", "http1"):
+            raise ConfigError(f"http must be a transport, 'httpx' or 'http1', not {http!r}")
         self._http = None if isinstance(http, str) else http
         self._owns_http = self._http is None
         self._clock = clock
@@ -198,8 +198,8 @@ class WebhookService(DriverConfig):
             self._clock = AnyioClock()
         if self._http is None:
             self._http = (
-                H11Transport(policy=self.outbound)
-                if self._http_choice == "h11"
+                Http1Transport(policy=self.outbound)
+                if self._http_choice == "http1"
                 else HttpxTransport(policy=self.outbound)
             )
         self._stopping = False

@@ -46,7 +46,6 @@ from typing import Any, ParamSpec, TypeVar
 from transports import operations
 from transports.clocks import Clock, SystemClock, VirtualClock
 from transports.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
-from transports.h11http import H11SyncTransport
 from transports.http import (
     HttpResponse,
     HttpxSyncTransport,
@@ -55,6 +54,7 @@ from transports.http import (
     attempt_result,
     timeout_result,
 )
+from transports.http1 import Http1SyncTransport
 from transports.ids import new_id
 from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
 from webhook_core import (
@@ -116,7 +116,7 @@ class ThreadedWebhookService(DriverConfig):
     """Sends webhooks from a program without an event loop, on threads.
 
     ``store`` defaults to the SQLite file ``webhooks.db`` (or ``$WEBHOOKS_DB``);
-    ``http`` to an ``HttpxSyncTransport`` (``http="h11"``: ``H11SyncTransport``;
+    ``http`` to an ``HttpxSyncTransport`` (``http="http1"``: ``Http1SyncTransport``;
     either made with the service's outbound policy, while a transport you pass
     keeps its own); ``clock`` to the system clock (``VirtualClock`` in
     tests). The sender's methods mirror ``WebhookService``'s, synchronously.
@@ -164,8 +164,8 @@ class ThreadedWebhookService(DriverConfig):
         )
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._http_choice = http if isinstance(http, str) else "httpx"
-        if self._http_choice not in ("httpx", "h11"):
-            raise ConfigError(f"http must be a transport, 'httpx' or 'h11', not {http!r}")
+        if self._http_choice not in ("httpx", "http1"):
+            raise ConfigError(f"http must be a transport, 'httpx' or 'http1', not {http!r}")
         self._http = None if isinstance(http, str) else http
         self._owns_http = self._http is None
         self._store_lock = threading.Lock()
@@ -209,8 +209,8 @@ class ThreadedWebhookService(DriverConfig):
                     raise RuntimeError("the service is already running")
                 if self._http is None:
                     self._http = (
-                        H11SyncTransport(policy=self.outbound)
-                        if self._http_choice == "h11"
+                        Http1SyncTransport(policy=self.outbound)
+                        if self._http_choice == "http1"
                         else HttpxSyncTransport(policy=self.outbound)
                     )
                 self._stopping = self._wake = self._writer_told = False

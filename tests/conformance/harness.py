@@ -27,7 +27,7 @@ from webhook_core import Endpoint, EndpointState
 
 DRIVERS = ("trio", "asyncio", "threads")
 STORES = ("memory", "sqlite", "postgres")
-TRANSPORTS = ("httpx", "h11")
+TRANSPORTS = ("httpx", "http1")
 
 
 def make_store(kind: str, directory: Path) -> Store:

@@ -15,8 +15,8 @@ import pytest
 import trustme
 
 from transports.guard import OutboundPolicy
-from transports.h11http import H11SyncTransport, H11Transport
 from transports.http import HttpResponse, TransportError
+from transports.http1 import Http1SyncTransport, Http1Transport
 from transports.testing import (
     LOOPBACK_NETWORKS,
     CloseWithoutResponse,
@@ -59,14 +59,14 @@ class Client:
     def run(self, *requests: HttpRequest) -> list[HttpResponse | TransportError]:
         """Send ``requests`` in order over one transport; each response or error."""
         if self.flavour == "sync":
-            sync = H11SyncTransport(**{"policy": LOOPBACK, **self.options})
+            sync = Http1SyncTransport(**{"policy": LOOPBACK, **self.options})
             try:
                 return [_catch(lambda r=r: sync.send(r)) for r in requests]
             finally:
                 sync.close()
 
         async def main() -> list[HttpResponse | TransportError]:
-            transport = H11Transport(**{"policy": LOOPBACK, **self.options})
+            transport = Http1Transport(**{"policy": LOOPBACK, **self.options})
             out: list[HttpResponse | TransportError] = []
             try:
                 for r in requests:
@@ -136,7 +136,7 @@ def _with_pause(flavour: str, url: str, seconds: float) -> list[HttpResponse | T
     if runtime(flavour) == "sync":
         import time
 
-        sync = H11SyncTransport(policy=LOOPBACK, parser=parser)
+        sync = Http1SyncTransport(policy=LOOPBACK, parser=parser)
         try:
             first = _catch(lambda: sync.send(request(url)))
             time.sleep(seconds)
@@ -145,7 +145,7 @@ def _with_pause(flavour: str, url: str, seconds: float) -> list[HttpResponse | T
             sync.close()
 
     async def main() -> list[HttpResponse | TransportError]:
-        transport = H11Transport(policy=LOOPBACK, parser=parser)
+        transport = Http1Transport(policy=LOOPBACK, parser=parser)
         try:
             first = await transport.send(request(url))
             await anyio.sleep(seconds)
@@ -227,7 +227,7 @@ def test_the_async_transport_ends_a_hanging_exchange_at_its_deadline(
         rx.route("/slow", Hang(5.0))
 
         async def main() -> tuple[TransportError, HttpResponse]:
-            transport = H11Transport(policy=LOOPBACK)
+            transport = Http1Transport(policy=LOOPBACK)
             try:
                 if pooled:
                     await transport.send(request(rx.url("/fast")))
@@ -252,7 +252,7 @@ def test_a_cancelled_exchange_closes_its_connection(backend: str, parser: str) -
         rx.route("/slow", Hang(5.0))
 
         async def main() -> HttpResponse:
-            transport = H11Transport(policy=LOOPBACK, parser=parser)
+            transport = Http1Transport(policy=LOOPBACK, parser=parser)
             try:
                 await transport.send(request(rx.url("/fast")))
                 with anyio.move_on_after(0.2):

@@ -156,7 +156,7 @@ class _Idle(Generic[C]):
             return conns
 
 
-class _H11Client(Generic[C, R]):
+class _Http1Client(Generic[C, R]):
     """The settings and the idle pool both lean transports share.
 
     ``policy``: the outbound guard's settings (default: public addresses over
@@ -326,7 +326,7 @@ def _expire(waiter: asyncio.Future[HttpResponse], timeout: float) -> None:
 _AsyncConnection = _StreamConnection | _ProtocolConnection
 
 
-class H11Transport(_H11Client[_AsyncConnection, AsyncResolver]):
+class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
     """Async lean HTTP/1.1 transport (trio and asyncio).
 
     Under asyncio a connection is an asyncio protocol; under trio, an anyio
@@ -471,10 +471,10 @@ def _left(deadline: float) -> float:
     return left
 
 
-class H11SyncTransport(_H11Client[_SyncConnection, SyncResolver]):
+class Http1SyncTransport(_Http1Client[_SyncConnection, SyncResolver]):
     """Blocking lean HTTP/1.1 transport over sockets, for the threaded driver (thread-safe).
 
-    Takes the same settings as ``H11Transport``, with a blocking ``resolver``.
+    Takes the same settings as ``Http1Transport``, with a blocking ``resolver``.
     The whole exchange (connect, TLS, send, response head and body) ends
     within the request's ``timeout``: every socket wait is bounded by the time
     left. Name resolution is the one wait the deadline cannot bound.
