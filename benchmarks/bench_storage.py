@@ -52,6 +52,7 @@ from typing import Any
 import anyio
 
 from benchmarks.diagnostics import NullTransport
+from benchmarks.postgres import PG_URL, postgres_reachable
 from benchmarks.receiver import Receiver, mark_active
 from transports import operations
 from transports.memory import MemoryStore
@@ -61,7 +62,6 @@ from transports.store import DeliveryFilter, Store
 from transports.testing import LOOPBACK_NETWORKS
 from webhook_core import DeliveryState, platform_catalog
 
-PG_URL = os.environ.get("WEBHOOKS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 FAN_OUT = 10
 CATALOG = platform_catalog()
 DATA = {"message_id": "msg_1", "channel": "sms", "to": "+919876543210", "status": "sent"}
@@ -320,16 +320,6 @@ def million(seconds: float) -> dict[str, Any]:
 
 
 # -- the table -------------------------------------------------------------------
-
-
-def postgres_reachable() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return True
-    except Exception:
-        return False
 
 
 def best(fn: Callable[[], float], repeat: int) -> float:
