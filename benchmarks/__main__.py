@@ -223,12 +223,11 @@ def _ratio_target(row: str, baseline: str, least: float) -> Callable[..., tuple[
 
 
 def _fanout_target(best: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, bool] | None:
-    found = [
-        (driver, best[(f"{driver}+sqlite", "fanout")].get("publish"))
-        for driver in DRIVERS
-        if (f"{driver}+sqlite", "fanout") in best
-    ]
-    found = [(d, p) for d, p in found if p is not None]
+    found: list[tuple[str, float]] = []
+    for driver in DRIVERS:
+        publish = best.get((f"{driver}+sqlite", "fanout"), {}).get("publish")
+        if publish is not None:
+            found.append((driver, publish))
     if not found:
         return None
     return ", ".join(f"{d} {p:.3f} s" for d, p in found), all(p < 0.5 for _, p in found)

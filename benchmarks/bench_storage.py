@@ -89,11 +89,11 @@ def opened(kind: str) -> Iterator[Store]:
         from transports.postgres import PostgresStore
 
         schema = f"bench_{secrets.token_hex(4)}"
-        store = PostgresStore(PG_URL, schema=schema)
+        pg_store = PostgresStore(PG_URL, schema=schema)
         try:
-            yield store
+            yield pg_store
         finally:
-            store.close()
+            pg_store.close()
             with psycopg.connect(PG_URL, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
