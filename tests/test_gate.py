@@ -150,7 +150,7 @@ def test_bad_gate_settings_are_named(options: dict[str, float], message: str) ->
 
 
 def test_defer_moves_a_waiting_delivery_without_using_an_attempt() -> None:
-    d = new_delivery("dlv_1", EVENT, ENDPOINT, 0.0)
+    d = new_delivery("dlv_1", EVENT.id, ENDPOINT.id, 0.0)
     later, effects = delivery_machine.apply(d, Defer(1.0, 31.0, "held back"), POLICY)
     assert later.state is DeliveryState.PENDING and later.next_attempt_at == 31.0
     assert later.attempts == () and later.reason == "held back" and effects == ()
@@ -161,10 +161,10 @@ def test_defer_moves_a_waiting_delivery_without_using_an_attempt() -> None:
 
 def test_begin_attempt_defers_what_the_gate_holds_back() -> None:
     gate = EndpointGate(GatePolicy(max_in_flight=1, initial_window=1))
-    d = new_delivery("dlv_1", EVENT, ENDPOINT, 0.0)
+    d = new_delivery("dlv_1", EVENT.id, ENDPOINT.id, 0.0)
     first, request = begin_attempt(d, EVENT, ENDPOINT, 0.0, POLICY, gate=gate)
     assert request is not None and first.state is DeliveryState.IN_FLIGHT
-    other = new_delivery("dlv_2", EVENT, ENDPOINT, 0.0)
+    other = new_delivery("dlv_2", EVENT.id, ENDPOINT.id, 0.0)
     held, nothing = begin_attempt(other, EVENT, ENDPOINT, 0.0, POLICY, gate=gate)
     assert nothing is None and held.state is DeliveryState.PENDING
     assert held.next_attempt_at == pytest.approx(0.1)
@@ -172,7 +172,7 @@ def test_begin_attempt_defers_what_the_gate_holds_back() -> None:
 
 
 def test_begin_attempt_sends_nothing_when_the_lease_is_too_short() -> None:
-    d = new_delivery("dlv_1", EVENT, ENDPOINT, 0.0)
+    d = new_delivery("dlv_1", EVENT.id, ENDPOINT.id, 0.0)
     late = 100.0 - POLICY.timeout - 4.0
     same, request = begin_attempt(d, EVENT, ENDPOINT, late, POLICY, lease_until=100.0)
     assert request is None and same == d
