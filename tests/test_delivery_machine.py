@@ -20,6 +20,7 @@ from webhook_core.delivery import (
     Abandon,
     AttemptResult,
     Cancel,
+    Defer,
     Delivery,
     DeliveryInput,
     DeliveryState,
@@ -39,7 +40,7 @@ RS = DeliveryState.RETRY_SCHEDULED
 D = DeliveryState.DELIVERED
 F = DeliveryState.FAILED
 
-INPUT_KINDS: tuple[type, ...] = (Start, Finish, Abandon, Cancel)
+INPUT_KINDS: tuple[type, ...] = (Start, Finish, Abandon, Cancel, Defer)
 FAILURE_STATUSES = st.one_of(st.integers(100, 199), st.integers(300, 409), st.integers(411, 999))
 # Every error kind an attempt can end with (ABANDONED is fed as Abandon, not Finish).
 ERROR_KIND_LIST = sorted(ERROR_KINDS, key=lambda o: o.value)
@@ -192,6 +193,10 @@ def inputs_of(draw: st.DrawFn, kind: type, d: Delivery) -> DeliveryInput:
         return Finish(draw(attempt_results(now)))
     if kind is Abandon:
         return Abandon(now, draw(st.sampled_from(["lease expired", "shutdown"])))
+    if kind is Defer:
+        # Drivers defer only claims that are due (``begin_attempt``), so not before ``base``.
+        now = base + draw(st.floats(0, 100, allow_nan=False))
+        return Defer(now, now + draw(st.floats(-100, 500, allow_nan=False)), "held back")
     return Cancel(now, "endpoint removed")
 
 
@@ -210,7 +215,7 @@ def test_every_state_and_input(state: DeliveryState, kind: type, data: st.DataOb
     allowed = TRANSITIONS.get((state, kind))
 
     not_due = (
-        kind is Start and d.next_attempt_at is not None and event.now < d.next_attempt_at  # type: ignore[union-attr]
+        isinstance(event, Start) and d.next_attempt_at is not None and event.now < d.next_attempt_at
     )
     if allowed is None or not_due:
         with pytest.raises(IllegalTransition) as info:
@@ -263,6 +268,17 @@ def check_semantics(
         else:
             assert new.state is (RS if d.attempts_made else P)
             assert new.next_attempt_at == event.now
+        assert effects == ()
+        return
+    if isinstance(event, Defer):
+        # Nothing is sent and no attempt is used up; the delivery waits at least until
+        # ``until`` and is never made due earlier than it already was.
+        assert new.state is d.state
+        assert new.attempts == d.attempts
+        assert new.reason == event.reason
+        assert new.next_attempt_at is not None
+        assert new.next_attempt_at >= event.until
+        assert d.next_attempt_at is None or new.next_attempt_at >= d.next_attempt_at
         assert effects == ()
         return
     result = event.result
