@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 from webhook_core import build_event, platform_catalog, verification_event
 from webhook_core.request import USER_AGENT
@@ -16,7 +16,23 @@ from webhook_core.signing import as_secrets, signature_headers
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_QWxsIHlvdXIgYmFzZSBhcmUgYmVsb25nIHRvIHVz"
 CATALOG = platform_catalog()
-MESSAGE = {"message_id": "msg_1", "channel": "sms", "to": "+919876543210", "status": "delivered"}
+
+
+class MessageFields(TypedDict):
+    """The required fields of a message event's ``data``."""
+
+    message_id: str
+    channel: str
+    to: str
+    status: str
+
+
+MESSAGE: MessageFields = {
+    "message_id": "msg_1",
+    "channel": "sms",
+    "to": "+919876543210",
+    "status": "delivered",
+}
 
 
 def sign(
