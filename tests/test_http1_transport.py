@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import ssl
 import threading
@@ -61,7 +62,7 @@ class Client:
         if self.flavour == "sync":
             sync = Http1SyncTransport(**{"policy": LOOPBACK, **self.options})
             try:
-                return [_catch(lambda r=r: sync.send(r)) for r in requests]
+                return [_catch(functools.partial(sync.send, r)) for r in requests]
             finally:
                 sync.close()
 
@@ -330,7 +331,7 @@ def tls_server(cert: trustme.LeafCert) -> Iterator[tuple[int, list[str | None]]]
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     cert.configure_cert(context)
     names: list[str | None] = []
-    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,misc,return-value]
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     stop = threading.Event()
