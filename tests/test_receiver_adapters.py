@@ -239,6 +239,7 @@ def test_the_library_sender_is_verified_and_delivers(framework: str) -> None:
             if current.state is not EndpointState.VERIFYING:
                 break
             got.wait(0.01)
+        assert current is not None
         assert current.state is EndpointState.ACTIVE, current.last_error
         result = hooks.publish(
             "message.read",
