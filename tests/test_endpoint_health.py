@@ -18,6 +18,7 @@ from transports.sqlite import SQLiteStore
 from transports.store import DeliveryFilter, Store
 from webhook_core import (
     AttemptResult,
+    Delivery,
     DeliveryState,
     Endpoint,
     EndpointState,
@@ -53,10 +54,10 @@ def active_endpoint(store: Store, url: str, now: float) -> Endpoint:
     return endpoint
 
 
-def run_once(store: Store, now: float, status_for: dict[str, int]) -> list[object]:
+def run_once(store: Store, now: float, status_for: dict[str, int]) -> list[Delivery]:
     """Publish one event, attempt every due delivery once, complete, record outcomes."""
     operations.publish(store, platform_catalog(), "message.sent", MESSAGE, now)
-    finished = []
+    finished: list[Delivery] = []
     for claim in store.claim(now, 100, "wrk_test", now + 60):
         delivery, request = begin_attempt(
             claim.delivery, claim.event, claim.endpoint, now, ONE_ATTEMPT, "test"
