@@ -26,7 +26,7 @@ import anyio
 from transports.postgres import PostgresStore
 from transports.service import WebhookService
 from transports.sqlite import SQLiteStore
-from transports.store import Store
+from transports.store import Claimed, Store
 from transports.testing import LOOPBACK_NETWORKS
 from transports.threaded import ThreadedWebhookService
 from webhook_core import USER_AGENT, RetryPolicy
@@ -51,8 +51,10 @@ def arm(store: Store, crash_at: str) -> None:
     if crash_at == "after-claim":
         claim = store.claim
 
-        def claim_then_die(*args: Any) -> Any:
-            claimed = claim(*args)
+        def claim_then_die(
+            now: float, limit: int, worker: str, lease_until: float
+        ) -> list[Claimed]:
+            claimed = claim(now, limit, worker, lease_until)
             if claimed:
                 print("claimed", " ".join(c.delivery.id for c in claimed), flush=True)
                 die()
