@@ -15,6 +15,7 @@ import pytest
 from tests.cli_helpers import LOOPBACK_ENV, handshake_then, one_line_error, run
 
 from transports.sqlite import SQLiteStore
+from transports.store import DeliveryFilter
 from transports.testing import LoopbackReceiver, Respond
 from transports.testing.loopback import LOOPBACK_NETWORKS
 from transports.threaded import ThreadedWebhookService
@@ -230,15 +231,9 @@ def test_publish_fans_out_to_subscribed_active_endpoints(db: Path, tmp_path: Pat
     store = SQLiteStore(db)
     event = store.get_event(as_json["event_id"])
     assert event is not None and json.loads(event.body)["data"]["amount"] == 100
-    [delivery] = store.list_deliveries(attrs_filter(event_id=event.id))
+    [delivery] = store.list_deliveries(DeliveryFilter(event_id=event.id))
     assert delivery.endpoint_id == payments
     store.close()
-
-
-def attrs_filter(**where: str) -> object:
-    from transports.store import DeliveryFilter
-
-    return DeliveryFilter(**where)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -359,7 +354,7 @@ def test_deliveries_replay_failed_since_with_progress(history: History) -> None:
     assert "replayed 2 failed deliveries" in result.stdout
     assert "2/2" in result.stderr  # the progress bar
     store = SQLiteStore(history.db)
-    pending = store.list_deliveries(attrs_filter(state=DeliveryState.PENDING))  # type: ignore[arg-type]
+    pending = store.list_deliveries(DeliveryFilter(state=DeliveryState.PENDING))
     assert sorted(d.replay_of or "" for d in pending) == sorted(history.failed)
     store.close()
     future = run(history.db, "deliveries", "replay", "--failed-since", "2999-01-01T00:00:00Z")
