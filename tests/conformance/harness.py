@@ -123,7 +123,7 @@ def wait_endpoint(
     """Poll until the endpoint reaches ``state``."""
     deadline = time.monotonic() + timeout
     while True:
-        endpoint = hooks.get_endpoint(endpoint_id)
+        endpoint: Endpoint | None = hooks.get_endpoint(endpoint_id)
         if endpoint is not None and endpoint.state is state:
             return endpoint
         if time.monotonic() > deadline:
