@@ -327,7 +327,9 @@ def _cancel(d: Delivery, event: Cancel, _: RetryPolicy) -> tuple[Delivery, tuple
 
 
 def _defer(d: Delivery, event: Defer, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
-    due = max(event.until, event.now, d.next_attempt_at or event.now)
+    due = max(event.until, event.now)
+    if d.next_attempt_at is not None:
+        due = max(due, d.next_attempt_at)
     return _moved(d, d.state, due, d.attempts, event.reason), ()
 
 
