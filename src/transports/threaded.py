@@ -427,12 +427,13 @@ class ThreadedWebhookService(DriverConfig):
     def publish_many(
         self, events: Iterable[tuple[str, Any, str | None]], *, connection: Any = None
     ) -> list[operations.PublishResult]:
-        """Publish ``(name, data, event_id or None)`` events in one store transaction."""
+        """Publish ``(name, data, event_id or None)`` events in one store transaction.
+
+        Threads publishing at once are not serialised by the service: a store
+        that groups commits (SQLite) makes one commit of many.
+        """
         args = (self.store, self.catalog, list(events), self.clock.now())
-        if connection is None:
-            results = self._call(operations.publish_many, *args)
-        else:
-            results = operations.publish_many(*args, connection=connection)
+        results = operations.publish_many(*args, connection=connection)
         if any(r.deliveries for r in results):
             self._notify()
         return results
