@@ -623,15 +623,7 @@ class WebhookService(DriverConfig):
                         break
                 with anyio.CancelScope(shield=True):
                     try:
-                        await self._call(self.store.complete, batch, self.worker_id)
-                        if self.health is not None:
-                            await self._call(
-                                operations.record_outcomes,
-                                self.store,
-                                batch,
-                                self.health,
-                                self.on_endpoint_disabled,
-                            )
+                        await self._call(self._write_results, batch)
                     except Exception:
                         log.exception(
                             "writing %d results failed; they are retried when their leases end",

@@ -684,15 +684,7 @@ class ThreadedWebhookService(DriverConfig):
                     break
                 batch.append(record)
             try:
-                self._call(self.store.complete, batch, self.worker_id)
-                if self.health is not None:
-                    self._call(
-                        operations.record_outcomes,
-                        self.store,
-                        batch,
-                        self.health,
-                        self.on_endpoint_disabled,
-                    )
+                self._call(self._write_results, batch)
             except Exception:
                 log.exception(
                     "writing %d results failed; they are retried when their leases end",
