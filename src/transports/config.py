@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from transports.guard import OutboundPolicy
 from transports.ids import new_id
-from transports.operations import Retention
+from transports.operations import Retention, record_outcomes
 from transports.storage_url import open_store
 from transports.store import Store
 from webhook_core import (
     LEASE_MARGIN,
     USER_AGENT,
     ConfigError,
+    Delivery,
     Endpoint,
     EndpointGate,
     EventCatalog,
@@ -98,6 +99,13 @@ class DriverConfig:
         self.health = health
         self.on_endpoint_disabled = on_endpoint_disabled
         self._next_prune = -math.inf
+
+    def _write_results(self, deliveries: Sequence[Delivery]) -> None:
+        """Store a batch of finished attempts (those still leased to this worker), then
+        feed the endpoints their outcomes: one store call for the writer per batch."""
+        self.store.complete(deliveries, self.worker_id)
+        if self.health is not None:
+            record_outcomes(self.store, deliveries, self.health, self.on_endpoint_disabled)
 
     def _prune_due(self, now: float) -> Retention | None:
         """The retention settings when a sweep is due now (the next one is then scheduled)."""

@@ -86,6 +86,7 @@ _WRITE_BATCH = 512
 _ERROR_PAUSE = 1.0  # seconds the dispatcher waits after a store error
 log = logging.getLogger(__name__)
 _COALESCE = 0.002  # seconds a nearly busy dispatcher waits for more free workers
+_PUBLISH_THREADS = 32  # worker threads for concurrent publishes (a blocking store groups them)
 
 
 async def send_with_deadline(
@@ -180,6 +181,7 @@ class WebhookService(DriverConfig):
         self._send_claims: MemoryObjectSendStream[Claimed] | None = None
         self._attempts_done = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
+        self._publishers = anyio.CapacityLimiter(_PUBLISH_THREADS)
         self._unsubscribe: Callable[[], None] | None = None
         self._dispatcher_stopped = anyio.Event()
         self._claim_batch = max(1, self.max_in_flight // 8)
@@ -281,6 +283,14 @@ class WebhookService(DriverConfig):
         if not self.store.blocking:
             return fn(*args, **kwargs)
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
+
+    async def _publish_call(self, *args: Any) -> list[operations.PublishResult]:
+        """``operations.publish_many`` beside the other store calls, not queued behind them."""
+        if not self.store.blocking:
+            return operations.publish_many(*args)
+        return await anyio.to_thread.run_sync(
+            lambda: operations.publish_many(*args), limiter=self._publishers
+        )
 
     # -- the sender's API --------------------------------------------------------
 
@@ -388,10 +398,14 @@ class WebhookService(DriverConfig):
     async def publish_many(
         self, events: Iterable[tuple[str, Any, str | None]], *, connection: Any = None
     ) -> list[operations.PublishResult]:
-        """Publish ``(name, data, event_id or None)`` events in one store transaction."""
+        """Publish ``(name, data, event_id or None)`` events in one store transaction.
+
+        Concurrent publishes run in worker threads of their own (up to 32), so
+        a store that groups commits (SQLite) makes one commit of many.
+        """
         args = (self.store, self.catalog, list(events), self.clock.now())
         if connection is None:
-            results = await self._call(operations.publish_many, *args)
+            results = await self._publish_call(*args)
         else:
             results = operations.publish_many(*args, connection=connection)
         if any(r.deliveries for r in results):
@@ -615,15 +629,7 @@ class WebhookService(DriverConfig):
                         break
                 with anyio.CancelScope(shield=True):
                     try:
-                        await self._call(self.store.complete, batch, self.worker_id)
-                        if self.health is not None:
-                            await self._call(
-                                operations.record_outcomes,
-                                self.store,
-                                batch,
-                                self.health,
-                                self.on_endpoint_disabled,
-                            )
+                        await self._call(self._write_results, batch)
                     except Exception:
                         log.exception(
                             "writing %d results failed; they are retried when their leases end",

@@ -15,12 +15,20 @@ Claims lease rows in the same transaction that selects them: ``state`` becomes
 only ``WHERE locked_by = <this worker>``; rows whose lease expired are claimed
 again (after a crash, the delivery is attempted anew with the same event id).
 
+Publishing commits in groups: callers of ``add_events`` that arrive while a
+write transaction runs queue their batches, and whichever of them takes the
+write lock next commits every queued batch in one transaction (one fsync),
+each inside a savepoint of its own, so one batch's error undoes and reaches
+only its caller. Each caller returns once the commit holding its rows is done;
+a lone caller commits at once.
+
 ``add_events`` can write through the caller's own ``sqlite3`` connection to
 the same file, inside the caller's transaction (the outbox pattern).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import sqlite3
 import threading
@@ -90,6 +98,27 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+def _twin(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` to raise in another thread (one object raised in many mixes tracebacks)."""
+    try:
+        twin = copy.copy(exc)
+    except Exception:
+        return exc
+    twin.__cause__ = exc.__cause__
+    return twin
+
+
+class _Queued:
+    """A caller's batch waiting for a group commit, then its outcome."""
+
+    __slots__ = ("batch", "done", "error")
+
+    def __init__(self, batch: Sequence[EventBatch]) -> None:
+        self.batch = batch
+        self.done = False
+        self.error: BaseException | None = None
+
+
 class SQLiteStore:
     """A durable ``Store`` in one SQLite file (``webhooks.db`` by default).
 
@@ -111,6 +140,8 @@ class SQLiteStore:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._read_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Queued] = []
         self._durable = synchronous.upper()
         self._leasing = "NORMAL" if self._durable in ("FULL", "NORMAL") else self._durable
         self._db = self._connect(synchronous)
@@ -136,15 +167,18 @@ class SQLiteStore:
         with self._read_lock:
             yield self._reader
 
+    def _begin(self, durable: bool) -> None:
+        level = self._durable if durable else self._leasing
+        if level != self._sync:
+            self._db.execute(f"PRAGMA synchronous={level}")
+            self._sync = level
+        self._db.execute("BEGIN IMMEDIATE")
+
     @contextmanager
     def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction; ``durable=False`` for claims and results (see the class)."""
         with self._lock:
-            level = self._durable if durable else self._leasing
-            if level != self._sync:
-                self._db.execute(f"PRAGMA synchronous={level}")
-                self._sync = level
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin(durable)
             try:
                 yield self._db
             except BaseException:
@@ -207,13 +241,21 @@ class SQLiteStore:
     def add_events(self, batch: Sequence[EventBatch], *, connection: Any = None) -> None:
         """Store events with their deliveries in one transaction.
 
-        With ``connection`` (the caller's ``sqlite3.Connection`` to this
-        file), the rows join the caller's transaction (one is begun if none is
-        open) and exist once the caller commits.
+        Concurrent callers share a commit (see the module); each returns once
+        its rows are durable and sees only its own batch's errors, or the
+        commit's. With ``connection`` (the caller's ``sqlite3.Connection`` to
+        this file), the rows join the caller's transaction (one is begun if
+        none is open) and exist once the caller commits.
         """
         if connection is None:
-            with self._write() as db:
-                self._insert(db, batch)
+            mine = _Queued(batch)
+            with self._queue_lock:
+                self._queue.append(mine)
+            with self._lock:
+                if not mine.done:
+                    self._commit_queued(mine)
+            if mine.error is not None:
+                raise mine.error
             return
         if not isinstance(connection, sqlite3.Connection):
             raise ConfigError(
@@ -231,6 +273,42 @@ class SQLiteStore:
             raise
         finally:
             connection.execute("RELEASE webhooks_publish")
+
+    def _commit_queued(self, mine: _Queued) -> None:
+        """Commit every queued batch in one transaction, each in a savepoint of its own.
+
+        Called with the write lock held. A failure to begin is raised to this
+        caller alone (the others' batches stay queued for the next leader); a
+        failure after that reaches every batch of the group.
+        """
+        db = self._db
+        try:
+            self._begin(durable=True)
+        except BaseException:
+            with self._queue_lock:
+                self._queue.remove(mine)
+            raise
+        with self._queue_lock:
+            group, self._queue = self._queue, []
+        try:
+            for queued in group:
+                db.execute("SAVEPOINT webhooks_publish")
+                try:
+                    self._insert(db, queued.batch)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO webhooks_publish")
+                    queued.error = exc
+                db.execute("RELEASE webhooks_publish")
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for queued in group:
+                if queued.error is None:
+                    queued.error = exc if queued is mine else _twin(exc)
+        finally:
+            for queued in group:
+                queued.done = True
 
     def _check_same_file(self, connection: sqlite3.Connection) -> None:
         files = {row[1]: row[2] for row in connection.execute("PRAGMA database_list")}

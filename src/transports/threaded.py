@@ -427,12 +427,13 @@ class ThreadedWebhookService(DriverConfig):
     def publish_many(
         self, events: Iterable[tuple[str, Any, str | None]], *, connection: Any = None
     ) -> list[operations.PublishResult]:
-        """Publish ``(name, data, event_id or None)`` events in one store transaction."""
+        """Publish ``(name, data, event_id or None)`` events in one store transaction.
+
+        Threads publishing at once are not serialised by the service: a store
+        that groups commits (SQLite) makes one commit of many.
+        """
         args = (self.store, self.catalog, list(events), self.clock.now())
-        if connection is None:
-            results = self._call(operations.publish_many, *args)
-        else:
-            results = operations.publish_many(*args, connection=connection)
+        results = operations.publish_many(*args, connection=connection)
         if any(r.deliveries for r in results):
             self._notify()
         return results
@@ -683,15 +684,7 @@ class ThreadedWebhookService(DriverConfig):
                     break
                 batch.append(record)
             try:
-                self._call(self.store.complete, batch, self.worker_id)
-                if self.health is not None:
-                    self._call(
-                        operations.record_outcomes,
-                        self.store,
-                        batch,
-                        self.health,
-                        self.on_endpoint_disabled,
-                    )
+                self._call(self._write_results, batch)
             except Exception:
                 log.exception(
                     "writing %d results failed; they are retried when their leases end",

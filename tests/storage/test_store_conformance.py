@@ -297,3 +297,56 @@ def test_event_bodies_round_trip_byte_for_byte(store: Store) -> None:
     store.add_events([(Event("evt_bytes", "message.sent", T0, body), [])])
     stored = store.get_event("evt_bytes")
     assert stored is not None and stored.body == body
+
+
+Published = tuple[str, dict[str, str], str | None]
+
+
+def publish_from_threads(
+    store: Store, calls: list[list[list[Published]]]
+) -> list[Exception | None]:
+    """Thread ``n`` makes the ``publish_many`` calls ``calls[n]``, all threads starting
+    together; the error each thread met."""
+    errors: list[Exception | None] = [None] * len(calls)
+    start = threading.Barrier(len(calls))
+
+    def worker(n: int) -> None:
+        start.wait()
+        try:
+            for batch in calls[n]:
+                publish_many(store, CATALOG, batch, T0)
+        except Exception as exc:
+            errors[n] = exc
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return errors
+
+
+def test_threads_publishing_at_once_store_every_event_once(store: Store) -> None:
+    for n in range(3):
+        store.save_endpoint(endpoint(n))
+    calls = [[[("message.sent", message(i), f"evt_{t}_{i}")] for i in range(25)] for t in range(16)]
+    assert publish_from_threads(store, calls) == [None] * 16
+    stored = store.list_deliveries(limit=10_000)
+    assert len(stored) == 16 * 25 * 3
+    assert len({d.id for d in stored}) == len(stored)
+    expected = {event_id for thread in calls for ((_, _, event_id),) in thread}
+    assert {d.event_id for d in stored} == expected
+    assert all(store.get_event(str(event_id)) is not None for event_id in expected)
+
+
+def test_a_duplicate_among_concurrent_publishers_fails_only_its_own_batch(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    publish(store, CATALOG, "message.sent", message(), T0, event_id="evt_dup")
+    calls = [[[("message.sent", message(t), f"evt_{t}")]] for t in range(8)]
+    calls[3] = [[("message.sent", message(3), "evt_3"), ("message.sent", message(), "evt_dup")]]
+    errors = publish_from_threads(store, calls)
+    assert isinstance(errors[3], DuplicateEvent)
+    assert errors[:3] + errors[4:] == [None] * 7
+    stored = {d.event_id for d in store.list_deliveries(limit=100)}
+    assert stored == {"evt_dup"} | {f"evt_{t}" for t in range(8) if t != 3}
+    assert store.get_event("evt_3") is None
