@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -49,7 +50,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-def endpoint(n: int = 0, **changes: object) -> Endpoint:
+def endpoint(n: int = 0, **changes: Any) -> Endpoint:
     made = Endpoint(
         id=f"ep_{n}",
         url=f"https://example.com/{n}",
@@ -303,7 +304,7 @@ Published = tuple[str, dict[str, str], str | None]
 
 
 def publish_from_threads(
-    store: Store, calls: list[list[list[Published]]]
+    store: Store, calls: Sequence[Sequence[Sequence[Published]]]
 ) -> list[Exception | None]:
     """Thread ``n`` makes the ``publish_many`` calls ``calls[n]``, all threads starting
     together; the error each thread met."""
