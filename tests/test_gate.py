@@ -103,6 +103,31 @@ def test_the_breaker_opens_probes_and_closes() -> None:
     assert gate.admit("a", 60.0) is None
 
 
+def test_attempts_in_flight_when_the_circuit_opens_do_not_lengthen_it() -> None:
+    gate = EndpointGate(GatePolicy(initial_window=8, failures_to_open=5, cooldown=30.0))
+    for _ in range(8):
+        assert gate.admit("a", 0.0) is None
+    for _ in range(8):
+        gate.finished("a", 1.0, ok=False, started_at=0.0)
+    hold = gate.admit("a", 2.0)
+    assert hold is not None and hold.until == 31.0, "opened once, for the first cooldown"
+    assert "after 8 failed attempts" in hold.reason
+
+
+def test_only_the_probe_reopens_a_half_open_circuit() -> None:
+    gate = EndpointGate(GatePolicy(initial_window=2, failures_to_open=1, cooldown=10.0))
+    assert gate.admit("a", 0.0) is None and gate.admit("a", 0.0) is None
+    gate.finished("a", 1.0, ok=False, started_at=0.0)
+    assert gate.admit("a", 11.0) is None, "the probe"
+    gate.finished("a", 12.0, ok=False, started_at=0.0)
+    assert gate.breaker("a") is BreakerState.HALF_OPEN, (
+        "a late failure from before is not the probe"
+    )
+    gate.finished("a", 13.0, ok=False, started_at=11.0)
+    hold = gate.admit("a", 14.0)
+    assert hold is not None and hold.until == 33.0, "the probe failed: open again, doubled"
+
+
 def test_a_success_resets_the_run_of_failures() -> None:
     gate = EndpointGate(GatePolicy(failures_to_open=2))
     for ok in (False, True, False, True, False):

@@ -26,7 +26,9 @@ Four rules, each per endpoint:
   ``cooldown`` seconds (doubling on each reopening, up to ``max_cooldown``)
   and every attempt is deferred to the end of that time. Then it is
   ``half_open``: one probe attempt is let through; success closes it, failure
-  opens it again.
+  opens it again. Attempts admitted before the circuit opened that fail
+  later count as failures but neither lengthen nor reopen it (a success of
+  any attempt closes it).
 
 The gate is per driver process, in memory: after a restart every breaker is
 closed again, which costs at most one more run of failures. It reads no
@@ -107,6 +109,7 @@ class _Endpoint:
     open_until: float = -math.inf
     cooldown: float = 0.0
     probing: bool = False
+    probe_at: float = -math.inf  # when the half-open probe was admitted
 
 
 class EndpointGate:
@@ -157,7 +160,7 @@ class EndpointGate:
                 return Hold(now + (1 - e.tokens) / policy.rate, "rate limit")
             e.tokens -= 1
         if e.breaker is BreakerState.HALF_OPEN:
-            e.probing = True
+            e.probing, e.probe_at = True, now
         e.in_flight += 1
         bisect.insort(e.started, now)
         return None
@@ -179,8 +182,12 @@ class EndpointGate:
         e.failures += 1
         e.window = policy.initial_window
         threshold = policy.failures_to_open
-        reopen = e.breaker is BreakerState.HALF_OPEN
-        if reopen or (threshold is not None and e.failures >= threshold):
+        if e.breaker is BreakerState.CLOSED:
+            opens = threshold is not None and e.failures >= threshold
+        else:
+            # Attempts admitted before the circuit opened change nothing; the probe's does.
+            opens = e.breaker is BreakerState.HALF_OPEN and e.probing and started_at == e.probe_at
+        if opens:
             e.cooldown = (
                 policy.cooldown if e.cooldown == 0 else min(e.cooldown * 2, policy.max_cooldown)
             )
