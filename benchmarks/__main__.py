@@ -16,7 +16,8 @@ runs every shape (``benchmarks.workload``), each in its own forked process
 * baselines (``benchmarks.baselines``): naive ``httpx.AsyncClient`` and
   ``aiohttp`` with ``asyncio.gather``, naive ``httpx.Client`` on threads;
 * ours (``benchmarks.drivers``): the asyncio, trio and threaded drivers on
-  every registered store, sending through the lean HTTP/1.1 transport; with
+  every registered store (memory, SQLite, and PostgreSQL when it is
+  reachable; ``--no-postgres`` leaves it out), sending through the lean HTTP/1.1 transport; with
   ``--diagnostics`` also asyncio on memory through httpx and through a null
   transport (no network: the driver's own ceiling).
 
@@ -43,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import BASELINES
-from benchmarks.drivers import DRIVERS, STORES, run_ours
+from benchmarks.drivers import DRIVERS, STORES, StoreKind, register_store, run_ours
+from benchmarks.postgres import PG_URL, drop_postgres, open_postgres, postgres_reachable
 from benchmarks.receiver import Blackhole, Receiver
 from benchmarks.workload import SHAPE_NAMES, SHAPES, Shape, scaled
 
@@ -263,6 +265,18 @@ def _machine() -> str:
     )
 
 
+def add_postgres() -> None:
+    """Add PostgreSQL to the stores if the server is reachable; say so if it is not."""
+    if postgres_reachable():
+        register_store("postgres", StoreKind("PostgreSQL", open_postgres, cleanup=drop_postgres))
+    else:
+        print(
+            f"PostgreSQL is not reachable at {PG_URL}: its rows are left out "
+            "(set WEBHOOKS_TEST_POSTGRES to its address)",
+            file=sys.stderr,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="end-to-end throughput benchmark")
     parser.add_argument("--quick", action="store_true", help="smoke run: scale 0.001, 1 round")
@@ -275,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
     parser.add_argument("--profile", metavar="ROW", default=None)
     parser.add_argument("--shape", default="events", help="the shape --profile runs")
+    parser.add_argument("--no-postgres", action="store_true", help="leave out the PostgreSQL rows")
     args = parser.parse_args(argv)
+    if not args.no_postgres:
+        add_postgres()
 
     scale = args.scale if args.scale is not None else (0.001 if args.quick else 1.0)
     rounds = args.rounds or 1
