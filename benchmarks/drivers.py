@@ -2,9 +2,10 @@
 
 Endpoints are created in the store and marked active before the service
 starts (no handshakes are sent), the clock starts at the first ``publish``,
-and the row ends when ``drain()`` returns, or, in a shape with an endpoint
-that never answers, when every healthy delivery is delivered (the dead
-endpoint's last deliveries would wait minutes on its circuit breaker).
+and the row ends when ``drain()`` returns, or, in a shape with failing or
+dead endpoints, when every healthy delivery is delivered (the last
+deliveries to a failing or dead endpoint wait minutes on its circuit
+breaker, which opens after 5 failures in a row).
 
 Events are published the way a web service's request handlers would:
 ``PUBLISHERS`` concurrent callers (tasks under asyncio and trio, threads for
@@ -162,7 +163,7 @@ async def run_async(store: Store, shape: Shape, transport: str) -> dict[str, Any
             for count in shares(shape.events):
                 tg.start_soon(publisher, count)
         timing.published()
-        if shape.dead:
+        if shape.failing or shape.dead:
             while delivered(store) < shape.expected_ok:
                 await anyio.sleep(_SETTLE_POLL)
         else:
@@ -190,7 +191,7 @@ def run_threads(store: Store, shape: Shape, transport: str) -> dict[str, Any]:
         for thread in publishers:
             thread.join()
         timing.published()
-        if shape.dead:
+        if shape.failing or shape.dead:
             while delivered(store) < shape.expected_ok:
                 time.sleep(_SETTLE_POLL)
         else:
