@@ -28,7 +28,7 @@ from transports.testing import (
     Respond,
 )
 from transports.wire import PARSERS
-from webhook_core import HttpRequest, Outcome
+from webhook_core import ConfigError, HttpRequest, Outcome
 
 LOOPBACK = OutboundPolicy(LOOPBACK_NETWORKS, allow_http=True)
 
@@ -396,3 +396,9 @@ def test_tls_refuses_a_certificate_for_another_host(
         client = with_resolver(flavour, Resolutions(), verify=str(bundle))
         (answer,) = client.run(request(f"https://hooks.example:{port}/hook"))
         assert failed(answer) is Outcome.TLS_ERROR
+
+
+@pytest.mark.parametrize("transport", [Http1Transport, Http1SyncTransport])
+def test_an_unknown_parser_is_refused_when_the_transport_is_made(transport: type[Any]) -> None:
+    with pytest.raises(ConfigError, match="parser must be one of llhttp, h11, not 'fast'"):
+        transport(policy=LOOPBACK, parser="fast")

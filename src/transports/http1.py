@@ -55,7 +55,7 @@ from anyio.streams.tls import TLSStream
 
 from transports.guard import BlockedAddress, OutboundPolicy, resolve_vetted, resolve_vetted_sync
 from transports.http import BODY_LIMIT, HttpResponse, TransportError, classify, timeout_error
-from transports.wire import Target, Wire, closed_error, make_wire, parse_target
+from transports.wire import Target, Wire, check_parser, closed_error, make_wire, parse_target
 from webhook_core import HttpRequest, Outcome
 
 HEADER_LIMIT = 64 * 1024
@@ -184,7 +184,7 @@ class _Http1Client(Generic[C, R]):
         header_limit: int = HEADER_LIMIT,
         parser: str = "llhttp",
     ) -> None:
-        make_wire(parser, header_limit, body_limit)
+        check_parser(parser)
         self.parser = parser
         self.body_limit = body_limit
         self.header_limit = header_limit

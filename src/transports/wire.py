@@ -120,13 +120,18 @@ class Wire(Protocol):
         ...
 
 
+def check_parser(parser: str) -> None:
+    """Raise ``ConfigError`` unless ``parser`` is one of ``PARSERS``."""
+    if parser not in PARSERS:
+        raise ConfigError(f"parser must be one of {', '.join(PARSERS)}, not {parser!r}")
+
+
 def make_wire(parser: str, header_limit: int, body_limit: int) -> Wire:
     """A fresh wire reading responses with ``parser`` (one of ``PARSERS``)."""
-    if parser == "llhttp":
-        return LlhttpWire(header_limit, body_limit)
+    check_parser(parser)
     if parser == "h11":
         return H11Wire(header_limit, body_limit)
-    raise ConfigError(f"parser must be one of {', '.join(PARSERS)}, not {parser!r}")
+    return LlhttpWire(header_limit, body_limit)
 
 
 class LlhttpWire:
