@@ -3,9 +3,9 @@
 Endpoints are created in the store and marked active before the service
 starts (no handshakes are sent), the clock starts at the first ``publish``,
 and the row ends when ``drain()`` returns, or, in a shape with failing or
-dead endpoints, when every healthy delivery is delivered (the last
-deliveries to a failing or dead endpoint wait minutes on its circuit
-breaker, which opens after 5 failures in a row).
+dead endpoints, when every healthy delivery is delivered or none has been
+for five deadlines (the last deliveries to a failing or dead endpoint wait
+minutes on its circuit breaker, which opens after 5 failures in a row).
 
 Events are published the way a web service's request handlers would:
 ``PUBLISHERS`` concurrent callers (tasks under asyncio and trio, threads for
@@ -40,6 +40,7 @@ from webhook_core import DeliveryState, RetryPolicy
 
 PUBLISHERS = 16
 _SETTLE_POLL = 0.05  # seconds between checks for the last healthy delivery
+_STALL = 5  # deadlines without a new delivery after which a row with bad endpoints is over
 ASYNC_IN_FLIGHT = 64
 THREADED_IN_FLIGHT = 32
 DRIVERS = ("asyncio", "trio", "threads")
@@ -129,9 +130,23 @@ class Timing:
         )
 
 
-def delivered(store: Store) -> int:
-    """How many deliveries have been delivered."""
-    return store.count_deliveries(DeliveryFilter(state=DeliveryState.DELIVERED))
+class Settling:
+    """Whether a row with failing or dead endpoints is over: every healthy delivery is
+    delivered, or none has been for ``_STALL`` deadlines (some ran out of time)."""
+
+    def __init__(self, store: Store, shape: Shape) -> None:
+        self.store = store
+        self.shape = shape
+        self._count = -1
+        self._since = time.monotonic()
+
+    def done(self) -> bool:
+        count = self.store.count_deliveries(DeliveryFilter(state=DeliveryState.DELIVERED))
+        if count >= self.shape.expected_ok:
+            return True
+        if count != self._count:
+            self._count, self._since = count, time.monotonic()
+        return time.monotonic() - self._since > _STALL * self.shape.timeout
 
 
 def _options(shape: Shape, in_flight: int) -> dict[str, Any]:
@@ -164,7 +179,8 @@ async def run_async(store: Store, shape: Shape, transport: str) -> dict[str, Any
                 tg.start_soon(publisher, count)
         timing.published()
         if shape.failing or shape.dead:
-            while delivered(store) < shape.expected_ok:
+            settling = Settling(store, shape)
+            while not settling.done():
                 await anyio.sleep(_SETTLE_POLL)
         else:
             await hooks.drain()
@@ -192,7 +208,8 @@ def run_threads(store: Store, shape: Shape, transport: str) -> dict[str, Any]:
             thread.join()
         timing.published()
         if shape.failing or shape.dead:
-            while delivered(store) < shape.expected_ok:
+            settling = Settling(store, shape)
+            while not settling.done():
                 time.sleep(_SETTLE_POLL)
         else:
             hooks.drain()
