@@ -22,9 +22,10 @@ proxies are not supported (use ``HttpxTransport`` for proxies and HTTP/2).
 Failures are sorted into the same ``Outcome`` kinds as the httpx transports:
 refused or unresolvable → connect error, certificate or handshake failure →
 TLS error, a reset or a hang-up → network error, bytes that are not HTTP or
-a response head larger than ``header_limit`` → protocol error. The async
-drivers enforce the total deadline around ``send``; the sync transport bounds
-every socket wait by the time left before it, like ``HttpxSyncTransport``.
+a response head larger than ``header_limit`` → protocol error. Both keep the
+request's total deadline themselves, past which ``send`` fails with a timeout:
+the async one with one loop timer on a pooled asyncio connection and a cancel
+scope otherwise; the sync one by bounding every socket wait by the time left.
 
 Under asyncio a connection is an ``asyncio.Protocol`` that feeds the wire as the
 event loop reads and wakes the exchange once; under trio it is an anyio
