@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import resource
-import secrets
 import sqlite3
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from typing import Any
 import anyio
 
 from benchmarks.diagnostics import NullTransport
-from benchmarks.postgres import PG_URL, postgres_reachable
+from benchmarks.postgres import PG_URL, drop_postgres, open_postgres, postgres_reachable
 from benchmarks.receiver import Receiver, mark_active
 from transports import operations
 from transports.memory import MemoryStore
@@ -76,26 +75,18 @@ def opened(kind: str) -> Iterator[Store]:
     """A fresh store of ``kind``, removed afterwards."""
     if kind == "memory":
         yield MemoryStore()
-    elif kind == "sqlite":
-        with tempfile.TemporaryDirectory() as directory:
-            store = SQLiteStore(Path(directory) / "bench.db")
-            try:
-                yield store
-            finally:
-                store.close()
-    else:
-        import psycopg
-
-        from transports.postgres import PostgresStore
-
-        schema = f"bench_{secrets.token_hex(4)}"
-        pg_store = PostgresStore(PG_URL, schema=schema)
+        return
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        store = (
+            SQLiteStore(directory / "bench.db") if kind == "sqlite" else open_postgres(directory)
+        )
         try:
-            yield pg_store
+            yield store
         finally:
-            pg_store.close()
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            store.close()
+            if kind != "sqlite":
+                drop_postgres(directory)
 
 
 def add_endpoints(store: Store, count: int = FAN_OUT, url: str = "http://127.0.0.1:9/") -> None:

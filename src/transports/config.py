@@ -9,7 +9,7 @@ from transports.guard import OutboundPolicy
 from transports.ids import new_id
 from transports.operations import Retention, record_outcomes
 from transports.storage_url import open_store
-from transports.store import Store
+from transports.store import Claimed, Store
 from webhook_core import (
     LEASE_MARGIN,
     USER_AGENT,
@@ -20,7 +20,9 @@ from webhook_core import (
     EventCatalog,
     GatePolicy,
     HealthPolicy,
+    HttpRequest,
     RetryPolicy,
+    begin_attempt,
     platform_catalog,
 )
 from webhook_core.addresses import Network
@@ -99,6 +101,20 @@ class DriverConfig:
         self.health = health
         self.on_endpoint_disabled = on_endpoint_disabled
         self._next_prune = -math.inf
+
+    def _begin(self, claim: Claimed, started: float) -> tuple[Delivery, HttpRequest | None]:
+        """The core's start of an attempt at ``claim`` under this driver's settings: the
+        request to send, or none if the gate held it back or its lease is too short."""
+        return begin_attempt(
+            claim.delivery,
+            claim.event,
+            claim.endpoint,
+            started,
+            self.policy,
+            self.user_agent,
+            self.gate,
+            claim.lease_until,
+        )
 
     def _write_results(self, deliveries: Sequence[Delivery]) -> None:
         """Store a batch of finished attempts (those still leased to this worker), then

@@ -70,7 +70,6 @@ from webhook_core import (
     HealthPolicy,
     HttpRequest,
     RetryPolicy,
-    begin_attempt,
     handshake_result,
     verification_event,
     verification_request,
@@ -580,16 +579,7 @@ class WebhookService(DriverConfig):
     async def _run_attempt(self, claim: Claimed) -> None:
         assert self._http is not None and self._send_results is not None
         started = self.clock.now()
-        delivery, request = begin_attempt(
-            claim.delivery,
-            claim.event,
-            claim.endpoint,
-            started,
-            self.policy,
-            self.user_agent,
-            self.gate,
-            claim.lease_until,
-        )
+        delivery, request = self._begin(claim, started)
         effects: tuple[object, ...] = ()
         if request is not None:
             ok = False

@@ -72,7 +72,6 @@ from webhook_core import (
     HealthPolicy,
     HttpRequest,
     RetryPolicy,
-    begin_attempt,
     handshake_result,
     verification_event,
     verification_request,
@@ -626,16 +625,7 @@ class ThreadedWebhookService(DriverConfig):
         assert self._http is not None
         started = self.clock.now()
         with self._gate_lock:
-            delivery, request = begin_attempt(
-                claim.delivery,
-                claim.event,
-                claim.endpoint,
-                started,
-                self.policy,
-                self.user_agent,
-                self.gate,
-                claim.lease_until,
-            )
+            delivery, request = self._begin(claim, started)
         effects: tuple[object, ...] = ()
         if request is not None:
             ok = False
