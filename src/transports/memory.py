@@ -11,7 +11,7 @@ import heapq
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import attrs
@@ -54,6 +54,11 @@ class MemoryStore:
     def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
         """The endpoint, or None."""
         return self._endpoints.get(endpoint_id)
+
+    def get_endpoints(self, endpoint_ids: Collection[str]) -> dict[str, Endpoint]:
+        """The endpoints of these ids that exist, by id."""
+        with self._lock:
+            return {i: self._endpoints[i] for i in endpoint_ids if i in self._endpoints}
 
     def list_endpoints(self) -> list[Endpoint]:
         """Every endpoint, oldest first."""

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from transports.ids import new_id, new_secret, new_token
-from transports.store import DeliveryFilter, Store
+from transports.store import DeliveryFilter, DuplicateEvent, EventBatch, Store
 from webhook_core import (
     BeginVerification,
     Cancel,
@@ -172,8 +172,9 @@ def record_outcomes(
             delivered = d.state is DeliveryState.DELIVERED
             ended.setdefault(d.endpoint_id, []).append((delivered, d.attempts[-1].ended_at))
     disabled: list[Endpoint] = []
+    current = store.get_endpoints(ended) if ended else {}
     for endpoint_id, outcomes in ended.items():
-        before = store.get_endpoint(endpoint_id)
+        before = current.get(endpoint_id)
         if before is None:
             continue
         endpoint = before
@@ -271,16 +272,67 @@ def publish_many(
 
     Every event is validated before anything is stored: one bad event stores none.
     """
+    targets = store.list_endpoints() if endpoints is None else endpoints
+    batch = _fanned_out(catalog, events, now, targets)
+    store.add_events(batch, connection=connection)
+    return [PublishResult(event, len(deliveries)) for event, deliveries in batch]
+
+
+def _fanned_out(
+    catalog: EventCatalog,
+    events: Iterable[tuple[str, Any, str | None]],
+    now: float,
+    targets: list[Endpoint],
+) -> list[EventBatch]:
+    """Every event built (all validated first), each with its deliveries."""
     built = [
         build_event(catalog, name, data, event_id=event_id or new_id("evt"), now=now)
         for name, data, event_id in events
     ]
-    targets = store.list_endpoints() if endpoints is None else endpoints
-    batch = [
+    return [
         (event, fan_out(event, targets, new_id=lambda: new_id("dlv"), now=now)) for event in built
     ]
-    store.add_events(batch, connection=connection)
-    return [PublishResult(event, len(deliveries)) for event, deliveries in batch]
+
+
+def publish_groups(
+    store: Store,
+    catalog: EventCatalog,
+    groups: Sequence[tuple[Iterable[tuple[str, Any, str | None]], float]],
+) -> list[list[PublishResult] | Exception]:
+    """Publish several callers' ``(events, now)`` groups with one endpoint read and one write.
+
+    Each group's outcome is its results or its own error: a group that fails
+    validation is left out, and if the shared write is refused for a
+    duplicate event id, every group is written again on its own so that only
+    the group holding the duplicate fails. Any other store error is raised
+    (it concerns every group).
+    """
+    targets = store.list_endpoints()
+    outcomes: list[list[PublishResult] | Exception] = []
+    batches: list[list[EventBatch]] = []
+    for events, now in groups:
+        try:
+            batch = _fanned_out(catalog, events, now, targets)
+        except Exception as exc:
+            outcomes.append(exc)
+            continue
+        batches.append(batch)
+        outcomes.append([PublishResult(event, len(deliveries)) for event, deliveries in batch])
+    merged = [pair for batch in batches for pair in batch]
+    if not merged:
+        return outcomes
+    try:
+        store.add_events(merged)
+    except DuplicateEvent:
+        written = iter(batches)
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, Exception):
+                continue
+            try:
+                store.add_events(next(written))
+            except DuplicateEvent as exc:
+                outcomes[index] = exc
+    return outcomes
 
 
 def _require_active(endpoint: Endpoint) -> None:

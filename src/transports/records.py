@@ -20,6 +20,7 @@ from webhook_core import (
 )
 
 ENDPOINT_CACHE = 32_768
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 converter = cattrs.Converter()
 converter.register_unstructure_hook(Outcome, lambda o: o.value)
@@ -49,14 +50,42 @@ def endpoint_from_json(text: str) -> Endpoint:
 
 
 def attempts_to_json(attempts: tuple[Attempt, ...]) -> str:
-    """A delivery's attempt history as a JSON array."""
-    return json.dumps(converter.unstructure(attempts), separators=(",", ":"))
+    """A delivery's attempt history as a JSON array (what ``converter`` would write).
+
+    Written out by hand: every finished attempt passes through here, and this
+    is several times quicker than unstructuring with cattrs.
+    """
+    return _COMPACT.encode(
+        [
+            {
+                "number": a.number,
+                "started_at": a.started_at,
+                "ended_at": a.ended_at,
+                "outcome": a.outcome.value,
+                "status": a.status,
+                "error": a.error,
+                "response_excerpt": a.response_excerpt,
+            }
+            for a in attempts
+        ]
+    )
 
 
 def attempts_from_json(text: str) -> tuple[Attempt, ...]:
     """A delivery's attempt history from its JSON array."""
     data: list[dict[str, Any]] = json.loads(text)
-    return tuple(converter.structure(a, Attempt) for a in data)
+    return tuple(
+        Attempt(
+            a["number"],
+            a["started_at"],
+            a["ended_at"],
+            Outcome(a["outcome"]),
+            a.get("status"),
+            a.get("error"),
+            a.get("response_excerpt"),
+        )
+        for a in data
+    )
 
 
 def delivery_row(d: Delivery) -> tuple[Any, ...]:

@@ -54,6 +54,7 @@ from transports.http import (
 )
 from transports.http1 import Http1Transport
 from transports.ids import new_id
+from transports.publishing import GroupedPublisher
 from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
 from webhook_core import (
     USER_AGENT,
@@ -85,7 +86,6 @@ _WRITE_BATCH = 512
 _ERROR_PAUSE = 1.0  # seconds the dispatcher waits after a store error
 log = logging.getLogger(__name__)
 _COALESCE = 0.002  # seconds a nearly busy dispatcher waits for more free workers
-_PUBLISH_THREADS = 32  # worker threads for concurrent publishes (a blocking store groups them)
 
 
 async def send_with_deadline(
@@ -180,7 +180,7 @@ class WebhookService(DriverConfig):
         self._send_claims: MemoryObjectSendStream[Claimed] | None = None
         self._attempts_done = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
-        self._publishers = anyio.CapacityLimiter(_PUBLISH_THREADS)
+        self._publisher = GroupedPublisher(self.store, self.catalog)
         self._unsubscribe: Callable[[], None] | None = None
         self._dispatcher_stopped = anyio.Event()
         self._claim_batch = max(1, self.max_in_flight // 8)
@@ -282,14 +282,6 @@ class WebhookService(DriverConfig):
         if not self.store.blocking:
             return fn(*args, **kwargs)
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
-
-    async def _publish_call(self, *args: Any) -> list[operations.PublishResult]:
-        """``operations.publish_many`` beside the other store calls, not queued behind them."""
-        if not self.store.blocking:
-            return operations.publish_many(*args)
-        return await anyio.to_thread.run_sync(
-            lambda: operations.publish_many(*args), limiter=self._publishers
-        )
 
     # -- the sender's API --------------------------------------------------------
 
@@ -399,14 +391,15 @@ class WebhookService(DriverConfig):
     ) -> list[operations.PublishResult]:
         """Publish ``(name, data, event_id or None)`` events in one store transaction.
 
-        Concurrent publishes run in worker threads of their own (up to 32), so
-        a store that groups commits (SQLite) makes one commit of many.
+        Concurrent publishes to a blocking store share one worker-thread call
+        and one transaction (see ``transports.publishing``), each caller
+        getting its own results or errors.
         """
         args = (self.store, self.catalog, list(events), self.clock.now())
-        if connection is None:
-            results = await self._publish_call(*args)
-        else:
+        if connection is not None or not self.store.blocking:
             results = operations.publish_many(*args, connection=connection)
+        else:
+            results = await self._publisher.publish(args[2], args[3])
         if any(r.deliveries for r in results):
             self._wake.set()
         return results

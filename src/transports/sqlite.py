@@ -1,8 +1,11 @@
 """SQLite storage: the embedded default, durable on one host.
 
-Two connections per store, one for writes and one for reads, each shared by
-the driver's worker threads under its own lock, so a read (listing endpoints
-to publish, say) never waits behind a write that waits for the file lock.
+Three connections per store: two for writes, under one lock (durable writes
+such as publishing with the configured ``synchronous``, claims and results
+with ``NORMAL``, each connection keeping its setting), and one for reads,
+under its own lock, so a read (listing endpoints to publish, say) never
+waits behind a write that waits for the file lock. The driver's worker
+threads share them.
 Python's implicit transactions are off (autocommit mode) and every write
 transaction starts with ``BEGIN IMMEDIATE``, so a transaction never upgrades
 from read to write (which makes SQLite return ``SQLITE_BUSY`` at once,
@@ -14,6 +17,16 @@ Claims lease rows in the same transaction that selects them: ``state`` becomes
 ``in_flight`` with ``locked_by`` and ``lease_expires_at``; results are written
 only ``WHERE locked_by = <this worker>``; rows whose lease expired are claimed
 again (after a crash, the delivery is attempted anew with the same event id).
+
+Batches travel as JSON, so that a transaction is a few statements whatever
+its size: a claim's queries each return their rows as one JSON array, and
+results and new deliveries are written by one statement over a JSON array
+(``json_each``). Every statement step lets the event loop's thread take the
+GIL, and the worker thread then waits for it back; with a step per row, the
+store's transactions (which hold the write lock) lasted several times their
+work. Parameters are encoded before the write lock is taken and results
+decoded after it is released. Times come back as 17-digit text, which reads
+back to the same float (checked when the store is opened).
 
 Publishing commits in groups: callers of ``add_events`` that arrive while a
 write transaction runs queue their batches, and whichever of them takes the
@@ -28,11 +41,11 @@ the same file, inside the caller's transaction (the outbox pattern).
 
 from __future__ import annotations
 
-import copy
+import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -53,6 +66,7 @@ from transports.store import (
     DuplicateEvent,
     EventBatch,
     SchemaStatus,
+    error_twin,
 )
 from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
 
@@ -61,6 +75,28 @@ DEFAULT_PATH = "webhooks.db"
 # the partial indexes in time order (INDEXED BY: the planner would otherwise pick
 # an index on state and sort every waiting row).
 _LIVE = "EXISTS (SELECT 1 FROM endpoints e WHERE e.id = d.endpoint_id)"
+
+
+def _at(n: int, row: str = "") -> str:
+    """SQL for item ``n`` of a JSON array that ``json_each`` yields (as ``row``, if named)."""
+    return f"json_extract({row + '.' if row else ''}value, '$[{n}]')"
+
+
+_EXACT = "printf('%!.17g', {0})"  # a REAL as text that reads back to the same float
+_CLAIMABLE = (
+    "SELECT json_group_array(json_array(id, event_id, endpoint_id, "
+    f"{_EXACT.format('created_at')}, state, "
+    f"iif(next_attempt_at IS NULL, NULL, {_EXACT.format('next_attempt_at')}), "
+    "attempts, reason, replay_of)) FROM ("
+    f" SELECT * FROM (SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_lease"
+    f"  WHERE state = 'in_flight' AND lease_expires_at <= ? AND {_LIVE}"
+    "  ORDER BY lease_expires_at LIMIT ?)"
+    " UNION ALL"
+    f" SELECT * FROM (SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_due"
+    "  WHERE state IN ('pending', 'retry_scheduled') AND next_attempt_at <= ?"
+    f"  AND {_LIVE} ORDER BY next_attempt_at LIMIT ?)"
+    " LIMIT ?)"
+)
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -98,23 +134,75 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def _twin(exc: BaseException) -> BaseException:
-    """A copy of ``exc`` to raise in another thread (one object raised in many mixes tracebacks)."""
+_OLDEST_SQLITE = (3, 33, 0)  # UPDATE ... FROM
+# Times as the store keeps them: a claim reads them back through _EXACT.
+_TIME_PROBES = (1795612345.1234567, 0.30000000000000004, 123456789012.34567, 1e-06, 0.0)
+
+
+def _check_sqlite() -> None:
+    """Refuse an SQLite library that lacks what the store's statements need."""
+    version = sqlite3.sqlite_version
+    if sqlite3.sqlite_version_info < _OLDEST_SQLITE:
+        raise ConfigError(
+            f"the SQLite store needs SQLite {'.'.join(map(str, _OLDEST_SQLITE))} or newer; "
+            f"Python here uses SQLite {version}"
+        )
+    db = sqlite3.connect(":memory:")
     try:
-        twin = copy.copy(exc)
-    except Exception:
-        return exc
-    twin.__cause__ = exc.__cause__
-    return twin
+        (text,) = db.execute(
+            f"SELECT json_array({', '.join([_EXACT.format('?')] * len(_TIME_PROBES))})",
+            _TIME_PROBES,
+        ).fetchone()
+    except sqlite3.OperationalError as exc:
+        raise ConfigError(
+            f"the SQLite store needs SQLite's JSON functions, which SQLite {version} here "
+            f"lacks ({exc})"
+        ) from exc
+    finally:
+        db.close()
+    if tuple(float(t) for t in json.loads(text)) != _TIME_PROBES:
+        raise ConfigError(
+            f"SQLite {version} does not print floating-point numbers exactly on this "
+            "platform, which the store relies on; SQLite 3.43 or newer does everywhere"
+        )
+
+
+def _endpoint_records(records: str | None) -> list[Endpoint]:
+    """Endpoints from their JSON records joined by ``group_concat(record, char(30))``.
+
+    JSON text escapes every control character, so the separator cannot occur in a record.
+    """
+    return [endpoint_from_json(r) for r in records.split("\x1e")] if records else []
+
+
+_EVENTS_PER_INSERT = 200  # 800 parameters: under SQLite's oldest limit of 999
+
+
+class _Rows:
+    """A batch's parameters, encoded before the write lock is taken."""
+
+    __slots__ = ("deliveries", "event_ids", "events")
+
+    def __init__(self, batch: Sequence[EventBatch]) -> None:
+        self.event_ids = [e.id for e, _ in batch]
+        self.events = [
+            [
+                v
+                for e, _ in batch[i : i + _EVENTS_PER_INSERT]
+                for v in (e.id, e.name, e.created_at, e.body)
+            ]
+            for i in range(0, len(batch), _EVENTS_PER_INSERT)
+        ]
+        self.deliveries = json.dumps([delivery_row(d) for _, ds in batch for d in ds])
 
 
 class _Queued:
     """A caller's batch waiting for a group commit, then its outcome."""
 
-    __slots__ = ("batch", "done", "error")
+    __slots__ = ("done", "error", "rows")
 
-    def __init__(self, batch: Sequence[EventBatch]) -> None:
-        self.batch = batch
+    def __init__(self, rows: _Rows) -> None:
+        self.rows = rows
         self.done = False
         self.error: BaseException | None = None
 
@@ -137,16 +225,16 @@ class SQLiteStore:
     ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        _check_sqlite()
         self.path = Path(path)
         self._lock = threading.RLock()
         self._read_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Queued] = []
-        self._durable = synchronous.upper()
-        self._leasing = "NORMAL" if self._durable in ("FULL", "NORMAL") else self._durable
-        self._db = self._connect(synchronous)
-        self._sync = self._durable
-        self._reader = self._connect(synchronous)
+        durable = synchronous.upper()
+        self._db = self._connect(durable)
+        self._lease_db = self._connect("NORMAL" if durable in ("FULL", "NORMAL") else durable)
+        self._reader = self._connect(durable)
         self.migrate()
 
     def _connect(self, synchronous: str) -> sqlite3.Connection:
@@ -167,24 +255,23 @@ class SQLiteStore:
         with self._read_lock:
             yield self._reader
 
-    def _begin(self, durable: bool) -> None:
-        level = self._durable if durable else self._leasing
-        if level != self._sync:
-            self._db.execute(f"PRAGMA synchronous={level}")
-            self._sync = level
-        self._db.execute("BEGIN IMMEDIATE")
-
     @contextmanager
     def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """A write transaction; ``durable=False`` for claims and results (see the class)."""
+        """A write transaction; ``durable=False`` for claims and results (see the class).
+
+        The two kinds use connections of their own, each keeping its
+        ``synchronous`` setting, under one lock: writes never wait for each
+        other on the file lock, only on this one.
+        """
+        db = self._db if durable else self._lease_db
         with self._lock:
-            self._begin(durable)
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     def schema_status(self) -> SchemaStatus:
         """The applied schema version against the latest this library knows."""
@@ -225,11 +312,24 @@ class SQLiteStore:
             row = db.execute("SELECT record FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
         return endpoint_from_json(row[0]) if row else None
 
+    def get_endpoints(self, endpoint_ids: Collection[str]) -> dict[str, Endpoint]:
+        """The endpoints of these ids that exist, by id, in one query."""
+        with self._read() as db:
+            (records,) = db.execute(
+                "SELECT group_concat(record, char(30)) FROM endpoints "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(endpoint_ids)),),
+            ).fetchone()
+        return {e.id: e for e in _endpoint_records(records)}
+
     def list_endpoints(self) -> list[Endpoint]:
         """Every endpoint, oldest first."""
         with self._read() as db:
-            rows = db.execute("SELECT record FROM endpoints ORDER BY created_at, id").fetchall()
-        return [endpoint_from_json(r[0]) for r in rows]
+            (records,) = db.execute(
+                "SELECT group_concat(record, char(30)) FROM "
+                "(SELECT record FROM endpoints ORDER BY created_at, id)"
+            ).fetchone()
+        return _endpoint_records(records)
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
         """Remove an endpoint; False if there was none."""
@@ -248,7 +348,7 @@ class SQLiteStore:
         none is open) and exist once the caller commits.
         """
         if connection is None:
-            mine = _Queued(batch)
+            mine = _Queued(_Rows(batch))
             with self._queue_lock:
                 self._queue.append(mine)
             with self._lock:
@@ -267,7 +367,7 @@ class SQLiteStore:
             connection.execute("BEGIN IMMEDIATE")
         connection.execute("SAVEPOINT webhooks_publish")
         try:
-            self._insert(connection, batch)
+            self._insert(connection, _Rows(batch))
         except BaseException:
             connection.execute("ROLLBACK TO webhooks_publish")
             raise
@@ -283,7 +383,7 @@ class SQLiteStore:
         """
         db = self._db
         try:
-            self._begin(durable=True)
+            db.execute("BEGIN IMMEDIATE")
         except BaseException:
             with self._queue_lock:
                 self._queue.remove(mine)
@@ -291,21 +391,24 @@ class SQLiteStore:
         with self._queue_lock:
             group, self._queue = self._queue, []
         try:
-            for queued in group:
-                db.execute("SAVEPOINT webhooks_publish")
-                try:
-                    self._insert(db, queued.batch)
-                except Exception as exc:
-                    db.execute("ROLLBACK TO webhooks_publish")
-                    queued.error = exc
-                db.execute("RELEASE webhooks_publish")
+            if len(group) == 1:
+                self._insert(db, mine.rows)
+            else:
+                for queued in group:
+                    db.execute("SAVEPOINT webhooks_publish")
+                    try:
+                        self._insert(db, queued.rows)
+                    except Exception as exc:
+                        db.execute("ROLLBACK TO webhooks_publish")
+                        queued.error = exc
+                    db.execute("RELEASE webhooks_publish")
             db.execute("COMMIT")
         except BaseException as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             for queued in group:
                 if queued.error is None:
-                    queued.error = exc if queued is mine else _twin(exc)
+                    queued.error = exc if queued is mine else error_twin(exc)
         finally:
             for queued in group:
                 queued.done = True
@@ -319,25 +422,30 @@ class SQLiteStore:
                 f"but the store is {str(self.path)!r}"
             )
 
-    def _insert(self, db: sqlite3.Connection, batch: Sequence[EventBatch]) -> None:
+    @staticmethod
+    def _insert(db: sqlite3.Connection, rows: _Rows) -> None:
+        """A batch's events, then its deliveries, one statement for each (up to 200 events)."""
         try:
-            db.executemany(
-                "INSERT INTO events (id, name, created_at, body) VALUES (?, ?, ?, ?)",
-                [(e.id, e.name, e.created_at, e.body) for e, _ in batch],
-            )
+            for values in rows.events:
+                marks = ", ".join(["(?, ?, ?, ?)"] * (len(values) // 4))
+                db.execute(
+                    f"INSERT INTO events (id, name, created_at, body) VALUES {marks}", values
+                )
         except sqlite3.IntegrityError as exc:
-            raise DuplicateEvent([e.id for e, _ in batch]) from exc
-        self._upsert(db, [d for _, deliveries in batch for d in deliveries])
+            raise DuplicateEvent(rows.event_ids) from exc
+        SQLiteStore._upsert(db, rows.deliveries)
 
     @staticmethod
-    def _upsert(db: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
-        db.executemany(
+    def _upsert(db: sqlite3.Connection, deliveries: str) -> None:
+        """Insert or replace the deliveries of a JSON array of ``delivery_row`` rows."""
+        db.execute(
             f"INSERT INTO deliveries ({DELIVERY_COLUMNS}, locked_by, lease_expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
+            f"SELECT {', '.join(_at(n) for n in range(9))}, NULL, NULL "
+            "FROM json_each(?) WHERE true "
             "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
             "next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts, "
             "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL",
-            [delivery_row(d) for d in deliveries],
+            (deliveries,),
         )
 
     def get_event(self, event_id: str) -> Event | None:
@@ -349,65 +457,61 @@ class SQLiteStore:
         return Event(row[0], row[1], row[2], bytes(row[3])) if row else None
 
     def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
-        """Lease up to ``limit`` due deliveries (expired leases first) in one transaction."""
+        """Lease up to ``limit`` due deliveries (expired leases first) in one transaction.
+
+        Each query takes and returns whole batches as JSON, so the transaction
+        is four statements of one step each, whatever the batch size (each
+        step lets another thread take the GIL); decoding waits until the
+        write lock is released.
+        """
         with self._write(durable=False) as db:
-            rows = db.execute(
-                f"SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_lease "
-                f"WHERE state = 'in_flight' AND lease_expires_at <= ? AND {_LIVE} "
-                "ORDER BY lease_expires_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            if len(rows) < limit:
-                rows += db.execute(
-                    f"SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_due "
-                    "WHERE state IN ('pending', 'retry_scheduled') AND next_attempt_at <= ? "
-                    f"AND {_LIVE} ORDER BY next_attempt_at LIMIT ?",
-                    (now, limit - len(rows)),
-                ).fetchall()
-            if not rows:
+            (found,) = db.execute(_CLAIMABLE, (now, limit, now, limit, limit)).fetchone()
+            if found == "[]":
                 return []
-            deliveries = [delivery_from_row(r) for r in rows]
-            db.executemany(
+            db.execute(
                 "UPDATE deliveries SET state = 'in_flight', next_attempt_at = NULL, "
-                "locked_by = ?, lease_expires_at = ? WHERE id = ?",
-                [(worker, lease_until, d.id) for d in deliveries],
+                "locked_by = ?, lease_expires_at = ? "
+                f"WHERE id IN (SELECT {_at(0)} FROM json_each(?))",
+                (worker, lease_until, found),
             )
-            events = self._events(db, {d.event_id for d in deliveries})
-            endpoints = self._endpoints(db, {d.endpoint_id for d in deliveries})
-        return [
-            Claimed(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)
-            for d in deliveries
-        ]
-
-    @staticmethod
-    def _events(db: sqlite3.Connection, ids: set[str]) -> dict[str, Event]:
-        marks = ",".join("?" * len(ids))
-        rows = db.execute(
-            f"SELECT id, name, created_at, body FROM events WHERE id IN ({marks})", tuple(ids)
-        ).fetchall()
-        return {r[0]: Event(r[0], r[1], r[2], bytes(r[3])) for r in rows}
-
-    @staticmethod
-    def _endpoints(db: sqlite3.Connection, ids: set[str]) -> dict[str, Endpoint]:
-        marks = ",".join("?" * len(ids))
-        rows = db.execute(
-            f"SELECT id, record FROM endpoints WHERE id IN ({marks})", tuple(ids)
-        ).fetchall()
-        return {r[0]: endpoint_from_json(r[1]) for r in rows}
+            (events,) = db.execute(
+                "SELECT json_group_array(json_array(id, name, "
+                f"{_EXACT.format('created_at')}, hex(body))) FROM events "
+                f"WHERE id IN (SELECT {_at(1)} FROM json_each(?))",
+                (found,),
+            ).fetchone()
+            (endpoints,) = db.execute(
+                "SELECT group_concat(record, char(30)) FROM endpoints "
+                f"WHERE id IN (SELECT {_at(2)} FROM json_each(?))",
+                (found,),
+            ).fetchone()
+        by_id = {
+            e[0]: Event(e[0], e[1], float(e[2]), bytes.fromhex(e[3])) for e in json.loads(events)
+        }
+        targets = {e.id: e for e in _endpoint_records(endpoints)}
+        claimed = []
+        for r in json.loads(found):
+            next_at = None if r[5] is None else float(r[5])
+            row = (r[0], r[1], r[2], float(r[3]), r[4], next_at, r[6], r[7], r[8])
+            claimed.append(Claimed(delivery_from_row(row), by_id[r[1]], targets[r[2]], lease_until))
+        return claimed
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
-        """Write records still leased to ``worker``, in one transaction."""
+        """Write records still leased to ``worker``, in one transaction.
+
+        One statement joins the JSON array of rows to ``deliveries`` (the unary
+        ``+`` keeps the planner from walking the state index instead of
+        looking each id up).
+        """
+        rows = json.dumps([delivery_row(d) for d in deliveries])
         with self._write(durable=False) as db:
-            cursor = db.executemany(
-                "UPDATE deliveries SET state = ?, next_attempt_at = ?, attempts = ?, reason = ?, "
-                "locked_by = NULL, lease_expires_at = NULL "
-                "WHERE id = ? AND locked_by = ? AND state = 'in_flight'",
-                [
-                    (row[4], row[5], row[6], row[7], row[0], worker)
-                    for row in map(delivery_row, deliveries)
-                ],
-            )
-            return cursor.rowcount
+            return db.execute(
+                f"UPDATE deliveries SET state = {_at(4, 'r')}, next_attempt_at = {_at(5, 'r')}, "
+                f"attempts = {_at(6, 'r')}, reason = {_at(7, 'r')}, "
+                "locked_by = NULL, lease_expires_at = NULL FROM json_each(?) AS r "
+                f"WHERE deliveries.id = {_at(0, 'r')} AND +locked_by = ? AND +state = 'in_flight'",
+                (rows, worker),
+            ).rowcount
 
     def release(self, delivery_ids: Sequence[str], worker: str) -> None:
         """Return unstarted claims: due again at once."""
@@ -422,8 +526,9 @@ class SQLiteStore:
 
     def save_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         """Insert or replace delivery records."""
+        rows = json.dumps([delivery_row(d) for d in deliveries])
         with self._write() as db:
-            self._upsert(db, deliveries)
+            self._upsert(db, rows)
 
     def next_due(self) -> float | None:
         """Earliest due time or lease expiry."""
@@ -492,4 +597,5 @@ class SQLiteStore:
         """Close the connection."""
         with self._lock, self._read_lock:
             self._db.close()
+            self._lease_db.close()
             self._reader.close()

@@ -22,8 +22,9 @@ from worker threads by the async drivers; the memory store is called directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeAlias
+import copy
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import attrs
 
@@ -38,6 +39,19 @@ class DuplicateEvent(ValueError):
         more = f" and {len(event_ids) - 5} more" if len(event_ids) > 5 else ""
         super().__init__(f"an event is already stored under one of the ids {listed}{more}")
         self.event_ids = tuple(event_ids)
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def error_twin(exc: E) -> E:
+    """A copy of ``exc`` for another caller to raise (one object raised twice mixes tracebacks)."""
+    try:
+        twin = copy.copy(exc)
+    except Exception:
+        return exc
+    twin.__cause__ = exc.__cause__
+    return twin
 
 
 @attrs.frozen
@@ -91,6 +105,10 @@ class Store(Protocol):
 
     def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
         """The endpoint, or None."""
+        ...
+
+    def get_endpoints(self, endpoint_ids: Collection[str]) -> dict[str, Endpoint]:
+        """The endpoints of these ids that exist, by id (one read, whatever the count)."""
         ...
 
     def list_endpoints(self) -> list[Endpoint]:

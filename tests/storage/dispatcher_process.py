@@ -67,7 +67,7 @@ def arm(store: Store, crash_at: str) -> None:
             if statement.startswith(COMPLETE_SQLITE[0]) and COMPLETE_SQLITE[1] in statement:
                 die()
 
-        store._db.set_trace_callback(trace)
+        store._lease_db.set_trace_callback(trace)
     elif crash_at == "during-complete":
         import psycopg
 

@@ -14,19 +14,20 @@ from pathlib import Path
 import pytest
 
 from transports.sqlite import SQLiteStore
+from webhook_core import Delivery, DeliveryState
 
 
 def plans_of(store: SQLiteStore, action: Callable[[], object]) -> list[str]:
     statements: list[str] = []
-    for connection in (store._db, store._reader):
+    for connection in (store._db, store._lease_db, store._reader):
         connection.set_trace_callback(statements.append)
     action()
-    for connection in (store._db, store._reader):
+    for connection in (store._db, store._lease_db, store._reader):
         connection.set_trace_callback(None)
     plans = []
     with sqlite3.connect(store.path) as db:
         for sql in statements:
-            if sql.lstrip().upper().startswith("SELECT"):
+            if sql.lstrip().upper().startswith(("SELECT", "UPDATE")):
                 rows = db.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
                 plans.append(sql + "\n" + "\n".join(r[-1] for r in rows))
     assert plans, "nothing was traced"
@@ -44,3 +45,14 @@ def test_due_work_is_found_without_sorting_the_backlog(action: str, tmp_path: Pa
         if "FROM deliveries" in plan:
             assert "TEMP B-TREE" not in plan, plan
             assert "deliveries_due" in plan or "deliveries_lease" in plan, plan
+
+
+def test_batch_writes_find_each_delivery_by_its_key(tmp_path: Path) -> None:
+    """The batch statements join a JSON array of rows to deliveries; SQLite must walk the
+    array and look each id up, not scan deliveries for every row (or every row for each)."""
+    store = SQLiteStore(tmp_path / "plans.db")
+    delivery = Delivery("dlv_1", "evt_1", "ep_1", 1.0, DeliveryState.DELIVERED, None, (), None)
+    plans = plans_of(store, lambda: store.complete([delivery], "w"))
+    (update,) = [p for p in plans if p.startswith("UPDATE deliveries")]
+    assert "SCAN deliveries" not in update, update
+    assert "SEARCH deliveries USING INDEX sqlite_autoindex_deliveries_1 (id=?)" in update, update

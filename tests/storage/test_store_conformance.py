@@ -85,6 +85,29 @@ def test_endpoints_round_trip_and_delete(store: Store) -> None:
     assert store.list_endpoints() == [second]
 
 
+def test_get_endpoints_reads_the_existing_ones_by_id(store: Store) -> None:
+    for n in range(3):
+        store.save_endpoint(endpoint(n))
+    assert store.get_endpoints(["ep_2", "ep_0", "ep_missing"]) == {
+        "ep_0": endpoint(0),
+        "ep_2": endpoint(2),
+    }
+    assert store.get_endpoints([]) == {}
+
+
+def test_a_claim_returns_times_and_bodies_exactly_as_stored(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    now = 1_795_612_345.123_456_7  # 17 significant digits
+    data = {"message_id": "msg_é", "channel": "sms", "to": "+919876543210", "status": "sent 🚀"}
+    result = publish(store, CATALOG, "message.sent", data, now)
+    (stored,) = store.list_deliveries(DeliveryFilter(event_id=result.event.id))
+    (claimed,) = store.claim(now, 10, "w1", now + 60)
+    assert claimed.delivery == stored
+    assert claimed.delivery.created_at == now and claimed.delivery.next_attempt_at == now
+    assert claimed.event == result.event == store.get_event(result.event.id)
+    assert "🚀".encode() in claimed.event.body
+
+
 def test_an_event_and_its_deliveries_are_stored_together(store: Store) -> None:
     for n in range(3):
         store.save_endpoint(endpoint(n))
