@@ -11,8 +11,14 @@ import pytest
 from transports import operations
 from transports.memory import MemoryStore
 from transports.service import WebhookService
-from transports.store import Claimed
-from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver, Respond
+from transports.store import Claimed, DeliveryFilter
+from transports.testing import (
+    LOOPBACK_NETWORKS,
+    Handler,
+    LoopbackReceiver,
+    ReceivedRequest,
+    Respond,
+)
 from webhook_core import DeliveryState, EndpointState, platform_catalog
 
 
@@ -89,3 +95,42 @@ def test_an_error_inside_the_service_is_the_only_error_raised(backend: str) -> N
         else [raised.value]
     )
     assert [type(e) for e in errors] == [Boom]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_claims_queued_ahead_of_the_workers_are_released_on_exit(backend: str) -> None:
+    """The dispatcher claims half as many again as it has workers, so a worker that
+    finishes finds its next delivery waiting; leaving the service gives those back."""
+    store = MemoryStore()
+    data = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
+    answering = threading.Event()
+    arrived = threading.Semaphore(0)
+
+    def hold(request: ReceivedRequest) -> Respond:
+        arrived.release()
+        answering.wait(10)
+        return Respond(200)
+
+    async def main(url: str) -> None:
+        endpoint = operations.add_endpoint(store, url, 0.0, allow_http=True)
+        store.save_endpoint(
+            attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
+        )
+        for _ in range(6):
+            operations.publish(store, platform_catalog(), "message.sent", data, 0.0)
+        async with WebhookService(
+            store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS, max_in_flight=4
+        ):
+            for _ in range(4):
+                assert await anyio.to_thread.run_sync(arrived.acquire, True, 10)
+            leased = store.count_deliveries(DeliveryFilter(state=DeliveryState.IN_FLIGHT))
+            assert leased == 6  # 4 being sent, 2 queued (the limit is 4 + 4 // 2)
+            threading.Timer(0.2, answering.set).start()
+
+    with LoopbackReceiver(default=Handler(hold)) as rx:
+        anyio.run(main, rx.url("/hook"), backend=backend)
+        assert len(rx.requests) == 4
+    states = [d.state for d in store.list_deliveries()]
+    assert states.count(DeliveryState.DELIVERED) == 4
+    assert states.count(DeliveryState.PENDING) == 2
+    assert len(store.claim(1.0, 10, "next", 100.0)) == 2

@@ -6,14 +6,16 @@ The host application enters ``async with WebhookService(...) as hooks:`` in
 its own event loop (trio or asyncio). Inside, three kinds of task run in the
 service's task group:
 
-* the dispatcher claims due deliveries from the store in batches (up to the
-  free share of ``max_in_flight``; when only a few workers are free it first
-  waits 2 ms for more, so a busy service claims a batch at a time rather than
-  one delivery per finished attempt), queues the claims for the workers, then
+* the dispatcher claims due deliveries from the store in batches, holding up
+  to one and a half times ``max_in_flight`` claims at once (so that workers
+  finishing an attempt find the next claim queued instead of waiting for a
+  store round trip; when only a few claims are wanted it first waits 2 ms for
+  more, so a busy service claims a batch at a time rather than one delivery
+  per finished attempt), queues the claims for the workers, then
   sleeps until the store's next due time, a wake-up (publish, a finished
   attempt) or, for stores other processes may write, the poll interval;
-* ``max_in_flight`` worker tasks take claims from that queue (a claim is
-  queued only when a worker is free, so none waits long); for each, a worker
+* ``max_in_flight`` worker tasks take claims from that queue (a queued claim
+  waits about one attempt's time); for each, a worker
   applies the core's ``Start``, sends the signed request under a total
   deadline (one cancel scope: connect, send, headers and body together),
   applies ``Finish`` and hands the record to the writer;
@@ -22,8 +24,9 @@ service's task group:
 Handshakes run as tasks of their own, for endpoints in ``verifying``. Every decision
 (state, retry time, disabling) is made by ``webhook_core``; this module only
 executes effects and reports results. On exit the dispatcher stops claiming,
-attempts in flight finish within their deadline, and the writer flushes;
-nothing is lost: a claim never written back is reclaimed when its lease ends.
+attempts in flight finish within their deadline, queued claims are released
+(due again at once), and the writer flushes; nothing is lost: a claim never
+written back is reclaimed when its lease ends.
 """
 
 from __future__ import annotations
@@ -184,6 +187,7 @@ class WebhookService(DriverConfig):
         self._unsubscribe: Callable[[], None] | None = None
         self._dispatcher_stopped = anyio.Event()
         self._claim_batch = max(1, self.max_in_flight // 8)
+        self._claim_limit = self.max_in_flight + max(1, self.max_in_flight // 2)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -516,10 +520,10 @@ class WebhookService(DriverConfig):
         retention = self._prune_due(self.clock.now())
         if retention is not None:
             await self._call(operations.apply_retention, self.store, retention, self.clock.now())
-        free = self.max_in_flight - self._in_flight
+        free = self._claim_limit - self._in_flight
         if 0 < free < self._claim_batch and self._in_flight:
             await anyio.sleep(_COALESCE)
-            free = self.max_in_flight - self._in_flight
+            free = self._claim_limit - self._in_flight
         if free > 0:
             now = self.clock.now()
             claimed = await self._call(
@@ -563,7 +567,10 @@ class WebhookService(DriverConfig):
 
     async def _attempt(self, claim: Claimed) -> None:
         try:
-            await self._run_attempt(claim)
+            if self._stopping:
+                await self._call(self.store.release, [claim.delivery.id], self.worker_id)
+            else:
+                await self._run_attempt(claim)
         finally:
             self._in_flight -= 1
             self._wake.set()
