@@ -2,16 +2,15 @@
 
 Theory of operation
 -------------------
-Each ``publish`` of the async driver used to take a worker thread and a store
-transaction of its own; with many concurrent publishers the threads fought
-the event loop for the GIL and each transaction wrote its own pages. Here
-callers queue their events instead. Whoever finds no write running becomes
-the leader: it takes everything queued, and one worker-thread call reads the
-endpoints once, fans every caller's events out and stores them in one
-transaction (``operations.publish_groups``). Callers that queued meanwhile
-wait; when the write ends, each gets its own results or its own error, and
-the first of any newer arrivals leads the next write. A lone caller writes at
-once, as before.
+Given a worker thread and a store transaction each, concurrent publishes
+would fight the event loop for the GIL, and each transaction would write its
+own pages. Instead, callers queue their events. Whoever finds no write
+running becomes the leader: it takes everything queued, and one
+worker-thread call reads the endpoints once, fans every caller's events out
+and stores them in one transaction (``operations.publish_groups``). Callers
+that queued meanwhile wait; when the write ends, each gets its own results
+or its own error, and the first of any newer arrivals leads the next write.
+A lone caller writes at once.
 
 A caller cancelled while its events are still queued takes them back (they
 are not published); once its write has begun, the events are stored and the
