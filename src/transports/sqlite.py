@@ -5,28 +5,20 @@ such as publishing with the configured ``synchronous``, claims and results
 with ``NORMAL``, each connection keeping its setting), and one for reads,
 under its own lock, so a read (listing endpoints to publish, say) never
 waits behind a write that waits for the file lock. The driver's worker
-threads share them.
-Python's implicit transactions are off (autocommit mode) and every write
-transaction starts with ``BEGIN IMMEDIATE``, so a transaction never upgrades
-from read to write (which makes SQLite return ``SQLITE_BUSY`` at once,
-ignoring ``busy_timeout``). WAL lets readers (the command line, other
-processes) look while the dispatcher writes. Schema migrations are versioned
-and applied when the store is opened.
+threads share them. Python's implicit transactions are off (autocommit mode)
+and every write transaction starts with ``BEGIN IMMEDIATE``, so a transaction
+never upgrades from read to write (which makes SQLite return ``SQLITE_BUSY``
+at once, ignoring ``busy_timeout``). WAL lets readers (the command line,
+other processes) look while the dispatcher writes. Schema migrations are
+versioned and applied when the store is opened.
 
 Claims lease rows in the same transaction that selects them: ``state`` becomes
 ``in_flight`` with ``locked_by`` and ``lease_expires_at``; results are written
 only ``WHERE locked_by = <this worker>``; rows whose lease expired are claimed
 again (after a crash, the delivery is attempted anew with the same event id).
 
-Batches travel as JSON, so that a transaction is a few statements whatever
-its size: a claim's queries each return their rows as one JSON array, and
-results and new deliveries are written by one statement over a JSON array
-(``json_each``). Every statement step lets the event loop's thread take the
-GIL, and the worker thread then waits for it back; with a step per row, the
-store's transactions (which hold the write lock) lasted several times their
-work. Parameters are encoded before the write lock is taken and results
-decoded after it is released. Times come back as 17-digit text, which reads
-back to the same float (checked when the store is opened).
+Parameters are encoded before the write lock is taken and rows decoded after
+it is released, so a transaction holds the lock only for SQLite's own work.
 
 Publishing commits in groups: callers of ``add_events`` that arrive while a
 write transaction runs queue their batches, and whichever of them takes the
@@ -41,7 +33,6 @@ the same file, inside the caller's transaction (the outbox pattern).
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -76,27 +67,6 @@ DEFAULT_PATH = "webhooks.db"
 # an index on state and sort every waiting row).
 _LIVE = "EXISTS (SELECT 1 FROM endpoints e WHERE e.id = d.endpoint_id)"
 
-
-def _at(n: int, row: str = "") -> str:
-    """SQL for item ``n`` of a JSON array that ``json_each`` yields (as ``row``, if named)."""
-    return f"json_extract({row + '.' if row else ''}value, '$[{n}]')"
-
-
-_EXACT = "printf('%!.17g', {0})"  # a REAL as text that reads back to the same float
-_CLAIMABLE = (
-    "SELECT json_group_array(json_array(id, event_id, endpoint_id, "
-    f"{_EXACT.format('created_at')}, state, "
-    f"iif(next_attempt_at IS NULL, NULL, {_EXACT.format('next_attempt_at')}), "
-    "attempts, reason, replay_of)) FROM ("
-    f" SELECT * FROM (SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_lease"
-    f"  WHERE state = 'in_flight' AND lease_expires_at <= ? AND {_LIVE}"
-    "  ORDER BY lease_expires_at LIMIT ?)"
-    " UNION ALL"
-    f" SELECT * FROM (SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_due"
-    "  WHERE state IN ('pending', 'retry_scheduled') AND next_attempt_at <= ?"
-    f"  AND {_LIVE} ORDER BY next_attempt_at LIMIT ?)"
-    " LIMIT ?)"
-)
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -134,48 +104,22 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-_OLDEST_SQLITE = (3, 33, 0)  # UPDATE ... FROM
-# Times as the store keeps them: a claim reads them back through _EXACT.
-_TIME_PROBES = (1795612345.1234567, 0.30000000000000004, 123456789012.34567, 1e-06, 0.0)
-
-
-def _check_sqlite() -> None:
-    """Refuse an SQLite library that lacks what the store's statements need."""
-    version = sqlite3.sqlite_version
-    if sqlite3.sqlite_version_info < _OLDEST_SQLITE:
-        raise ConfigError(
-            f"the SQLite store needs SQLite {'.'.join(map(str, _OLDEST_SQLITE))} or newer; "
-            f"Python here uses SQLite {version}"
-        )
-    db = sqlite3.connect(":memory:")
-    try:
-        (text,) = db.execute(
-            f"SELECT json_array({', '.join([_EXACT.format('?')] * len(_TIME_PROBES))})",
-            _TIME_PROBES,
-        ).fetchone()
-    except sqlite3.OperationalError as exc:
-        raise ConfigError(
-            f"the SQLite store needs SQLite's JSON functions, which SQLite {version} here "
-            f"lacks ({exc})"
-        ) from exc
-    finally:
-        db.close()
-    if tuple(float(t) for t in json.loads(text)) != _TIME_PROBES:
-        raise ConfigError(
-            f"SQLite {version} does not print floating-point numbers exactly on this "
-            "platform, which the store relies on; SQLite 3.43 or newer does everywhere"
-        )
-
-
-def _endpoint_records(records: str | None) -> list[Endpoint]:
-    """Endpoints from their JSON records joined by ``group_concat(record, char(30))``.
-
-    JSON text escapes every control character, so the separator cannot occur in a record.
-    """
-    return [endpoint_from_json(r) for r in records.split("\x1e")] if records else []
-
-
 _EVENTS_PER_INSERT = 200  # 800 parameters: under SQLite's oldest limit of 999
+_IDS_PER_QUERY = 500
+
+
+def _select_by_ids(db: sqlite3.Connection, selected: str, ids: set[str]) -> list[Any]:
+    """The rows of ``SELECT selected`` whose ``id`` is in ``ids``, 500 ids a query."""
+    listed = list(ids)
+    return [
+        row
+        for i in range(0, len(listed), _IDS_PER_QUERY)
+        for row in db.execute(
+            f"SELECT {selected} WHERE id IN "
+            f"({', '.join('?' * len(listed[i : i + _IDS_PER_QUERY]))})",
+            listed[i : i + _IDS_PER_QUERY],
+        )
+    ]
 
 
 class _Rows:
@@ -193,7 +137,7 @@ class _Rows:
             ]
             for i in range(0, len(batch), _EVENTS_PER_INSERT)
         ]
-        self.deliveries = json.dumps([delivery_row(d) for _, ds in batch for d in ds])
+        self.deliveries = [delivery_row(d) for _, ds in batch for d in ds]
 
 
 class _Queued:
@@ -225,7 +169,6 @@ class SQLiteStore:
     ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
-        _check_sqlite()
         self.path = Path(path)
         self._lock = threading.RLock()
         self._read_lock = threading.Lock()
@@ -313,23 +256,16 @@ class SQLiteStore:
         return endpoint_from_json(row[0]) if row else None
 
     def get_endpoints(self, endpoint_ids: Collection[str]) -> dict[str, Endpoint]:
-        """The endpoints of these ids that exist, by id, in one query."""
+        """The endpoints of these ids that exist, by id (one query per 500 ids)."""
         with self._read() as db:
-            (records,) = db.execute(
-                "SELECT group_concat(record, char(30)) FROM endpoints "
-                "WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(endpoint_ids)),),
-            ).fetchone()
-        return {e.id: e for e in _endpoint_records(records)}
+            rows = _select_by_ids(db, "record FROM endpoints", set(endpoint_ids))
+        return {e.id: e for e in (endpoint_from_json(r[0]) for r in rows)}
 
     def list_endpoints(self) -> list[Endpoint]:
         """Every endpoint, oldest first."""
         with self._read() as db:
-            (records,) = db.execute(
-                "SELECT group_concat(record, char(30)) FROM "
-                "(SELECT record FROM endpoints ORDER BY created_at, id)"
-            ).fetchone()
-        return _endpoint_records(records)
+            rows = db.execute("SELECT record FROM endpoints ORDER BY created_at, id").fetchall()
+        return [endpoint_from_json(r[0]) for r in rows]
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
         """Remove an endpoint; False if there was none."""
@@ -436,16 +372,15 @@ class SQLiteStore:
         SQLiteStore._upsert(db, rows.deliveries)
 
     @staticmethod
-    def _upsert(db: sqlite3.Connection, deliveries: str) -> None:
-        """Insert or replace the deliveries of a JSON array of ``delivery_row`` rows."""
-        db.execute(
+    def _upsert(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert or replace deliveries given as ``delivery_row`` tuples."""
+        db.executemany(
             f"INSERT INTO deliveries ({DELIVERY_COLUMNS}, locked_by, lease_expires_at) "
-            f"SELECT {', '.join(_at(n) for n in range(9))}, NULL, NULL "
-            "FROM json_each(?) WHERE true "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
             "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
             "next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts, "
             "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL",
-            (deliveries,),
+            rows,
         )
 
     def get_event(self, event_id: str) -> Event | None:
@@ -459,58 +394,49 @@ class SQLiteStore:
     def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries (expired leases first) in one transaction.
 
-        Each query takes and returns whole batches as JSON, so the transaction
-        is four statements of one step each, whatever the batch size (each
-        step lets another thread take the GIL); decoding waits until the
-        write lock is released.
+        Records are decoded once the write lock is released.
         """
         with self._write(durable=False) as db:
-            (found,) = db.execute(_CLAIMABLE, (now, limit, now, limit, limit)).fetchone()
-            if found == "[]":
+            rows = db.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_lease "
+                f"WHERE state = 'in_flight' AND lease_expires_at <= ? AND {_LIVE} "
+                "ORDER BY lease_expires_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            if len(rows) < limit:
+                rows += db.execute(
+                    f"SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_due "
+                    "WHERE state IN ('pending', 'retry_scheduled') AND next_attempt_at <= ? "
+                    f"AND {_LIVE} ORDER BY next_attempt_at LIMIT ?",
+                    (now, limit - len(rows)),
+                ).fetchall()
+            if not rows:
                 return []
-            db.execute(
+            db.executemany(
                 "UPDATE deliveries SET state = 'in_flight', next_attempt_at = NULL, "
-                "locked_by = ?, lease_expires_at = ? "
-                f"WHERE id IN (SELECT {_at(0)} FROM json_each(?))",
-                (worker, lease_until, found),
+                "locked_by = ?, lease_expires_at = ? WHERE id = ?",
+                [(worker, lease_until, r[0]) for r in rows],
             )
-            (events,) = db.execute(
-                "SELECT json_group_array(json_array(id, name, "
-                f"{_EXACT.format('created_at')}, hex(body))) FROM events "
-                f"WHERE id IN (SELECT {_at(1)} FROM json_each(?))",
-                (found,),
-            ).fetchone()
-            (endpoints,) = db.execute(
-                "SELECT group_concat(record, char(30)) FROM endpoints "
-                f"WHERE id IN (SELECT {_at(2)} FROM json_each(?))",
-                (found,),
-            ).fetchone()
-        by_id = {
-            e[0]: Event(e[0], e[1], float(e[2]), bytes.fromhex(e[3])) for e in json.loads(events)
-        }
-        targets = {e.id: e for e in _endpoint_records(endpoints)}
-        claimed = []
-        for r in json.loads(found):
-            next_at = None if r[5] is None else float(r[5])
-            row = (r[0], r[1], r[2], float(r[3]), r[4], next_at, r[6], r[7], r[8])
-            claimed.append(Claimed(delivery_from_row(row), by_id[r[1]], targets[r[2]], lease_until))
-        return claimed
+            event_rows = _select_by_ids(
+                db, "id, name, created_at, body FROM events", {r[1] for r in rows}
+            )
+            records = _select_by_ids(db, "record FROM endpoints", {r[2] for r in rows})
+        events = {r[0]: Event(r[0], r[1], r[2], bytes(r[3])) for r in event_rows}
+        endpoints = {e.id: e for e in (endpoint_from_json(r[0]) for r in records)}
+        return [
+            Claimed(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)
+            for d in map(delivery_from_row, rows)
+        ]
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
-        """Write records still leased to ``worker``, in one transaction.
-
-        One statement joins the JSON array of rows to ``deliveries`` (the unary
-        ``+`` keeps the planner from walking the state index instead of
-        looking each id up).
-        """
-        rows = json.dumps([delivery_row(d) for d in deliveries])
+        """Write records still leased to ``worker``, in one transaction."""
+        rows = [(r[4], r[5], r[6], r[7], r[0], worker) for r in map(delivery_row, deliveries)]
         with self._write(durable=False) as db:
-            return db.execute(
-                f"UPDATE deliveries SET state = {_at(4, 'r')}, next_attempt_at = {_at(5, 'r')}, "
-                f"attempts = {_at(6, 'r')}, reason = {_at(7, 'r')}, "
-                "locked_by = NULL, lease_expires_at = NULL FROM json_each(?) AS r "
-                f"WHERE deliveries.id = {_at(0, 'r')} AND +locked_by = ? AND +state = 'in_flight'",
-                (rows, worker),
+            return db.executemany(
+                "UPDATE deliveries SET state = ?, next_attempt_at = ?, attempts = ?, reason = ?, "
+                "locked_by = NULL, lease_expires_at = NULL "
+                "WHERE id = ? AND locked_by = ? AND state = 'in_flight'",
+                rows,
             ).rowcount
 
     def release(self, delivery_ids: Sequence[str], worker: str) -> None:
@@ -526,7 +452,7 @@ class SQLiteStore:
 
     def save_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         """Insert or replace delivery records."""
-        rows = json.dumps([delivery_row(d) for d in deliveries])
+        rows = [delivery_row(d) for d in deliveries]
         with self._write() as db:
             self._upsert(db, rows)
 

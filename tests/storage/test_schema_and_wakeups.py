@@ -14,7 +14,6 @@ from tests import pg
 from tests.conformance.harness import message
 
 from transports import operations
-from transports import sqlite as sqlite_module
 from transports.sqlite import MIGRATIONS, SQLiteStore
 from transports.store import DeliveryFilter
 from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver, Respond
@@ -41,35 +40,6 @@ def test_sqlite_refuses_a_schema_newer_than_the_library(tmp_path: Path) -> None:
         db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
     with pytest.raises(ConfigError, match="newer than this library knows"):
         SQLiteStore(path)
-
-
-def test_sqlite_refuses_a_library_too_old_for_its_statements(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
-    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
-    with pytest.raises(
-        ConfigError, match=r"needs SQLite 3\.33\.0 or newer; .* uses SQLite 3\.31\.1"
-    ):
-        SQLiteStore(tmp_path / "old.db")
-    assert not (tmp_path / "old.db").exists()
-
-
-@pytest.mark.parametrize(
-    ("exact", "refusal"),
-    [
-        # Claims read times back as text: a library whose printf rounds would shift them.
-        ("printf('%!.15g', {0})", "does not print floating-point numbers exactly"),
-        ("json_not_built_in({0})", "needs SQLite's JSON functions.*json_not_built_in"),
-    ],
-)
-def test_sqlite_refuses_a_library_that_cannot_run_its_statements_faithfully(
-    exact: str, refusal: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sqlite_module, "_EXACT", exact)
-    with pytest.raises(ConfigError, match=refusal):
-        SQLiteStore(tmp_path / "refused.db")
-    assert not (tmp_path / "refused.db").exists()
 
 
 def test_postgres_workers_starting_together_migrate_once() -> None:

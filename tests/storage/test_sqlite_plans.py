@@ -48,8 +48,8 @@ def test_due_work_is_found_without_sorting_the_backlog(action: str, tmp_path: Pa
 
 
 def test_batch_writes_find_each_delivery_by_its_key(tmp_path: Path) -> None:
-    """The batch statements join a JSON array of rows to deliveries; SQLite must walk the
-    array and look each id up, not scan deliveries for every row (or every row for each)."""
+    """Results are written by id: SQLite must look each one up by the primary key, not
+    walk the in-flight rows of the state index for every result."""
     store = SQLiteStore(tmp_path / "plans.db")
     delivery = Delivery("dlv_1", "evt_1", "ep_1", 1.0, DeliveryState.DELIVERED, None, (), None)
     plans = plans_of(store, lambda: store.complete([delivery], "w"))

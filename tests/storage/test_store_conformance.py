@@ -93,6 +93,18 @@ def test_get_endpoints_reads_the_existing_ones_by_id(store: Store) -> None:
         "ep_2": endpoint(2),
     }
     assert store.get_endpoints([]) == {}
+    many = [f"ep_missing_{n}" for n in range(1_200)]
+    assert store.get_endpoints([*many, "ep_1"]) == {"ep_1": endpoint(1)}
+
+
+def test_a_claim_wider_than_one_query_of_ids_gets_every_endpoint(store: Store) -> None:
+    for n in range(600):
+        store.save_endpoint(endpoint(n))
+    publish_one(store)
+    claimed = store.claim(T0, 1_000, "w1", T0 + 60)
+    assert len(claimed) == 600
+    assert {c.endpoint.id for c in claimed} == {f"ep_{n}" for n in range(600)}
+    assert all(c.endpoint == endpoint(int(c.endpoint.id[3:])) for c in claimed)
 
 
 def test_a_claim_returns_times_and_bodies_exactly_as_stored(store: Store) -> None:
