@@ -53,7 +53,7 @@ def attempts_to_json(attempts: tuple[Attempt, ...]) -> str:
     """A delivery's attempt history as a JSON array (what ``converter`` would write).
 
     Written out by hand: every finished attempt passes through here, and this
-    is several times quicker than unstructuring with cattrs.
+    takes about a fifth less time than unstructuring with cattrs.
     """
     return _COMPACT.encode(
         [

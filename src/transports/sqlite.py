@@ -328,7 +328,7 @@ class SQLiteStore:
             group, self._queue = self._queue, []
         try:
             if len(group) == 1:
-                self._insert(db, mine.rows)
+                self._insert(db, group[0].rows)
             else:
                 for queued in group:
                     db.execute("SAVEPOINT webhooks_publish")
