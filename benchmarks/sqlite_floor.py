@@ -9,7 +9,8 @@ with one partial index, batches of 50 in a transaction each: insert a row
 per delivery (publish), select and lease a batch (claim), write its result
 (complete). No validation, fan-out, records or health. Ours: the SQLite
 store doing the same through ``operations.publish_many`` (16 events of 10
-deliveries a call), ``claim`` and the drivers' result writer, batches of 50.
+deliveries a call), ``claim``, ``complete`` and ``record_outcomes`` (what
+the drivers' result writer calls), batches of 50.
 Both print CPU time per delivery (``time.process_time``, best of the
 rounds); the ratio is ours against the floor measured in the same run.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.receiver import mark_active
 from transports import operations
-from transports.config import DEFAULT_HEALTH, DriverConfig
+from transports.config import DEFAULT_HEALTH
 from transports.sqlite import SQLiteStore
 from webhook_core import AttemptResult, Finish, RetryPolicy, begin_attempt, platform_catalog
 from webhook_core import delivery as delivery_machine
@@ -88,17 +89,6 @@ def ours(directory: Path, deliveries: int) -> float:
         endpoint = operations.add_endpoint(store, f"http://127.0.0.1:9/{n}", 0.0, allow_http=True)
         mark_active(store, endpoint, 0.0)
     policy = RetryPolicy(schedule=(), timeout=5)
-    writer = DriverConfig(
-        store,
-        policy=policy,
-        catalog=None,
-        allow_http=True,
-        max_in_flight=BATCH,
-        lease=None,
-        poll_interval=None,
-        worker_id="w",
-        health=DEFAULT_HEALTH,
-    )
     catalog = platform_catalog()
     start = time.process_time()
     for _ in range(deliveries // (16 * ENDPOINTS)):
@@ -119,7 +109,8 @@ def ours(directory: Path, deliveries: int) -> float:
             )
             result = AttemptResult(now, now + 0.001, 200)
             finished.append(delivery_machine.apply(delivery, Finish(result), policy)[0])
-        writer._write_results(finished)
+        store.complete(finished, "w")
+        operations.record_outcomes(store, finished, DEFAULT_HEALTH)
     store.close()
     return (time.process_time() - start) / deliveries
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -43,6 +43,9 @@ from webhook_core import (
 )
 from webhook_core import delivery as delivery_machine
 from webhook_core import endpoint as endpoint_machine
+
+EventSpec: TypeAlias = tuple[str, Any, str | None]
+"""An event to publish: its name, its data and its id (None: a new one)."""
 
 
 class NotFound(LookupError):
@@ -262,7 +265,7 @@ def publish(
 def publish_many(
     store: Store,
     catalog: EventCatalog,
-    events: Iterable[tuple[str, Any, str | None]],
+    events: Iterable[EventSpec],
     now: float,
     *,
     endpoints: list[Endpoint] | None = None,
@@ -280,7 +283,7 @@ def publish_many(
 
 def _fanned_out(
     catalog: EventCatalog,
-    events: Iterable[tuple[str, Any, str | None]],
+    events: Iterable[EventSpec],
     now: float,
     targets: list[Endpoint],
 ) -> list[EventBatch]:
@@ -297,7 +300,7 @@ def _fanned_out(
 def publish_groups(
     store: Store,
     catalog: EventCatalog,
-    groups: Sequence[tuple[Iterable[tuple[str, Any, str | None]], float]],
+    groups: Sequence[tuple[Iterable[EventSpec], float]],
 ) -> list[list[PublishResult] | Exception]:
     """Publish several callers' ``(events, now)`` groups with one endpoint read and one write.
 

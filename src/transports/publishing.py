@@ -20,15 +20,13 @@ caller sees the cancellation, as with any store call already under way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import anyio
 
 from transports import operations
+from transports.operations import EventSpec
 from transports.store import Store, error_twin
 from webhook_core import EventCatalog
-
-EventSpec = tuple[str, Any, str | None]
 
 
 class _Waiting:

@@ -391,7 +391,7 @@ class WebhookService(DriverConfig):
         return result
 
     async def publish_many(
-        self, events: Iterable[tuple[str, Any, str | None]], *, connection: Any = None
+        self, events: Iterable[operations.EventSpec], *, connection: Any = None
     ) -> list[operations.PublishResult]:
         """Publish ``(name, data, event_id or None)`` events in one store transaction.
 
@@ -399,11 +399,13 @@ class WebhookService(DriverConfig):
         and one transaction (see ``transports.publishing``), each caller
         getting its own results or errors.
         """
-        args = (self.store, self.catalog, list(events), self.clock.now())
+        specs, now = list(events), self.clock.now()
         if connection is not None or not self.store.blocking:
-            results = operations.publish_many(*args, connection=connection)
+            results = operations.publish_many(
+                self.store, self.catalog, specs, now, connection=connection
+            )
         else:
-            results = await self._publisher.publish(args[2], args[3])
+            results = await self._publisher.publish(specs, now)
         if any(r.deliveries for r in results):
             self._wake.set()
         return results

@@ -424,7 +424,7 @@ class ThreadedWebhookService(DriverConfig):
         return result
 
     def publish_many(
-        self, events: Iterable[tuple[str, Any, str | None]], *, connection: Any = None
+        self, events: Iterable[operations.EventSpec], *, connection: Any = None
     ) -> list[operations.PublishResult]:
         """Publish ``(name, data, event_id or None)`` events in one store transaction.
 
