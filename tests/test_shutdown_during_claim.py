@@ -99,8 +99,9 @@ def test_an_error_inside_the_service_is_the_only_error_raised(backend: str) -> N
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_claims_queued_ahead_of_the_workers_are_released_on_exit(backend: str) -> None:
-    """The dispatcher claims half as many again as it has workers, so a worker that
-    finishes finds its next delivery waiting; leaving the service gives those back."""
+    """The dispatcher claims up to three times as many deliveries as it has workers, so
+    a worker that finishes finds its next delivery waiting; leaving the service gives
+    those back."""
     store = MemoryStore()
     data = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
     answering = threading.Event()
@@ -116,7 +117,7 @@ def test_claims_queued_ahead_of_the_workers_are_released_on_exit(backend: str) -
         store.save_endpoint(
             attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
         )
-        for _ in range(6):
+        for _ in range(14):
             operations.publish(store, platform_catalog(), "message.sent", data, 0.0)
         async with WebhookService(
             store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS, max_in_flight=4
@@ -124,7 +125,7 @@ def test_claims_queued_ahead_of_the_workers_are_released_on_exit(backend: str) -
             for _ in range(4):
                 assert await anyio.to_thread.run_sync(arrived.acquire, True, 10)
             leased = store.count_deliveries(DeliveryFilter(state=DeliveryState.IN_FLIGHT))
-            assert leased == 6  # 4 being sent, 2 queued (the limit is 4 + 4 // 2)
+            assert leased == 12  # 4 being sent, 8 queued (the limit is 3 * 4)
             threading.Timer(0.2, answering.set).start()
 
     with LoopbackReceiver(default=Handler(hold)) as rx:
@@ -132,5 +133,5 @@ def test_claims_queued_ahead_of_the_workers_are_released_on_exit(backend: str) -
         assert len(rx.requests) == 4
     states = [d.state for d in store.list_deliveries()]
     assert states.count(DeliveryState.DELIVERED) == 4
-    assert states.count(DeliveryState.PENDING) == 2
-    assert len(store.claim(1.0, 10, "next", 100.0)) == 2
+    assert states.count(DeliveryState.PENDING) == 10
+    assert len(store.claim(1.0, 20, "next", 100.0)) == 10

@@ -7,15 +7,16 @@ its own event loop (trio or asyncio). Inside, three kinds of task run in the
 service's task group:
 
 * the dispatcher claims due deliveries from the store in batches, holding up
-  to one and a half times ``max_in_flight`` claims at once (so that workers
-  finishing an attempt find the next claim queued instead of waiting for a
-  store round trip; when only a few claims are wanted it first waits 2 ms for
+  to three times ``max_in_flight`` claims at once (so that workers finishing
+  an attempt find the next claim queued instead of waiting for a store round
+  trip, which for a blocking store can take several attempts' time behind a
+  write of results; when only a few claims are wanted it first waits 2 ms for
   more, so a busy service claims a batch at a time rather than one delivery
   per finished attempt), queues the claims for the workers, then
   sleeps until the store's next due time, a wake-up (publish, a finished
   attempt) or, for stores other processes may write, the poll interval;
 * ``max_in_flight`` worker tasks take claims from that queue (a queued claim
-  waits about one attempt's time); for each, a worker
+  waits up to about two attempts' time); for each, a worker
   applies the core's ``Start``, sends the signed request under a total
   deadline (one cancel scope: connect, send, headers and body together),
   applies ``Finish`` and hands the record to the writer;
@@ -187,7 +188,7 @@ class WebhookService(DriverConfig):
         self._unsubscribe: Callable[[], None] | None = None
         self._dispatcher_stopped = anyio.Event()
         self._claim_batch = max(1, self.max_in_flight // 8)
-        self._claim_limit = self.max_in_flight + max(1, self.max_in_flight // 2)
+        self._claim_limit = 3 * self.max_in_flight
 
     # -- lifecycle -------------------------------------------------------------
 
