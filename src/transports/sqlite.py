@@ -101,7 +101,37 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_event ON deliveries (event_id);
     CREATE INDEX deliveries_state ON deliveries (state, created_at);
     """,
+    # Indexes that a claim or a result must move a row between cost every
+    # delivery twice; listings need only time order. Keyed by state: the due
+    # and lease indexes (waiting and in-flight rows) and failed rows.
+    """
+    DROP INDEX deliveries_state;
+    DROP INDEX deliveries_endpoint;
+    CREATE INDEX deliveries_created ON deliveries (created_at);
+    CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, created_at);
+    CREATE INDEX deliveries_failed ON deliveries (created_at) WHERE state = 'failed';
+    """,
 )
+
+
+# Listings of waiting or in-flight deliveries walk the due or lease index (the
+# working set) rather than an endpoint's or the whole table's history; the
+# extra term is what lets SQLite use the partial index.
+_WORKING_SET = {
+    DeliveryState.PENDING: ("deliveries_due", "state IN ('pending', 'retry_scheduled')"),
+    DeliveryState.RETRY_SCHEDULED: ("deliveries_due", "state IN ('pending', 'retry_scheduled')"),
+    DeliveryState.IN_FLIGHT: ("deliveries_lease", "state = 'in_flight'"),
+}
+
+
+def _filtered(where: DeliveryFilter) -> tuple[str, list[Any]]:
+    """``deliveries`` with the ``WHERE`` clause selecting ``where``, and its parameters."""
+    sql, params = filter_sql(where, "?")
+    working = None if where.state is None or where.event_id else _WORKING_SET.get(where.state)
+    if working is None:
+        return "deliveries" + sql, params
+    index, term = working
+    return f"deliveries INDEXED BY {index}{sql} AND {term}", params
 
 
 _EVENTS_PER_INSERT = 200  # 800 parameters: under SQLite's oldest limit of 999
@@ -483,20 +513,19 @@ class SQLiteStore:
         self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
     ) -> list[Delivery]:
         """Deliveries matching ``where``, oldest first."""
-        sql, params = filter_sql(where, "?")
+        source, params = _filtered(where)
         with self._read() as db:
             rows = db.execute(
-                f"SELECT {DELIVERY_COLUMNS} FROM deliveries{sql} "
-                "ORDER BY created_at, id LIMIT ? OFFSET ?",
+                f"SELECT {DELIVERY_COLUMNS} FROM {source} ORDER BY created_at, id LIMIT ? OFFSET ?",
                 (*params, limit, offset),
             ).fetchall()
         return [delivery_from_row(r) for r in rows]
 
     def count_deliveries(self, where: DeliveryFilter = ALL_DELIVERIES) -> int:
         """How many deliveries match ``where``."""
-        sql, params = filter_sql(where, "?")
+        source, params = _filtered(where)
         with self._read() as db:
-            (count,) = db.execute(f"SELECT count(*) FROM deliveries{sql}", params).fetchone()
+            (count,) = db.execute(f"SELECT count(*) FROM {source}", params).fetchone()
         return int(count)
 
     def prune(self, state: DeliveryState, before: float, limit: int) -> int:

@@ -33,6 +33,40 @@ def test_sqlite_migrates_a_new_file_and_reopens_with_data(tmp_path: Path) -> Non
     again.close()
 
 
+def test_sqlite_upgrades_a_version_1_file_keeping_its_deliveries(tmp_path: Path) -> None:
+    """A file made by the first schema (state indexes) moves to the later ones on open:
+    every delivery is still there and listings by state, endpoint and time find them."""
+    path = tmp_path / "webhooks.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        for statement in MIGRATIONS[0].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("PRAGMA user_version=1")
+        db.execute("INSERT INTO events VALUES ('evt_1', 'message.sent', 1.0, x'7b7d')")
+        db.executemany(
+            "INSERT INTO deliveries (id, event_id, endpoint_id, created_at, state, "
+            "next_attempt_at) VALUES (?, 'evt_1', ?, ?, ?, ?)",
+            [
+                ("dlv_1", "ep_1", 1.0, "failed", None),
+                ("dlv_2", "ep_2", 2.0, "pending", 2.0),
+                ("dlv_3", "ep_1", 3.0, "delivered", None),
+            ],
+        )
+    store = SQLiteStore(path)
+    assert store.schema_status().version == len(MIGRATIONS) > 1
+    assert [d.id for d in store.list_deliveries()] == ["dlv_1", "dlv_2", "dlv_3"]
+    failed = store.list_deliveries(DeliveryFilter(state=DeliveryState.FAILED))
+    assert [d.id for d in failed] == ["dlv_1"]
+    assert store.count_deliveries(DeliveryFilter(state=DeliveryState.PENDING)) == 1
+    mine = store.list_deliveries(DeliveryFilter(endpoint_id="ep_1"))
+    assert [d.id for d in mine] == ["dlv_1", "dlv_3"]
+    with sqlite3.connect(path) as db:
+        names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "deliveries_state" not in names
+    assert {"deliveries_created", "deliveries_failed", "deliveries_endpoint"} <= names
+    store.close()
+
+
 def test_sqlite_refuses_a_schema_newer_than_the_library(tmp_path: Path) -> None:
     path = tmp_path / "webhooks.db"
     SQLiteStore(path).close()

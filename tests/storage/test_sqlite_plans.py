@@ -2,7 +2,7 @@
 
 With a million waiting deliveries, a claim that sorted every waiting row would
 take seconds; these tests read SQLite's query plans for every statement that
-``claim`` and ``next_due`` run.
+``claim`` and ``next_due`` run, and for every kind of listing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from transports.sqlite import SQLiteStore
+from transports.store import DeliveryFilter
 from webhook_core import Delivery, DeliveryState
+
+DELIVERED = DeliveryState.DELIVERED
 
 
 def plans_of(store: SQLiteStore, action: Callable[[], object]) -> list[str]:
@@ -56,3 +59,39 @@ def test_batch_writes_find_each_delivery_by_its_key(tmp_path: Path) -> None:
     (update,) = [p for p in plans if p.startswith("UPDATE deliveries")]
     assert "SCAN deliveries" not in update, update
     assert "SEARCH deliveries USING INDEX sqlite_autoindex_deliveries_1 (id=?)" in update, update
+
+
+@pytest.mark.parametrize("state", [None, *DeliveryState])
+@pytest.mark.parametrize("by", ["state", "endpoint", "event", "time"])
+def test_every_listing_walks_an_index(state: DeliveryState | None, by: str, tmp_path: Path) -> None:
+    """No listing reads the whole table, nor does any count but that of delivered rows
+    (most of the table: it visits them either way); waiting and in-flight deliveries
+    are found through the due and lease indexes (the working set), not the history."""
+    store = SQLiteStore(tmp_path / "plans.db")
+    where = DeliveryFilter(
+        state=state,
+        endpoint_id="ep_1" if by == "endpoint" else None,
+        event_id="evt_1" if by == "event" else None,
+        created_since=1.0 if by == "time" else None,
+    )
+    plans = plans_of(store, lambda: (store.list_deliveries(where), store.count_deliveries(where)))
+    assert len(plans) == 2
+    for plan in plans:
+        steps = plan.split("\n")[1:]
+        whole = plan.startswith("SELECT count") and by == "state" and state is DELIVERED
+        assert whole or "SCAN deliveries" not in steps, plan
+        if by == "event":
+            assert "deliveries_event" in plan, plan
+        elif state in (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED):
+            assert "deliveries_due" in plan, plan
+        elif state is DeliveryState.IN_FLIGHT:
+            assert "deliveries_lease" in plan, plan
+
+
+@pytest.mark.parametrize("state", [DeliveryState.DELIVERED, DeliveryState.FAILED])
+def test_pruning_walks_an_index_in_time_order(state: DeliveryState, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "plans.db")
+    for plan in plans_of(store, lambda: store.prune(state, 10.0, 100)):
+        if "FROM deliveries" in plan and plan.startswith("SELECT"):
+            assert "SCAN deliveries\n" not in plan + "\n", plan
+            assert "TEMP B-TREE" not in plan, plan
