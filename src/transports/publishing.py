@@ -5,12 +5,15 @@ Theory of operation
 Given a worker thread and a store transaction each, concurrent publishes
 would fight the event loop for the GIL, and each transaction would write its
 own pages. Instead, callers queue their events. Whoever finds no write
-running becomes the leader: it takes everything queued, and one
-worker-thread call reads the endpoints once, fans every caller's events out
-and stores them in one transaction (``operations.publish_groups``). Callers
-that queued meanwhile wait; when the write ends, each gets its own results
-or its own error, and the first of any newer arrivals leads the next write.
-A lone caller writes at once.
+running becomes the leader: it lets the event loop run twice (so that
+callers woken by the previous write, who typically publish again at once,
+join this one instead of waiting for the next), takes everything queued,
+and one worker-thread call reads the endpoints once, fans every caller's
+events out and stores them in one transaction (``operations.publish_groups``).
+Callers that queued meanwhile wait; when the write ends, each gets its own
+results or its own error, and the first of any newer arrivals leads the next
+write. Without that pause, callers publishing in a loop split into two
+halves that take turns, each write carrying half of them.
 
 A caller cancelled while its events are still queued takes them back (they
 are not published); once its write has begun, the events are stored and the
@@ -22,11 +25,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import anyio
+import anyio.lowlevel
 
 from transports import operations
 from transports.operations import EventSpec
 from transports.store import Store, error_twin
 from webhook_core import EventCatalog
+
+# Event-loop turns a leader waits before taking the queue: one for callers woken
+# by the last write to run, one more because trio may run them after the leader.
+_GATHER_TURNS = 2
 
 
 class _Waiting:
@@ -84,9 +92,12 @@ class GroupedPublisher:
 
     async def _write_queued(self) -> None:
         self._writing = True
-        group, self._queue = self._queue, []
+        group: list[_Waiting] = []
         try:
             with anyio.CancelScope(shield=True):
+                for _ in range(_GATHER_TURNS):
+                    await anyio.lowlevel.checkpoint()
+                group, self._queue = self._queue, []
                 outcomes = await anyio.to_thread.run_sync(
                     operations.publish_groups,
                     self.store,

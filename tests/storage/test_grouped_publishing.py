@@ -20,6 +20,7 @@ from transports.memory import MemoryStore
 from transports.service import WebhookService
 from transports.sqlite import SQLiteStore
 from transports.store import DuplicateEvent, Store
+from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver
 from webhook_core import Endpoint, EndpointSecret, EndpointState, PayloadError, platform_catalog
 
 CATALOG = platform_catalog()
@@ -31,12 +32,12 @@ def message(i: int) -> dict[str, Any]:
     return {"message_id": f"msg_{i}", "channel": "sms", "to": "+919876543210", "status": "sent"}
 
 
-def with_endpoints(store: Store, count: int = 2) -> Store:
+def with_endpoints(store: Store, count: int = 2, base: str = "https://example.com") -> Store:
     for n in range(count):
         store.save_endpoint(
             Endpoint(
                 id=f"ep_{n}",
-                url=f"https://example.com/{n}",
+                url=f"{base}/{n}",
                 secrets=(EndpointSecret("whsec_" + "A" * 32, T0),),
                 created_at=T0 + n,
                 state=EndpointState.ACTIVE,
@@ -168,3 +169,32 @@ def test_a_publish_cancelled_while_queued_is_not_stored(backend: str, tmp_path: 
     assert outcomes["evt_1"] == "cancelled"
     assert store.get_event("evt_1") is None
     assert outcomes["evt_2"].event.id == "evt_2" and store.get_event("evt_2") is not None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_callers_publishing_in_a_loop_share_every_write(backend: str, tmp_path: Path) -> None:
+    """Callers whose write just ended publish again at once; the next write waits for
+    them, so four callers of five events each make five writes, not ten (two halves
+    taking turns)."""
+    store = SQLiteStore(tmp_path / "g.db")
+
+    async def main() -> None:
+        async with WebhookService(
+            store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS
+        ) as hooks:
+
+            async def publisher(n: int) -> None:
+                for i in range(5):
+                    await hooks.publish("message.sent", message(i), event_id=f"evt_{n}_{i}")
+
+            async with anyio.create_task_group() as tg:
+                for n in range(4):
+                    tg.start_soon(publisher, n)
+
+    with LoopbackReceiver() as rx:
+        with_endpoints(store, base=rx.url("/hook"))
+        statements = commits_of(store)
+        anyio.run(main, backend=backend)
+    assert store.count_deliveries() == 40
+    writes = [s for s in statements if s.startswith("INSERT INTO events")]
+    assert len(writes) == 5, statements
