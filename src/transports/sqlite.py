@@ -134,8 +134,23 @@ def _filtered(where: DeliveryFilter) -> tuple[str, list[Any]]:
     return f"deliveries INDEXED BY {index}{sql} AND {term}", params
 
 
-_EVENTS_PER_INSERT = 200  # 800 parameters: under SQLite's oldest limit of 999
+# Rows per statement, under the oldest SQLite's limit of 999 parameters.
+_EVENTS_PER_INSERT = 200  # 4 parameters each
+_DELIVERIES_PER_INSERT = 100  # 9 each
+_RESULTS_PER_UPDATE = 150  # 5 each, and the worker
 _IDS_PER_QUERY = 500
+# UPDATE ... FROM came with SQLite 3.33; before it, results take a statement each.
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+
+
+def _flat(rows: Sequence[tuple[Any, ...]], per: int) -> list[list[Any]]:
+    """``rows`` as parameter lists of ``per`` rows each, for multi-row statements."""
+    return [[v for row in rows[i : i + per] for v in row] for i in range(0, len(rows), per)]
+
+
+def _marks(params: list[Any], width: int) -> str:
+    """``(?, ?), (?, ?)``: the row placeholders for ``params`` of rows ``width`` wide."""
+    return ", ".join(["(" + ", ".join("?" * width) + ")"] * (len(params) // width))
 
 
 def _select_by_ids(db: sqlite3.Connection, selected: str, ids: set[str]) -> list[Any]:
@@ -159,15 +174,15 @@ class _Rows:
 
     def __init__(self, batch: Sequence[EventBatch]) -> None:
         self.event_ids = [e.id for e, _ in batch]
-        self.events = [
-            [
-                v
-                for e, _ in batch[i : i + _EVENTS_PER_INSERT]
-                for v in (e.id, e.name, e.created_at, e.body)
-            ]
-            for i in range(0, len(batch), _EVENTS_PER_INSERT)
-        ]
-        self.deliveries = [delivery_row(d) for _, ds in batch for d in ds]
+        self.events = _flat(
+            [(e.id, e.name, e.created_at, e.body) for e, _ in batch], _EVENTS_PER_INSERT
+        )
+        self.deliveries = _delivery_params([d for _, ds in batch for d in ds])
+
+
+def _delivery_params(deliveries: Sequence[Delivery]) -> list[list[Any]]:
+    """Deliveries as ``_upsert`` takes them."""
+    return _flat([delivery_row(d) for d in deliveries], _DELIVERIES_PER_INSERT)
 
 
 class _Queued:
@@ -390,28 +405,33 @@ class SQLiteStore:
 
     @staticmethod
     def _insert(db: sqlite3.Connection, rows: _Rows) -> None:
-        """A batch's events, then its deliveries, one statement for each (up to 200 events)."""
+        """A batch's events, then its deliveries, many rows a statement.
+
+        Few statements matter more than it seems: between two, the worker
+        thread must take the GIL back from a busy event loop, while holding
+        the write lock that claims and results wait for.
+        """
         try:
             for values in rows.events:
-                marks = ", ".join(["(?, ?, ?, ?)"] * (len(values) // 4))
                 db.execute(
-                    f"INSERT INTO events (id, name, created_at, body) VALUES {marks}", values
+                    f"INSERT INTO events (id, name, created_at, body) VALUES {_marks(values, 4)}",
+                    values,
                 )
         except sqlite3.IntegrityError as exc:
             raise DuplicateEvent(rows.event_ids) from exc
         SQLiteStore._upsert(db, rows.deliveries)
 
     @staticmethod
-    def _upsert(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-        """Insert or replace deliveries given as ``delivery_row`` tuples."""
-        db.executemany(
-            f"INSERT INTO deliveries ({DELIVERY_COLUMNS}, locked_by, lease_expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
-            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
-            "next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts, "
-            "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL",
-            rows,
-        )
+    def _upsert(db: sqlite3.Connection, params: list[list[Any]]) -> None:
+        """Insert or replace deliveries given as ``_delivery_params``."""
+        for values in params:
+            db.execute(
+                f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES {_marks(values, 9)} "
+                "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
+                "next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts, "
+                "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL",
+                values,
+            )
 
     def get_event(self, event_id: str) -> Event | None:
         """The event, or None."""
@@ -442,11 +462,15 @@ class SQLiteStore:
                 ).fetchall()
             if not rows:
                 return []
-            db.executemany(
-                "UPDATE deliveries SET state = 'in_flight', next_attempt_at = NULL, "
-                "locked_by = ?, lease_expires_at = ? WHERE id = ?",
-                [(worker, lease_until, r[0]) for r in rows],
-            )
+            ids = [r[0] for r in rows]
+            for i in range(0, len(ids), _IDS_PER_QUERY):
+                some = ids[i : i + _IDS_PER_QUERY]
+                marks = ", ".join("?" * len(some))
+                db.execute(
+                    "UPDATE deliveries SET state = 'in_flight', next_attempt_at = NULL, "
+                    f"locked_by = ?, lease_expires_at = ? WHERE id IN ({marks})",
+                    [worker, lease_until, *some],
+                )
             event_rows = _select_by_ids(
                 db, "id, name, created_at, body FROM events", {r[1] for r in rows}
             )
@@ -459,15 +483,36 @@ class SQLiteStore:
         ]
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
-        """Write records still leased to ``worker``, in one transaction."""
-        rows = [(r[4], r[5], r[6], r[7], r[0], worker) for r in map(delivery_row, deliveries)]
+        """Write records still leased to ``worker``, in one transaction.
+
+        Up to 150 records a statement (``UPDATE ... FROM``, SQLite 3.33 and
+        later; one a statement before). A record given twice is written once,
+        as first given: the first write ends the lease the second would need.
+        """
+        first: dict[str, Delivery] = {}
+        for d in deliveries:
+            first.setdefault(d.id, d)
+        rows = [(r[0], r[4], r[5], r[6], r[7]) for r in map(delivery_row, first.values())]
+        if not _UPDATE_FROM:
+            with self._write(durable=False) as db:
+                return db.executemany(
+                    "UPDATE deliveries SET state = ?, next_attempt_at = ?, attempts = ?, "
+                    "reason = ?, locked_by = NULL, lease_expires_at = NULL "
+                    "WHERE id = ? AND locked_by = ? AND state = 'in_flight'",
+                    [(*r[1:], r[0], worker) for r in rows],
+                ).rowcount
+        params = _flat(rows, _RESULTS_PER_UPDATE)
+        written = 0
         with self._write(durable=False) as db:
-            return db.executemany(
-                "UPDATE deliveries SET state = ?, next_attempt_at = ?, attempts = ?, reason = ?, "
-                "locked_by = NULL, lease_expires_at = NULL "
-                "WHERE id = ? AND locked_by = ? AND state = 'in_flight'",
-                rows,
-            ).rowcount
+            for values in params:
+                written += db.execute(
+                    "UPDATE deliveries SET state = r.column2, next_attempt_at = r.column3, "
+                    "attempts = r.column4, reason = r.column5, locked_by = NULL, "
+                    f"lease_expires_at = NULL FROM (VALUES {_marks(values, 5)}) AS r "
+                    "WHERE deliveries.id = r.column1 AND locked_by = ? AND state = 'in_flight'",
+                    [*values, worker],
+                ).rowcount
+        return written
 
     def release(self, delivery_ids: Sequence[str], worker: str) -> None:
         """Return unstarted claims: due again at once."""
@@ -482,9 +527,9 @@ class SQLiteStore:
 
     def save_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         """Insert or replace delivery records."""
-        rows = [delivery_row(d) for d in deliveries]
+        params = _delivery_params(deliveries)
         with self._write() as db:
-            self._upsert(db, rows)
+            self._upsert(db, params)
 
     def next_due(self) -> float | None:
         """Earliest due time or lease expiry."""

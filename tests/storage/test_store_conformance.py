@@ -11,6 +11,7 @@ import attrs
 import pytest
 from tests import pg
 
+from transports import sqlite as sqlite_store
 from transports.memory import MemoryStore
 from transports.operations import Retention, apply_retention, publish, publish_many
 from transports.sqlite import SQLiteStore
@@ -189,6 +190,54 @@ def test_only_the_lease_holder_writes_the_result(store: Store) -> None:
     assert store.get_delivery(delivery.id) == done
     assert store.complete([done], "w2") == 0
     assert store.next_due() is None
+
+
+def test_batches_wider_than_one_statement_are_written_whole(store: Store) -> None:
+    """600 deliveries published, claimed and finished a call each (several statements
+    each in SQL stores), and 250 saved at once, some new and some replacing."""
+    for n in range(4):
+        store.save_endpoint(endpoint(n))
+    publish_many(store, CATALOG, [("message.sent", message(i), None) for i in range(150)], T0)
+    claimed = store.claim(T0, 1000, "w1", T0 + 60)
+    assert len(claimed) == 600
+    assert store.count_deliveries(DeliveryFilter(state=DeliveryState.IN_FLIGHT)) == 600
+    done = [
+        attrs.evolve(
+            c.delivery,
+            state=DeliveryState.DELIVERED,
+            next_attempt_at=None,
+            attempts=(Attempt(1, T0, T0 + i / 1000, Outcome.SUCCESS, status=200),),
+        )
+        for i, c in enumerate(claimed)
+    ]
+    assert store.complete(done, "w1") == 600
+    assert store.complete(done, "w1") == 0
+    assert sorted(store.list_deliveries(limit=1000), key=lambda d: d.id) == sorted(
+        done, key=lambda d: d.id
+    )
+    failed = [attrs.evolve(d, state=DeliveryState.FAILED, reason="replaced") for d in done[:150]]
+    fresh = [
+        attrs.evolve(d, id=f"dlv_new_{i:03d}", state=DeliveryState.PENDING, attempts=())
+        for i, d in enumerate(done[:100])
+    ]
+    store.save_deliveries(failed + fresh)
+    assert store.count_deliveries(DeliveryFilter(state=DeliveryState.FAILED)) == 150
+    assert store.count_deliveries(DeliveryFilter(state=DeliveryState.PENDING)) == 100
+    assert store.get_delivery(fresh[-1].id) == fresh[-1]
+    assert store.get_delivery(failed[-1].id) == failed[-1]
+
+
+def test_a_result_given_twice_in_a_batch_is_written_as_first_given(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    (delivery,) = publish_one(store)
+    store.claim(T0, 10, "w1", T0 + 60)
+    attempt = Attempt(1, T0, T0 + 1, Outcome.SUCCESS, status=200)
+    done = attrs.evolve(
+        delivery, state=DeliveryState.DELIVERED, next_attempt_at=None, attempts=(attempt,)
+    )
+    other = attrs.evolve(done, state=DeliveryState.FAILED, reason="second")
+    assert store.complete([done, other], "w1") == 1
+    assert store.get_delivery(delivery.id) == done
 
 
 def test_a_retry_scheduled_result_becomes_due_at_its_time(store: Store) -> None:
@@ -386,3 +435,23 @@ def test_a_duplicate_among_concurrent_publishers_fails_only_its_own_batch(store:
     stored = {d.event_id for d in store.list_deliveries(limit=100)}
     assert stored == {"evt_dup"} | {f"evt_{t}" for t in range(8) if t != 3}
     assert store.get_event("evt_3") is None
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        test_only_the_lease_holder_writes_the_result,
+        test_batches_wider_than_one_statement_are_written_whole,
+        test_a_result_given_twice_in_a_batch_is_written_as_first_given,
+    ],
+)
+def test_sqlite_results_are_written_alike_without_update_from(
+    check: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.33 has no ``UPDATE ... FROM``: results then take a statement each."""
+    monkeypatch.setattr(sqlite_store, "_UPDATE_FROM", False)
+    store = SQLiteStore(tmp_path / "store.db")
+    try:
+        check(store)
+    finally:
+        store.close()
