@@ -66,6 +66,14 @@ def message(i: int = 0) -> dict[str, str]:
     return {"message_id": f"msg_{i}", "channel": "sms", "to": "+919876543210", "status": "sent"}
 
 
+def delivered(delivery: Delivery, started: float, ended: float) -> Delivery:
+    """``delivery`` after one successful attempt."""
+    attempt = Attempt(1, started, ended, Outcome.SUCCESS, status=200)
+    return attrs.evolve(
+        delivery, state=DeliveryState.DELIVERED, next_attempt_at=None, attempts=(attempt,)
+    )
+
+
 def publish_one(store: Store, now: float = T0, i: int = 0) -> list[Delivery]:
     result = publish(store, CATALOG, "message.sent", message(i), now)
     return store.list_deliveries(DeliveryFilter(event_id=result.event.id))
@@ -179,10 +187,7 @@ def test_only_the_lease_holder_writes_the_result(store: Store) -> None:
     (delivery,) = publish_one(store)
     store.claim(T0, 10, "w1", T0 + 60)
     store.claim(T0 + 60, 10, "w2", T0 + 120)
-    attempt = Attempt(1, T0 + 60, T0 + 61, Outcome.SUCCESS, status=200)
-    done = attrs.evolve(
-        delivery, state=DeliveryState.DELIVERED, next_attempt_at=None, attempts=(attempt,)
-    )
+    done = delivered(delivery, T0 + 60, T0 + 61)
     assert store.complete([done], "w1") == 0
     stored = store.get_delivery(delivery.id)
     assert stored is not None and stored.state is DeliveryState.IN_FLIGHT
@@ -201,15 +206,7 @@ def test_batches_wider_than_one_statement_are_written_whole(store: Store) -> Non
     claimed = store.claim(T0, 1000, "w1", T0 + 60)
     assert len(claimed) == 600
     assert store.count_deliveries(DeliveryFilter(state=DeliveryState.IN_FLIGHT)) == 600
-    done = [
-        attrs.evolve(
-            c.delivery,
-            state=DeliveryState.DELIVERED,
-            next_attempt_at=None,
-            attempts=(Attempt(1, T0, T0 + i / 1000, Outcome.SUCCESS, status=200),),
-        )
-        for i, c in enumerate(claimed)
-    ]
+    done = [delivered(c.delivery, T0, T0 + i / 1000) for i, c in enumerate(claimed)]
     assert store.complete(done, "w1") == 600
     assert store.complete(done, "w1") == 0
     assert sorted(store.list_deliveries(limit=1000), key=lambda d: d.id) == sorted(
@@ -231,10 +228,7 @@ def test_a_result_given_twice_in_a_batch_is_written_as_first_given(store: Store)
     store.save_endpoint(endpoint())
     (delivery,) = publish_one(store)
     store.claim(T0, 10, "w1", T0 + 60)
-    attempt = Attempt(1, T0, T0 + 1, Outcome.SUCCESS, status=200)
-    done = attrs.evolve(
-        delivery, state=DeliveryState.DELIVERED, next_attempt_at=None, attempts=(attempt,)
-    )
+    done = delivered(delivery, T0, T0 + 1)
     other = attrs.evolve(done, state=DeliveryState.FAILED, reason="second")
     assert store.complete([done, other], "w1") == 1
     assert store.get_delivery(delivery.id) == done
