@@ -249,6 +249,25 @@ def test_every_state_and_input(state: EndpointState, kind: type, data: st.DataOb
 # --- the handshake ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("state", list(EndpointState), ids=lambda s: s.value)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_apply_outcomes_is_one_delivery_outcome_at_a_time(
+    state: EndpointState, data: st.DataObject
+) -> None:
+    """The batch form skips only what would change nothing."""
+    e, _, now = data.draw(endpoint_in(state))
+    gaps = st.floats(0, 60, allow_nan=False)
+    outcomes = []
+    for delivered in data.draw(st.lists(st.booleans(), max_size=12)):
+        now += data.draw(gaps)
+        outcomes.append((delivered, now))
+    one_by_one = e
+    for delivered, at in outcomes:
+        one_by_one = machine.apply(one_by_one, DeliveryOutcome(delivered, at, HEALTH))
+    assert machine.apply_outcomes(e, outcomes, HEALTH) == one_by_one
+
+
 def handshake(status: int | None, body: bytes, error: str | None = None) -> Endpoint:
     e = machine.apply(new_endpoint(), BeginVerification(TOKEN, 1.0))
     assert e.state is V

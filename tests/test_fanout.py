@@ -30,7 +30,7 @@ from webhook_core.endpoint import (
 )
 from webhook_core.envelope import Event
 from webhook_core.errors import VerificationError
-from webhook_core.fanout import fan_out
+from webhook_core.fanout import fan_out, fan_out_many
 from webhook_core.request import USER_AGENT, HttpRequest, delivery_request
 from webhook_core.retry import RetryPolicy
 
@@ -100,6 +100,29 @@ def test_fan_out_to_nobody() -> None:
     assert fan_out(EVENT, [], new_id=lambda: "x", now=NOW) == []
     only_disabled = [make_endpoint("d", state=EndpointState.DISABLED)]
     assert fan_out(EVENT, only_disabled, new_id=lambda: "x", now=NOW) == []
+
+
+def test_fan_out_many_is_fan_out_of_each_event() -> None:
+    endpoints = [
+        make_endpoint("all"),
+        make_endpoint("delivered", ("message.delivered",)),
+        make_endpoint("messages", ("message.*",)),
+        make_endpoint("payments", ("payment.*",)),
+        make_endpoint("disabled", state=EndpointState.DISABLED),
+    ]
+    names = ["message.delivered", "payment.failed", "message.sent", "message.delivered"]
+    events = [Event(f"evt_{i}", name, NOW, b"{}") for i, name in enumerate(names)]
+    many, one = counter_ids(), counter_ids()
+    fanned = fan_out_many(events, endpoints, new_id=lambda: f"dlv_{next(many)}", now=NOW)
+    assert fanned == [
+        (e, fan_out(e, endpoints, new_id=lambda: f"dlv_{next(one)}", now=NOW)) for e in events
+    ]
+    assert [[d.endpoint_id for d in ds] for _, ds in fanned] == [
+        ["all", "delivered", "messages"],
+        ["all", "payments"],
+        ["all", "messages"],
+        ["all", "delivered", "messages"],
+    ]
 
 
 # --- request building ------------------------------------------------------------------

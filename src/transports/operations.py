@@ -21,7 +21,6 @@ from webhook_core import (
     ChangeUrl,
     ConfigError,
     Delivery,
-    DeliveryOutcome,
     DeliveryState,
     Disable,
     Enable,
@@ -34,7 +33,7 @@ from webhook_core import (
     IllegalTransition,
     RetryPolicy,
     build_event,
-    fan_out,
+    fan_out_many,
     replay,
     rotate_secret,
     validate_headers,
@@ -180,9 +179,9 @@ def record_outcomes(
         before = current.get(endpoint_id)
         if before is None:
             continue
-        endpoint = before
-        for delivered, at in sorted(outcomes, key=lambda o: o[1]):
-            endpoint = endpoint_machine.apply(endpoint, DeliveryOutcome(delivered, at, policy))
+        endpoint = endpoint_machine.apply_outcomes(
+            before, sorted(outcomes, key=lambda o: o[1]), policy
+        )
         if endpoint == before:
             continue
         store.save_endpoint(endpoint)
@@ -292,9 +291,7 @@ def _fanned_out(
         build_event(catalog, name, data, event_id=event_id or new_id("evt"), now=now)
         for name, data, event_id in events
     ]
-    return [
-        (event, fan_out(event, targets, new_id=lambda: new_id("dlv"), now=now)) for event in built
-    ]
+    return fan_out_many(built, targets, new_id=lambda: new_id("dlv"), now=now)
 
 
 def publish_groups(

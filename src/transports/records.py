@@ -95,7 +95,7 @@ def delivery_row(d: Delivery) -> tuple[Any, ...]:
         d.event_id,
         d.endpoint_id,
         d.created_at,
-        d.state.value,
+        d.state._value_,  # .value is a descriptor call, on every row written
         d.next_attempt_at,
         attempts_to_json(d.attempts) if d.attempts else "[]",
         d.reason,
@@ -108,6 +108,9 @@ DELIVERY_COLUMNS = (
 )
 
 
+_STATES = {s.value: s for s in DeliveryState}
+
+
 def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
     """A delivery from its columns, in ``DELIVERY_COLUMNS`` order."""
     return Delivery(
@@ -115,7 +118,7 @@ def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
         row[1],
         row[2],
         row[3],
-        DeliveryState(row[4]),
+        _STATES[row[4]],
         row[5],
         attempts_from_json(row[6]) if row[6] != "[]" else (),
         row[7],

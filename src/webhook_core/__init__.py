@@ -63,7 +63,7 @@ from webhook_core.errors import (
     VerificationError,
     WebhookError,
 )
-from webhook_core.fanout import fan_out
+from webhook_core.fanout import fan_out, fan_out_many
 from webhook_core.gate import BreakerState, EndpointGate, GatePolicy, Hold
 from webhook_core.names import pattern_matches, validate_event_name, validate_pattern
 from webhook_core.request import USER_AGENT, HttpRequest, delivery_request, verification_request
@@ -141,6 +141,7 @@ __all__ = [
     "endpoint",
     "envelope_bytes",
     "fan_out",
+    "fan_out_many",
     "handshake_result",
     "js_number",
     "new_delivery",

@@ -260,6 +260,22 @@ def apply(endpoint: Endpoint, event: EndpointInput) -> Endpoint:
     return new
 
 
+def apply_outcomes(
+    endpoint: Endpoint, outcomes: Iterable[tuple[bool, float]], policy: HealthPolicy
+) -> Endpoint:
+    """``endpoint`` after deliveries that ended, given as ``(delivered, now)`` in order.
+
+    The same as applying a ``DeliveryOutcome`` for each, without building them
+    for the common case that changes nothing: a delivery to an endpoint with
+    no run of failures.
+    """
+    for delivered, now in outcomes:
+        if delivered and endpoint.failures == 0 and endpoint.failing_since is None:
+            continue
+        endpoint = apply(endpoint, DeliveryOutcome(delivered, now, policy))
+    return endpoint
+
+
 def _step(e: Endpoint, event: EndpointInput) -> Endpoint:
     if isinstance(event, BeginVerification):
         if not event.token:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from webhook_core.delivery import Delivery, DeliveryState
 from webhook_core.endpoint import Endpoint, EndpointState
@@ -16,9 +16,33 @@ def fan_out(
 
     Unverified, verifying and disabled endpoints get nothing.
     """
-    name, event_id, pending = event.name, event.id, DeliveryState.PENDING
-    return [
-        Delivery(new_id(), event_id, e.id, now, pending, now)
-        for e in endpoints
-        if e.state is EndpointState.ACTIVE and e.subscribes_to(name)
-    ]
+    return _deliveries(event, _subscribers(endpoints, event.name), new_id, now)
+
+
+def fan_out_many(
+    events: Iterable[Event],
+    endpoints: Sequence[Endpoint],
+    *,
+    new_id: Callable[[], str],
+    now: float,
+) -> list[tuple[Event, Sequence[Delivery]]]:
+    """Each event with its ``fan_out``; the subscribers of each event name are found once."""
+    by_name: dict[str, list[Endpoint]] = {}
+    fanned: list[tuple[Event, Sequence[Delivery]]] = []
+    for event in events:
+        targets = by_name.get(event.name)
+        if targets is None:
+            targets = by_name[event.name] = _subscribers(endpoints, event.name)
+        fanned.append((event, _deliveries(event, targets, new_id, now)))
+    return fanned
+
+
+def _subscribers(endpoints: Iterable[Endpoint], name: str) -> list[Endpoint]:
+    return [e for e in endpoints if e.state is EndpointState.ACTIVE and e.subscribes_to(name)]
+
+
+def _deliveries(
+    event: Event, targets: list[Endpoint], new_id: Callable[[], str], now: float
+) -> list[Delivery]:
+    event_id, pending = event.id, DeliveryState.PENDING
+    return [Delivery(new_id(), event_id, e.id, now, pending, now) for e in targets]
