@@ -46,6 +46,7 @@ import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from transports import operations
+from transports.claim_queue import ClaimQueue
 from transports.clocks import AnyioClock, Clock
 from transports.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
 from transports.http import (
@@ -181,7 +182,7 @@ class WebhookService(DriverConfig):
         self._verifying: set[tuple[str, str | None]] = set()
         self._next_scan = -math.inf
         self._send_results: MemoryObjectSendStream[Delivery] | None = None
-        self._send_claims: MemoryObjectSendStream[Claimed] | None = None
+        self._claims: ClaimQueue | None = None
         self._attempts_done = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
         self._publisher = GroupedPublisher(self.store, self.catalog)
@@ -214,10 +215,9 @@ class WebhookService(DriverConfig):
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._writer, receive)
-        self._send_claims, claims = anyio.create_memory_object_stream[Claimed](math.inf)
-        with claims:
-            for _ in range(self.max_in_flight):
-                self._tg.start_soon(self._worker, claims.clone())
+        self._claims = ClaimQueue()
+        for _ in range(self.max_in_flight):
+            self._tg.start_soon(self._worker, self._claims)
         await self._scan_endpoints()
         self._dispatcher_stopped = anyio.Event()
         self._tg.start_soon(self._dispatcher)
@@ -245,7 +245,7 @@ class WebhookService(DriverConfig):
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None and self._send_results is not None
-        assert self._send_claims is not None
+        assert self._claims is not None
         self._stopping = True
         self._wake.set()
         if self._unsubscribe is not None:
@@ -259,7 +259,7 @@ class WebhookService(DriverConfig):
                     while self._in_flight or self._verifying:
                         self._attempts_done = anyio.Event()
                         await self._attempts_done.wait()
-                self._send_claims.close()
+                self._claims.close()
                 await self._send_results.aclose()
             else:
                 # Leaving on an error: attempts stop where they are (their leases
@@ -267,7 +267,7 @@ class WebhookService(DriverConfig):
                 self._tg.cancel_scope.cancel()
         finally:
             result = await self._tg.__aexit__(exc_type, exc, tb)
-            self._send_claims.close()
+            self._claims.close()
             self._send_results.close()
             self._tg = None
             if self._owns_http and self._http is not None:
@@ -536,10 +536,10 @@ class WebhookService(DriverConfig):
                 ids = [c.delivery.id for c in claimed]
                 await self._call(self.store.release, ids, self.worker_id)
                 return
-            assert self._send_claims is not None
+            assert self._claims is not None
             self._in_flight += len(claimed)
             for claim in claimed:
-                self._send_claims.send_nowait(claim)
+                self._claims.put(claim)
             if len(claimed) == free:
                 await anyio.sleep(0)
                 return
@@ -554,19 +554,9 @@ class WebhookService(DriverConfig):
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
 
-    async def _worker(self, claims: MemoryObjectReceiveStream[Claimed]) -> None:
-        with claims:
-            while True:
-                try:
-                    claim = claims.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        claim = await claims.receive()
-                    except anyio.EndOfStream:
-                        return
-                except anyio.EndOfStream:
-                    return
-                await self._attempt(claim)
+    async def _worker(self, claims: ClaimQueue) -> None:
+        while (claim := await claims.get()) is not None:
+            await self._attempt(claim)
 
     async def _attempt(self, claim: Claimed) -> None:
         try:
