@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import anyio
 import attrs
@@ -19,7 +20,7 @@ from transports.testing import (
     ReceivedRequest,
     Respond,
 )
-from webhook_core import DeliveryState, EndpointState, platform_catalog
+from webhook_core import DeliveryState, EndpointState, RetryPolicy, platform_catalog
 
 
 class SlowClaims(MemoryStore):
@@ -97,12 +98,32 @@ def test_an_error_inside_the_service_is_the_only_error_raised(backend: str) -> N
     assert [type(e) for e in errors] == [Boom]
 
 
+class CountedReleases(MemoryStore):
+    """A memory store that records each ``release`` call's ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.releases: list[list[str]] = []
+
+    def release(self, delivery_ids: Sequence[str], worker: str) -> None:
+        self.releases.append(list(delivery_ids))
+        super().release(delivery_ids, worker)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "queued"),
+    [
+        (30.0, 3),  # lease 60 s: a queued claim may wait (60 - 30 - 5) / 30 of a round
+        (5.0, 8),  # lease 35 s: five rounds would fit, two is the most queued
+    ],
+)
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_claims_queued_ahead_of_the_workers_are_released_on_exit(backend: str) -> None:
-    """The dispatcher claims up to three times as many deliveries as it has workers, so
-    a worker that finishes finds its next delivery waiting; leaving the service gives
-    those back."""
-    store = MemoryStore()
+def test_claims_queued_ahead_of_the_workers_are_released_on_exit(
+    backend: str, timeout: float, queued: int
+) -> None:
+    """The dispatcher claims more than its four workers can send at once, as many as
+    the lease leaves time for; leaving the service gives those back in one call."""
+    store = CountedReleases()
     data = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
     answering = threading.Event()
     arrived = threading.Semaphore(0)
@@ -117,15 +138,19 @@ def test_claims_queued_ahead_of_the_workers_are_released_on_exit(backend: str) -
         store.save_endpoint(
             attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
         )
-        for _ in range(14):
+        for _ in range(20):
             operations.publish(store, platform_catalog(), "message.sent", data, 0.0)
         async with WebhookService(
-            store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS, max_in_flight=4
+            store,
+            allow_http=True,
+            allowed_networks=LOOPBACK_NETWORKS,
+            max_in_flight=4,
+            policy=RetryPolicy(timeout=timeout),
         ):
             for _ in range(4):
                 assert await anyio.to_thread.run_sync(arrived.acquire, True, 10)
             leased = store.count_deliveries(DeliveryFilter(state=DeliveryState.IN_FLIGHT))
-            assert leased == 12  # 4 being sent, 8 queued (the limit is 3 * 4)
+            assert leased == 4 + queued
             threading.Timer(0.2, answering.set).start()
 
     with LoopbackReceiver(default=Handler(hold)) as rx:
@@ -133,5 +158,6 @@ def test_claims_queued_ahead_of_the_workers_are_released_on_exit(backend: str) -
         assert len(rx.requests) == 4
     states = [d.state for d in store.list_deliveries()]
     assert states.count(DeliveryState.DELIVERED) == 4
-    assert states.count(DeliveryState.PENDING) == 10
-    assert len(store.claim(1.0, 20, "next", 100.0)) == 10
+    assert states.count(DeliveryState.PENDING) == 16
+    assert [len(ids) for ids in store.releases] == [queued]
+    assert len(store.claim(1.0, 20, "next", 100.0)) == 16

@@ -58,6 +58,12 @@ class ClaimQueue:
                 raise
         return self._claims.popleft()
 
+    def take_all(self) -> list[Claimed]:
+        """Empty the queue; the claims it held, oldest first."""
+        taken = list(self._claims)
+        self._claims.clear()
+        return taken
+
     def close(self) -> None:
         """Take no more claims; wake every parked worker."""
         self._closed = True

@@ -54,6 +54,7 @@ from transports.store import (
     DuplicateEvent,
     EventBatch,
     SchemaStatus,
+    first_of_each,
 )
 from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
 
@@ -379,10 +380,11 @@ class PostgresStore:
         ]
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
-        """Write records still leased to ``worker``, in one statement."""
+        """Write records still leased to ``worker``, in one statement (a record given
+        twice, as first given)."""
         if not deliveries:
             return 0
-        rows = [delivery_row(d) for d in deliveries]
+        rows = [delivery_row(d) for d in first_of_each(deliveries)]
         notify = any(d.state is DeliveryState.RETRY_SCHEDULED for d in deliveries)
         with self._connection() as conn:
             row = conn.execute(

@@ -16,8 +16,9 @@ write. Without that pause, callers publishing in a loop split into two
 halves that take turns, each write carrying half of them.
 
 A caller cancelled while its events are still queued takes them back (they
-are not published); once its write has begun, the events are stored and the
-caller sees the cancellation, as with any store call already under way.
+are not published); once its write has begun (for a leader: once it leads,
+the two turns included), the events are stored and the caller sees the
+cancellation, as with any store call already under way.
 """
 
 from __future__ import annotations

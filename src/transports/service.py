@@ -6,18 +6,20 @@ The host application enters ``async with WebhookService(...) as hooks:`` in
 its own event loop (trio or asyncio). Inside, three kinds of task run in the
 service's task group:
 
-* the dispatcher claims due deliveries from the store in batches, holding up
-  to three times ``max_in_flight`` claims at once (so that workers finishing
-  an attempt find the next claim queued instead of waiting for a store round
-  trip, which for a blocking store can take several attempts' time behind a
-  write of results; when only a few claims are wanted it first waits 2 ms for
-  more, so a busy service claims a batch at a time rather than one delivery
-  per finished attempt), queues the claims for the workers, then
+* the dispatcher claims due deliveries from the store in batches, holding
+  more claims than it has workers (so that workers finishing an attempt find
+  the next claim queued instead of waiting for a store round trip, which for
+  a blocking store can take several attempts' time behind a write of
+  results): up to three times ``max_in_flight``, but no more than can wait
+  for every attempt ahead of them to run to its deadline and still have
+  their own deadline and ``LEASE_MARGIN`` left in their lease. When only a
+  few claims are wanted it first waits 2 ms for more, so a busy service
+  claims a batch at a time rather than one delivery per finished attempt. It
+  queues the claims for the workers (``transports.claim_queue``), then
   sleeps until the store's next due time, a wake-up (publish, a finished
   attempt) or, for stores other processes may write, the poll interval;
-* ``max_in_flight`` worker tasks take claims from that queue (a queued claim
-  waits up to about two attempts' time); for each, a worker
-  applies the core's ``Start``, sends the signed request under a total
+* ``max_in_flight`` worker tasks take claims from that queue; for each, a
+  worker applies the core's ``Start``, sends the signed request under a total
   deadline (one cancel scope: connect, send, headers and body together),
   applies ``Finish`` and hands the record to the writer;
 * the writer drains finished records and stores them a batch at a time.
@@ -26,8 +28,16 @@ Handshakes run as tasks of their own, for endpoints in ``verifying``. Every deci
 (state, retry time, disabling) is made by ``webhook_core``; this module only
 executes effects and reports results. On exit the dispatcher stops claiming,
 attempts in flight finish within their deadline, queued claims are released
-(due again at once), and the writer flushes; nothing is lost: a claim never
-written back is reclaimed when its lease ends.
+in one store call (due again at once), and the writer flushes; nothing is
+lost: a claim never written back is reclaimed when its lease ends.
+
+A queued claim whose lease no longer covers its deadline and the margin is
+written back unsent by the worker that takes it (the core decides), and the
+dispatcher claims it again later. Its lease has not run out by then: claims
+queue oldest first, so stale ones are at the head, and a worker whose
+attempt ends (within the deadline, so well before the margin is used up)
+writes back every stale claim at the head without yielding, before the
+dispatcher, which claims only after an attempt has ended, can run.
 """
 
 from __future__ import annotations
@@ -62,6 +72,7 @@ from transports.ids import new_id
 from transports.publishing import GroupedPublisher
 from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
 from webhook_core import (
+    LEASE_MARGIN,
     USER_AGENT,
     AttemptResult,
     ConfigError,
@@ -189,7 +200,9 @@ class WebhookService(DriverConfig):
         self._unsubscribe: Callable[[], None] | None = None
         self._dispatcher_stopped = anyio.Event()
         self._claim_batch = max(1, self.max_in_flight // 8)
-        self._claim_limit = 3 * self.max_in_flight
+        timeout = self.policy.timeout
+        rounds = min(2.0, (self.lease - timeout - LEASE_MARGIN) / timeout)
+        self._claim_limit = self.max_in_flight + int(self.max_in_flight * rounds)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -256,6 +269,7 @@ class WebhookService(DriverConfig):
             if exc_type is None:
                 with anyio.CancelScope(shield=True):
                     await self._dispatcher_stopped.wait()
+                    await self._release_queued()
                     while self._in_flight or self._verifying:
                         self._attempts_done = anyio.Event()
                         await self._attempts_done.wait()
@@ -263,7 +277,8 @@ class WebhookService(DriverConfig):
                 await self._send_results.aclose()
             else:
                 # Leaving on an error: attempts stop where they are (their leases
-                # bring them back); the streams close once every task has ended.
+                # bring them back); the claim queue and the results stream close
+                # once every task has ended.
                 self._tg.cancel_scope.cancel()
         finally:
             result = await self._tg.__aexit__(exc_type, exc, tb)
@@ -553,6 +568,19 @@ class WebhookService(DriverConfig):
         if timeout > 0:
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
+
+    async def _release_queued(self) -> None:
+        """Give the claims no worker has taken back to the store, in one call."""
+        assert self._claims is not None
+        queued = self._claims.take_all()
+        try:
+            if queued:
+                await self._call(
+                    self.store.release, [c.delivery.id for c in queued], self.worker_id
+                )
+        finally:
+            self._in_flight -= len(queued)
+            self._attempts_done.set()
 
     async def _worker(self, claims: ClaimQueue) -> None:
         while (claim := await claims.get()) is not None:

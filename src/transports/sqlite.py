@@ -58,13 +58,14 @@ from transports.store import (
     EventBatch,
     SchemaStatus,
     error_twin,
+    first_of_each,
 )
 from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
 
 DEFAULT_PATH = "webhooks.db"
 # Deliveries of removed endpoints are never claimed. Due work is found by walking
-# the partial indexes in time order (INDEXED BY: the planner would otherwise pick
-# an index on state and sort every waiting row).
+# the partial indexes in time order (INDEXED BY: without statistics the planner
+# may walk another index and sort every waiting row).
 _LIVE = "EXISTS (SELECT 1 FROM endpoints e WHERE e.id = d.endpoint_id)"
 
 
@@ -115,8 +116,9 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 # Listings of waiting or in-flight deliveries walk the due or lease index (the
-# working set) rather than an endpoint's or the whole table's history; the
-# extra term is what lets SQLite use the partial index.
+# working set, sorted for the listing) rather than the whole table's history;
+# the extra term is what lets SQLite use the partial index. With an endpoint
+# or an event named, that endpoint's or event's rows are walked instead.
 _WORKING_SET = {
     DeliveryState.PENDING: ("deliveries_due", "state IN ('pending', 'retry_scheduled')"),
     DeliveryState.RETRY_SCHEDULED: ("deliveries_due", "state IN ('pending', 'retry_scheduled')"),
@@ -127,7 +129,8 @@ _WORKING_SET = {
 def _filtered(where: DeliveryFilter) -> tuple[str, list[Any]]:
     """``deliveries`` with the ``WHERE`` clause selecting ``where``, and its parameters."""
     sql, params = filter_sql(where, "?")
-    working = None if where.state is None or where.event_id else _WORKING_SET.get(where.state)
+    named = where.endpoint_id is not None or where.event_id is not None
+    working = None if where.state is None or named else _WORKING_SET.get(where.state)
     if working is None:
         return "deliveries" + sql, params
     index, term = working
@@ -136,7 +139,8 @@ def _filtered(where: DeliveryFilter) -> tuple[str, list[Any]]:
 
 # Rows per statement, under the oldest SQLite's limit of 999 parameters.
 _EVENTS_PER_INSERT = 200  # 4 parameters each
-_DELIVERIES_PER_INSERT = 100  # 9 each
+_DELIVERY_WIDTH = len(DELIVERY_COLUMNS.split(","))
+_DELIVERIES_PER_INSERT = 100  # 9 parameters each
 _RESULTS_PER_UPDATE = 150  # 5 each, and the worker
 _IDS_PER_QUERY = 500
 # UPDATE ... FROM came with SQLite 3.33; before it, results take a statement each.
@@ -426,7 +430,8 @@ class SQLiteStore:
         """Insert or replace deliveries given as ``_delivery_params``."""
         for values in params:
             db.execute(
-                f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES {_marks(values, 9)} "
+                f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) "
+                f"VALUES {_marks(values, _DELIVERY_WIDTH)} "
                 "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
                 "next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts, "
                 "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL",
@@ -486,20 +491,19 @@ class SQLiteStore:
         """Write records still leased to ``worker``, in one transaction.
 
         Up to 150 records a statement (``UPDATE ... FROM``, SQLite 3.33 and
-        later; one a statement before). A record given twice is written once,
-        as first given: the first write ends the lease the second would need.
+        later; one a statement before).
         """
-        first: dict[str, Delivery] = {}
-        for d in deliveries:
-            first.setdefault(d.id, d)
-        rows = [(r[0], r[4], r[5], r[6], r[7]) for r in map(delivery_row, first.values())]
+        rows = [
+            (r[0], r[4], r[5], r[6], r[7]) for r in map(delivery_row, first_of_each(deliveries))
+        ]
         if not _UPDATE_FROM:
+            each = [(*r[1:], r[0], worker) for r in rows]
             with self._write(durable=False) as db:
                 return db.executemany(
                     "UPDATE deliveries SET state = ?, next_attempt_at = ?, attempts = ?, "
                     "reason = ?, locked_by = NULL, lease_expires_at = NULL "
                     "WHERE id = ? AND locked_by = ? AND state = 'in_flight'",
-                    [(*r[1:], r[0], worker) for r in rows],
+                    each,
                 ).rowcount
         params = _flat(rows, _RESULTS_PER_UPDATE)
         written = 0

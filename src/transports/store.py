@@ -54,6 +54,19 @@ def error_twin(exc: E) -> E:
     return twin
 
 
+def first_of_each(deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """``deliveries`` without later records of an id already given, in order.
+
+    ``Store.complete`` writes a record given twice once, as first given (the
+    first write ends the lease the second would need), also where one
+    statement writes the whole batch.
+    """
+    first: dict[str, Delivery] = {}
+    for d in deliveries:
+        first.setdefault(d.id, d)
+    return list(first.values())
+
+
 @attrs.frozen
 class Claimed:
     """A leased delivery with what is needed to send it, and when the lease ends."""
@@ -136,7 +149,10 @@ class Store(Protocol):
         ...
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
-        """Write finished records still leased to ``worker``; return how many were written."""
+        """Write finished records still leased to ``worker``; return how many were written.
+
+        A record given twice in one call is written once, as first given.
+        """
         ...
 
     def release(self, delivery_ids: Sequence[str], worker: str) -> None:

@@ -11,11 +11,14 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import pytest
+from tests.storage.test_store_conformance import CATALOG, endpoint, message
 
+from transports.operations import publish_many
 from transports.sqlite import SQLiteStore
 from transports.store import DeliveryFilter
-from webhook_core import Delivery, DeliveryState
+from webhook_core import DeliveryState
 
 DELIVERED = DeliveryState.DELIVERED
 
@@ -50,23 +53,33 @@ def test_due_work_is_found_without_sorting_the_backlog(action: str, tmp_path: Pa
             assert "deliveries_due" in plan or "deliveries_lease" in plan, plan
 
 
-def test_batch_writes_find_each_delivery_by_its_key(tmp_path: Path) -> None:
-    """Results are written by id: SQLite must look each one up by the primary key, not
-    walk the in-flight rows of the state index for every result."""
+@pytest.mark.parametrize("action", ["claim", "complete"])
+def test_batch_writes_find_each_delivery_by_its_key(action: str, tmp_path: Path) -> None:
+    """Leases and results are written by id, 150 at once: SQLite must look each one up
+    by the primary key, not walk the in-flight rows for every one."""
     store = SQLiteStore(tmp_path / "plans.db")
-    delivery = Delivery("dlv_1", "evt_1", "ep_1", 1.0, DeliveryState.DELIVERED, None, (), None)
-    plans = plans_of(store, lambda: store.complete([delivery], "w"))
-    (update,) = [p for p in plans if p.startswith("UPDATE deliveries")]
-    assert "SCAN deliveries" not in update, update
-    assert "SEARCH deliveries USING INDEX sqlite_autoindex_deliveries_1 (id=?)" in update, update
+    store.save_endpoint(endpoint())
+    publish_many(store, CATALOG, [("message.sent", message(i), None) for i in range(150)], 1.0)
+    claimed = store.claim(1.0, 150, "w", 60.0)
+    done = [attrs.evolve(c.delivery, state=DeliveryState.DELIVERED) for c in claimed]
+    run = {
+        "claim": lambda: store.claim(100.0, 150, "w2", 160.0),
+        "complete": lambda: store.complete(done, "w"),
+    }[action]
+    updates = [p for p in plans_of(store, run) if p.startswith("UPDATE deliveries")]
+    assert updates
+    for update in updates:
+        assert "SCAN deliveries" not in update, update
+        assert "USING INDEX sqlite_autoindex_deliveries_1 (id=?)" in update, update
 
 
 @pytest.mark.parametrize("state", [None, *DeliveryState])
 @pytest.mark.parametrize("by", ["state", "endpoint", "event", "time"])
 def test_every_listing_walks_an_index(state: DeliveryState | None, by: str, tmp_path: Path) -> None:
     """No listing reads the whole table, nor does any count but that of delivered rows
-    (most of the table: it visits them either way); waiting and in-flight deliveries
-    are found through the due and lease indexes (the working set), not the history."""
+    (most of the table: it visits them either way). Waiting and in-flight deliveries
+    are found through the due and lease indexes (the working set), not the history;
+    an endpoint's or an event's through their own index."""
     store = SQLiteStore(tmp_path / "plans.db")
     where = DeliveryFilter(
         state=state,
@@ -82,6 +95,8 @@ def test_every_listing_walks_an_index(state: DeliveryState | None, by: str, tmp_
         assert whole or "SCAN deliveries" not in steps, plan
         if by == "event":
             assert "deliveries_event" in plan, plan
+        elif by == "endpoint":
+            assert "deliveries_endpoint" in plan, plan
         elif state in (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED):
             assert "deliveries_due" in plan, plan
         elif state is DeliveryState.IN_FLIGHT:
