@@ -161,3 +161,47 @@ def test_claims_queued_ahead_of_the_workers_are_released_on_exit(
     assert states.count(DeliveryState.PENDING) == 16
     assert [len(ids) for ids in store.releases] == [queued]
     assert len(store.claim(1.0, 20, "next", 100.0)) == 16
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_quick_attempts_let_the_dispatcher_queue_more(backend: str) -> None:
+    """At the default 30 s deadline and 60 s lease the dispatcher first queues what
+    could wait for attempts that each take the whole deadline (3 for 4 workers); once
+    100 attempts have answered at once, it queues the most it ever does (8)."""
+    store = MemoryStore()
+    data = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
+    answering = threading.Event()
+    arrived = threading.Semaphore(0)
+    quick = 100
+
+    def answer(request: ReceivedRequest) -> Respond:
+        arrived.release()
+        if len(rx.requests) > quick:
+            answering.wait(10)
+        return Respond(200)
+
+    async def main(url: str) -> None:
+        endpoint = operations.add_endpoint(store, url, 0.0, allow_http=True)
+        store.save_endpoint(
+            attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
+        )
+        async with WebhookService(
+            store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS, max_in_flight=4
+        ) as hooks:
+            for _ in range(quick + 20):
+                await hooks.publish("message.sent", data)
+            for _ in range(quick + 4):
+                assert await anyio.to_thread.run_sync(arrived.acquire, True, 10)
+            with anyio.fail_after(10):
+                while store.count_deliveries(DeliveryFilter(state=DeliveryState.DELIVERED)) < quick:
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.1)  # the dispatcher claims again after the last quick one
+            leased = store.count_deliveries(DeliveryFilter(state=DeliveryState.IN_FLIGHT))
+            assert leased == 4 + 8
+            answering.set()
+
+    with LoopbackReceiver(default=Handler(answer)) as rx:
+        anyio.run(main, rx.url("/hook"), backend=backend)
+    states = [d.state for d in store.list_deliveries(limit=200)]
+    assert states.count(DeliveryState.DELIVERED) == quick + 4
+    assert states.count(DeliveryState.PENDING) == 16

@@ -10,9 +10,12 @@ service's task group:
   more claims than it has workers (so that workers finishing an attempt find
   the next claim queued instead of waiting for a store round trip, which for
   a blocking store can take several attempts' time behind a write of
-  results): up to three times ``max_in_flight``, but no more than can wait
-  for every attempt ahead of them to run to its deadline and still have
-  their own deadline and ``LEASE_MARGIN`` left in their lease. When only a
+  results): up to three times ``max_in_flight``, but no more than the
+  workers, at their recent pace, can start while the claims' leases still
+  cover their deadline and ``LEASE_MARGIN``. The pace is a moving average of
+  attempt times that starts at the deadline (at the default 30 s deadline
+  and 60 s lease: 1.83 times ``max_in_flight`` until attempts prove
+  quicker, and back towards it when endpoints hang). When only a
   few claims are wanted it first waits 2 ms for more, so a busy service
   claims a batch at a time rather than one delivery per finished attempt. It
   queues the claims for the workers (``transports.claim_queue``), then
@@ -102,6 +105,7 @@ _WRITE_BATCH = 512
 _ERROR_PAUSE = 1.0  # seconds the dispatcher waits after a store error
 log = logging.getLogger(__name__)
 _COALESCE = 0.002  # seconds a nearly busy dispatcher waits for more free workers
+_PACE_WEIGHT = 0.05  # of the latest attempt in the moving average of attempt times
 
 
 async def send_with_deadline(
@@ -200,9 +204,7 @@ class WebhookService(DriverConfig):
         self._unsubscribe: Callable[[], None] | None = None
         self._dispatcher_stopped = anyio.Event()
         self._claim_batch = max(1, self.max_in_flight // 8)
-        timeout = self.policy.timeout
-        rounds = min(2.0, (self.lease - timeout - LEASE_MARGIN) / timeout)
-        self._claim_limit = self.max_in_flight + int(self.max_in_flight * rounds)
+        self._attempt_time = self.policy.timeout
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -538,10 +540,10 @@ class WebhookService(DriverConfig):
         retention = self._prune_due(self.clock.now())
         if retention is not None:
             await self._call(operations.apply_retention, self.store, retention, self.clock.now())
-        free = self._claim_limit - self._in_flight
+        free = self._claim_limit() - self._in_flight
         if 0 < free < self._claim_batch and self._in_flight:
             await anyio.sleep(_COALESCE)
-            free = self._claim_limit - self._in_flight
+            free = self._claim_limit() - self._in_flight
         if free > 0:
             now = self.clock.now()
             claimed = await self._call(
@@ -568,6 +570,12 @@ class WebhookService(DriverConfig):
         if timeout > 0:
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
+
+    def _claim_limit(self) -> int:
+        """How many claims to hold, sent and queued (see the module)."""
+        budget = self.lease - self.policy.timeout - LEASE_MARGIN
+        rounds = min(2.0, budget / max(self._attempt_time, 0.001))
+        return self.max_in_flight + int(self.max_in_flight * rounds)
 
     async def _release_queued(self) -> None:
         """Give the claims no worker has taken back to the store, in one call."""
@@ -607,6 +615,8 @@ class WebhookService(DriverConfig):
             try:
                 result, _ = await send_with_deadline(self._http, request, self.clock)
                 ok = result.status is not None and 200 <= result.status <= 299
+                took = result.ended_at - result.started_at
+                self._attempt_time += _PACE_WEIGHT * (took - self._attempt_time)
             finally:
                 if self.gate is not None:
                     self.gate.finished(claim.endpoint.id, self.clock.now(), ok, started)
