@@ -22,6 +22,14 @@ from transports.testing import (
 )
 from webhook_core import DeliveryState, EndpointState, RetryPolicy, platform_catalog
 
+DATA = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
+
+
+def active_endpoint(store: MemoryStore, url: str) -> None:
+    """An endpoint at ``url``, verified as if its handshake had passed."""
+    endpoint = operations.add_endpoint(store, url, 0.0, allow_http=True)
+    store.save_endpoint(attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None))
+
 
 class SlowClaims(MemoryStore):
     """A store whose claims take long, like a busy database (called from worker threads)."""
@@ -42,14 +50,10 @@ class SlowClaims(MemoryStore):
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_claims_returned_after_stopping_are_released_not_sent(backend: str) -> None:
     store = SlowClaims()
-    data = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
 
     async def main(url: str) -> None:
-        endpoint = operations.add_endpoint(store, url, 0.0, allow_http=True)
-        store.save_endpoint(
-            attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
-        )
-        operations.publish(store, platform_catalog(), "message.sent", data, 0.0)
+        active_endpoint(store, url)
+        operations.publish(store, platform_catalog(), "message.sent", DATA, 0.0)
         service = WebhookService(
             store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS, poll_interval=0.05
         )
@@ -71,18 +75,14 @@ def test_an_error_inside_the_service_is_the_only_error_raised(backend: str) -> N
         pass
 
     store = MemoryStore()
-    data = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
 
     async def main(url: str) -> None:
-        endpoint = operations.add_endpoint(store, url, 0.0, allow_http=True)
-        store.save_endpoint(
-            attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
-        )
+        active_endpoint(store, url)
         async with WebhookService(
             store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS, max_in_flight=8
         ) as hooks:
             for _ in range(200):
-                await hooks.publish("message.sent", data)
+                await hooks.publish("message.sent", DATA)
             await anyio.sleep(0.05)
             raise Boom
 
@@ -124,7 +124,6 @@ def test_claims_queued_ahead_of_the_workers_are_released_on_exit(
     """The dispatcher claims more than its four workers can send at once, as many as
     the lease leaves time for; leaving the service gives those back in one call."""
     store = CountedReleases()
-    data = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
     answering = threading.Event()
     arrived = threading.Semaphore(0)
 
@@ -134,12 +133,9 @@ def test_claims_queued_ahead_of_the_workers_are_released_on_exit(
         return Respond(200)
 
     async def main(url: str) -> None:
-        endpoint = operations.add_endpoint(store, url, 0.0, allow_http=True)
-        store.save_endpoint(
-            attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
-        )
+        active_endpoint(store, url)
         for _ in range(20):
-            operations.publish(store, platform_catalog(), "message.sent", data, 0.0)
+            operations.publish(store, platform_catalog(), "message.sent", DATA, 0.0)
         async with WebhookService(
             store,
             allow_http=True,
@@ -169,7 +165,6 @@ def test_quick_attempts_let_the_dispatcher_queue_more(backend: str) -> None:
     could wait for attempts that each take the whole deadline (3 for 4 workers); once
     100 attempts have answered at once, it queues the most it ever does (8)."""
     store = MemoryStore()
-    data = {"message_id": "m", "channel": "sms", "to": "+919876543210", "status": "sent"}
     answering = threading.Event()
     arrived = threading.Semaphore(0)
     quick = 100
@@ -181,15 +176,12 @@ def test_quick_attempts_let_the_dispatcher_queue_more(backend: str) -> None:
         return Respond(200)
 
     async def main(url: str) -> None:
-        endpoint = operations.add_endpoint(store, url, 0.0, allow_http=True)
-        store.save_endpoint(
-            attrs.evolve(endpoint, state=EndpointState.ACTIVE, verification_token=None)
-        )
+        active_endpoint(store, url)
         async with WebhookService(
             store, allow_http=True, allowed_networks=LOOPBACK_NETWORKS, max_in_flight=4
         ) as hooks:
             for _ in range(quick + 20):
-                await hooks.publish("message.sent", data)
+                await hooks.publish("message.sent", DATA)
             for _ in range(quick + 4):
                 assert await anyio.to_thread.run_sync(arrived.acquire, True, 10)
             with anyio.fail_after(10):
