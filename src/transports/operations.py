@@ -277,7 +277,7 @@ def publish_many(
     targets = store.list_endpoints() if endpoints is None else endpoints
     batch = _fanned_out(catalog, events, now, targets)
     store.add_events(batch, connection=connection)
-    return [PublishResult(event, len(deliveries)) for event, deliveries in batch]
+    return _results(batch)
 
 
 def _fanned_out(
@@ -292,6 +292,10 @@ def _fanned_out(
         for name, data, event_id in events
     ]
     return fan_out_many(built, targets, new_id=lambda: new_id("dlv"), now=now)
+
+
+def _results(batch: list[EventBatch]) -> list[PublishResult]:
+    return [PublishResult(event, len(deliveries)) for event, deliveries in batch]
 
 
 def publish_groups(
@@ -317,7 +321,7 @@ def publish_groups(
             outcomes.append(exc)
             continue
         batches.append(batch)
-        outcomes.append([PublishResult(event, len(deliveries)) for event, deliveries in batch])
+        outcomes.append(_results(batch))
     merged = [pair for batch in batches for pair in batch]
     if not merged:
         return outcomes

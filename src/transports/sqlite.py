@@ -157,17 +157,20 @@ def _marks(params: list[Any], width: int) -> str:
     return ", ".join(["(" + ", ".join("?" * width) + ")"] * (len(params) // width))
 
 
+def _id_lists(ids: Collection[str]) -> Iterator[tuple[str, list[str]]]:
+    """``ids`` 500 at a time, each with its ``?, ?, ...`` for an ``IN`` list."""
+    listed = list(ids)
+    for i in range(0, len(listed), _IDS_PER_QUERY):
+        some = listed[i : i + _IDS_PER_QUERY]
+        yield ", ".join("?" * len(some)), some
+
+
 def _select_by_ids(db: sqlite3.Connection, selected: str, ids: set[str]) -> list[Any]:
     """The rows of ``SELECT selected`` whose ``id`` is in ``ids``, 500 ids a query."""
-    listed = list(ids)
     return [
         row
-        for i in range(0, len(listed), _IDS_PER_QUERY)
-        for row in db.execute(
-            f"SELECT {selected} WHERE id IN "
-            f"({', '.join('?' * len(listed[i : i + _IDS_PER_QUERY]))})",
-            listed[i : i + _IDS_PER_QUERY],
-        )
+        for marks, some in _id_lists(ids)
+        for row in db.execute(f"SELECT {selected} WHERE id IN ({marks})", some)
     ]
 
 
@@ -467,10 +470,7 @@ class SQLiteStore:
                 ).fetchall()
             if not rows:
                 return []
-            ids = [r[0] for r in rows]
-            for i in range(0, len(ids), _IDS_PER_QUERY):
-                some = ids[i : i + _IDS_PER_QUERY]
-                marks = ", ".join("?" * len(some))
+            for marks, some in _id_lists([r[0] for r in rows]):
                 db.execute(
                     "UPDATE deliveries SET state = 'in_flight', next_attempt_at = NULL, "
                     f"locked_by = ?, lease_expires_at = ? WHERE id IN ({marks})",
@@ -598,7 +598,7 @@ class SQLiteStore:
         return len(rows)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the store's connections."""
         with self._lock, self._read_lock:
             self._db.close()
             self._lease_db.close()
