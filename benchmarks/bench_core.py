@@ -49,11 +49,11 @@ from webhook_core import (
     RetryPolicy,
     Start,
     build_event,
+    delivery_machine,
     delivery_request,
     platform_catalog,
 )
-from webhook_core import delivery as delivery_machine
-from webhook_core.delivery import new_delivery
+from webhook_core.delivery_machine import new_delivery
 from webhook_core.request import _headers as request_headers
 from webhook_core.signing import signature_headers
 

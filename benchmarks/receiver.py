@@ -42,7 +42,7 @@ with the core's own state machine (``mark_active``)::
     ep = await hooks.add_endpoint(rx.url("/hooks/0"))
     mark_active(hooks.store, ep, now)   # apply(HandshakeResult(now, 200, token))
 
-``mark_active`` feeds ``webhook_core.endpoint.apply(endpoint, HandshakeResult(now,
+``mark_active`` feeds ``webhook_core.endpoint_machine.apply(endpoint, HandshakeResult(now,
 200, token.encode()))`` with the endpoint's own ``verification_token`` and saves
 the result with ``store.save_endpoint``. If the driver's real handshake got
 there first (the endpoint fell back to ``unverified`` because nginx answered
@@ -382,8 +382,7 @@ def mark_active(store: Any, endpoint: Any, now: float) -> Any:
     verification token (beginning a fresh verification first if the endpoint is
     no longer ``verifying``) and saves the result. Returns the active endpoint.
     """
-    from webhook_core import BeginVerification, EndpointState, HandshakeResult
-    from webhook_core import endpoint as endpoint_machine
+    from webhook_core import BeginVerification, EndpointState, HandshakeResult, endpoint_machine
 
     current = store.get_endpoint(endpoint.id) or endpoint
     if current.state is EndpointState.ACTIVE:

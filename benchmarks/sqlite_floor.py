@@ -28,8 +28,14 @@ from benchmarks.receiver import mark_active
 from transports import operations
 from transports.config import DEFAULT_HEALTH
 from transports.sqlite import SQLiteStore
-from webhook_core import AttemptResult, Finish, RetryPolicy, begin_attempt, platform_catalog
-from webhook_core import delivery as delivery_machine
+from webhook_core import (
+    AttemptResult,
+    Finish,
+    RetryPolicy,
+    begin_attempt,
+    delivery_machine,
+    platform_catalog,
+)
 
 BATCH = 50
 ENDPOINTS = 10

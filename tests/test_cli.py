@@ -200,8 +200,7 @@ def test_wait_reports_the_handshake_and_the_deliveries(db: Path) -> None:
 
 def _activate(db: Path, endpoint_id: str) -> None:
     """Finish an endpoint's handshake in the store, as the dispatcher would on a 2xx answer."""
-    from webhook_core import HandshakeResult
-    from webhook_core import endpoint as endpoint_machine
+    from webhook_core import HandshakeResult, endpoint_machine
 
     store = SQLiteStore(db)
     endpoint = store.get_endpoint(endpoint_id)

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webhook_core import delivery as machine
-from webhook_core.delivery import (
+from webhook_core import delivery_machine
+from webhook_core.delivery_machine import (
     ERROR_KINDS,
     TRANSITIONS,
     Abandon,
@@ -47,7 +47,7 @@ ERROR_KIND_LIST = sorted(ERROR_KINDS, key=lambda o: o.value)
 
 
 def step(d: Delivery, event: DeliveryInput, policy: RetryPolicy) -> Delivery:
-    new, _ = machine.apply(d, event, policy)
+    new, _ = delivery_machine.apply(d, event, policy)
     return new
 
 
@@ -219,14 +219,14 @@ def test_every_state_and_input(state: DeliveryState, kind: type, data: st.DataOb
     )
     if allowed is None or not_due:
         with pytest.raises(IllegalTransition) as info:
-            machine.apply(d, event, policy)
+            delivery_machine.apply(d, event, policy)
         assert info.value.state == state.value
         assert d == before
         assert snapshot(d) == before_dict
         assert d.state is state
         return
 
-    new, effects = machine.apply(d, event, policy)
+    new, effects = delivery_machine.apply(d, event, policy)
     assert new.state in allowed
     # The original record is untouched: changes are new records.
     assert d == before
@@ -322,13 +322,13 @@ def test_start_before_due_raises_and_changes_nothing() -> None:
     before = copy.deepcopy(d)
     for early in (1002.0, 1061.0, 1061.999):
         with pytest.raises(IllegalTransition, match=r"not due until 1062\.0"):
-            machine.apply(d, Start(early), policy)
+            delivery_machine.apply(d, Start(early), policy)
         assert d == before
     assert step(d, Start(1062.0), policy).state is IF
 
     fresh = new_delivery("dlv_2", "evt_1", "ep_1", 500.0)
     with pytest.raises(IllegalTransition):
-        machine.apply(fresh, Start(499.5), policy)
+        delivery_machine.apply(fresh, Start(499.5), policy)
     assert fresh == new_delivery("dlv_2", "evt_1", "ep_1", 500.0)
 
 
@@ -345,7 +345,7 @@ def test_terminal_states_accept_nothing() -> None:
         Cancel(10.0, "x"),
     ):
         with pytest.raises(IllegalTransition, match="'delivered'"):
-            machine.apply(d, event, policy)
+            delivery_machine.apply(d, event, policy)
 
 
 def test_abandoned_is_not_a_finish_error_kind() -> None:
@@ -384,7 +384,9 @@ def test_default_schedule_walked_with_literal_times() -> None:
         starts.append(t)
         d = step(d, Start(t), policy)
         assert d.state is IF
-        d, effects = machine.apply(d, Finish(AttemptResult(t, t + 2.0, status=500)), policy)
+        d, effects = delivery_machine.apply(
+            d, Finish(AttemptResult(t, t + 2.0, status=500)), policy
+        )
         assert effects == ()
     assert starts == expected_starts
     assert d.state is F
@@ -451,7 +453,7 @@ def first_attempt(
     policy = policy or RetryPolicy()
     d = step(new_delivery("dlv_1", "evt_1", "ep_1", 1000.0), Start(1000.0), policy)
     result = AttemptResult(1000.0, 1002.0, status=status, retry_after=retry_after)
-    return machine.apply(d, Finish(result), policy)
+    return delivery_machine.apply(d, Finish(result), policy)
 
 
 def test_every_2xx_delivers() -> None:
@@ -723,7 +725,7 @@ def test_cancel_fails_a_waiting_delivery() -> None:
     assert cancelled.next_attempt_at is None
     in_flight = step(d, Start(0.0), policy)
     with pytest.raises(IllegalTransition, match="Cancel is not allowed in state 'in_flight'"):
-        machine.apply(in_flight, Cancel(5.0, "x"), policy)
+        delivery_machine.apply(in_flight, Cancel(5.0, "x"), policy)
 
 
 # --- (e) replay ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from webhook_core import delivery, endpoint
+from webhook_core import delivery_machine, endpoint_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "state_diagrams.py"
@@ -22,8 +22,8 @@ DOC = ROOT / "docs" / "state-diagrams.md"
 
 Table = Mapping[tuple[Any, type], frozenset[Any]]
 MACHINES: list[tuple[str, Table, type[enum.Enum]]] = [
-    ("Delivery", delivery.TRANSITIONS, delivery.DeliveryState),
-    ("Endpoint", endpoint.TRANSITIONS, endpoint.EndpointState),
+    ("Delivery", delivery_machine.TRANSITIONS, delivery_machine.DeliveryState),
+    ("Endpoint", endpoint_machine.TRANSITIONS, endpoint_machine.EndpointState),
 ]
 
 

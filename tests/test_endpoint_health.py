@@ -28,10 +28,10 @@ from webhook_core import (
     Outcome,
     RetryPolicy,
     begin_attempt,
+    delivery_machine,
+    endpoint_machine,
     platform_catalog,
 )
-from webhook_core import delivery as delivery_machine
-from webhook_core import endpoint as endpoint_machine
 
 ONE_ATTEMPT = RetryPolicy(schedule=())
 HOUR = 3600.0

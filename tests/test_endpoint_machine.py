@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webhook_core import endpoint as machine
-from webhook_core.endpoint import (
+from webhook_core import endpoint_machine
+from webhook_core.endpoint_machine import (
     TRANSITIONS,
     BeginVerification,
     ChangeUrl,
@@ -54,8 +54,8 @@ def new_endpoint(url: str = "https://example.com/hook", **kwargs: Any) -> Endpoi
 
 
 def verified_endpoint() -> Endpoint:
-    e = machine.apply(new_endpoint(), BeginVerification(TOKEN, 1.0))
-    return machine.apply(e, HandshakeResult(2.0, 200, TOKEN.encode()))
+    e = endpoint_machine.apply(new_endpoint(), BeginVerification(TOKEN, 1.0))
+    return endpoint_machine.apply(e, HandshakeResult(2.0, 200, TOKEN.encode()))
 
 
 # --- hypothesis: every (state, input) pair ---------------------------------------------
@@ -138,7 +138,7 @@ def endpoint_in(draw: st.DrawFn, target: EndpointState) -> tuple[Endpoint, bool,
         nonlocal now, verified
         now += draw(st.floats(0, 100, allow_nan=False))
         event = draw(any_input(kind, e, now))
-        new = machine.apply(e, event)
+        new = endpoint_machine.apply(e, event)
         if isinstance(event, HandshakeResult):
             verified = new.state is A
         elif isinstance(event, ChangeUrl):
@@ -163,7 +163,7 @@ def endpoint_in(draw: st.DrawFn, target: EndpointState) -> tuple[Endpoint, bool,
             if target is A:
                 token = e.verification_token
                 assert token is not None
-                e = machine.apply(e, HandshakeResult(now, 200, token.encode()))
+                e = endpoint_machine.apply(e, HandshakeResult(now, 200, token.encode()))
                 verified = True
         else:
             e = feed(e, BeginVerification)
@@ -187,7 +187,7 @@ def test_every_state_and_input(state: EndpointState, kind: type, data: st.DataOb
     allowed = TRANSITIONS.get((state, kind))
     if allowed is None:
         with pytest.raises(IllegalTransition) as info:
-            machine.apply(e, event)
+            endpoint_machine.apply(e, event)
         assert info.value.state == state.value
         assert info.value.input == kind.__name__
         assert e == before
@@ -195,7 +195,7 @@ def test_every_state_and_input(state: EndpointState, kind: type, data: st.DataOb
         assert e.state is state
         return
 
-    new = machine.apply(e, event)
+    new = endpoint_machine.apply(e, event)
     assert new.state in allowed
     assert e == before
     assert attrs.asdict(e) == before_dict
@@ -264,14 +264,14 @@ def test_apply_outcomes_is_one_delivery_outcome_at_a_time(
         outcomes.append((delivered, now))
     one_by_one = e
     for delivered, at in outcomes:
-        one_by_one = machine.apply(one_by_one, DeliveryOutcome(delivered, at, HEALTH))
-    assert machine.apply_outcomes(e, outcomes, HEALTH) == one_by_one
+        one_by_one = endpoint_machine.apply(one_by_one, DeliveryOutcome(delivered, at, HEALTH))
+    assert endpoint_machine.apply_outcomes(e, outcomes, HEALTH) == one_by_one
 
 
 def handshake(status: int | None, body: bytes, error: str | None = None) -> Endpoint:
-    e = machine.apply(new_endpoint(), BeginVerification(TOKEN, 1.0))
+    e = endpoint_machine.apply(new_endpoint(), BeginVerification(TOKEN, 1.0))
     assert e.state is V
-    return machine.apply(e, HandshakeResult(2.0, status, body, error))
+    return endpoint_machine.apply(e, HandshakeResult(2.0, status, body, error))
 
 
 @pytest.mark.parametrize(
@@ -348,24 +348,24 @@ def test_token_matches_literals() -> None:
 def test_empty_token_is_refused() -> None:
     e = new_endpoint()
     with pytest.raises(ConfigError, match="must not be empty"):
-        machine.apply(e, BeginVerification("", 1.0))
+        endpoint_machine.apply(e, BeginVerification("", 1.0))
     assert e.state is U
 
 
 def test_failed_handshake_can_be_retried() -> None:
     e = handshake(500, b"")
     assert e.state is U
-    e = machine.apply(e, BeginVerification("tok_second", 3.0))
+    e = endpoint_machine.apply(e, BeginVerification("tok_second", 3.0))
     assert e.state is V
     assert e.last_error is None
-    e = machine.apply(e, HandshakeResult(4.0, 200, b"tok_second"))
+    e = endpoint_machine.apply(e, HandshakeResult(4.0, 200, b"tok_second"))
     assert e.state is A
 
 
 def test_stale_token_does_not_verify_a_new_handshake() -> None:
-    e = machine.apply(new_endpoint(), BeginVerification("tok_first", 1.0))
-    e = machine.apply(e, BeginVerification("tok_second", 2.0))
-    e = machine.apply(e, HandshakeResult(3.0, 200, b"tok_first"))
+    e = endpoint_machine.apply(new_endpoint(), BeginVerification("tok_first", 1.0))
+    e = endpoint_machine.apply(e, BeginVerification("tok_second", 2.0))
+    e = endpoint_machine.apply(e, HandshakeResult(3.0, 200, b"tok_first"))
     assert e.state is U
 
 
@@ -374,60 +374,60 @@ def test_stale_token_does_not_verify_a_new_handshake() -> None:
 
 def test_disable_enable_round_trip_of_a_verified_endpoint() -> None:
     e = verified_endpoint()
-    disabled = machine.apply(e, Disable("operator pressed stop", 5.0))
+    disabled = endpoint_machine.apply(e, Disable("operator pressed stop", 5.0))
     assert disabled.state is X
     assert disabled.disabled_reason == "operator pressed stop"
-    enabled = machine.apply(disabled, Enable(6.0))
+    enabled = endpoint_machine.apply(disabled, Enable(6.0))
     assert enabled.state is A
     assert enabled.disabled_reason is None
     assert enabled.verified_url == enabled.url
 
 
 def test_enable_of_a_never_verified_endpoint_goes_to_unverified() -> None:
-    e = machine.apply(new_endpoint(), Disable("410 Gone", 1.0))
-    assert machine.apply(e, Enable(2.0)).state is U
+    e = endpoint_machine.apply(new_endpoint(), Disable("410 Gone", 1.0))
+    assert endpoint_machine.apply(e, Enable(2.0)).state is U
     # Disabled while the handshake was in flight: still unverified, token forgotten.
-    e = machine.apply(new_endpoint(), BeginVerification(TOKEN, 1.0))
-    e = machine.apply(e, Disable("operator", 2.0))
+    e = endpoint_machine.apply(new_endpoint(), BeginVerification(TOKEN, 1.0))
+    e = endpoint_machine.apply(e, Disable("operator", 2.0))
     assert e.verification_token is None
-    assert machine.apply(e, Enable(3.0)).state is U
+    assert endpoint_machine.apply(e, Enable(3.0)).state is U
 
 
 def test_enable_after_a_failed_reverification_does_not_activate() -> None:
     # Active, re-verified with a failing handshake: the URL is unverified now, and
     # Disable then Enable must not sneak it back to active without a handshake.
-    e = machine.apply(verified_endpoint(), BeginVerification("tok_again", 3.0))
-    e = machine.apply(e, HandshakeResult(4.0, 500, b""))
+    e = endpoint_machine.apply(verified_endpoint(), BeginVerification("tok_again", 3.0))
+    e = endpoint_machine.apply(e, HandshakeResult(4.0, 500, b""))
     assert e.state is U
-    e = machine.apply(e, Disable("operator", 5.0))
-    assert machine.apply(e, Enable(6.0)).state is U
+    e = endpoint_machine.apply(e, Disable("operator", 5.0))
+    assert endpoint_machine.apply(e, Enable(6.0)).state is U
 
 
 def test_change_url_forgets_verification() -> None:
-    e = machine.apply(verified_endpoint(), ChangeUrl("https://example.org/new", 5.0))
+    e = endpoint_machine.apply(verified_endpoint(), ChangeUrl("https://example.org/new", 5.0))
     assert e.state is U
     assert e.url == "https://example.org/new"
     assert e.verified_url is None
     # Changing back to the old URL does not restore the old verification either.
-    e = machine.apply(e, ChangeUrl("https://example.com/hook", 6.0))
+    e = endpoint_machine.apply(e, ChangeUrl("https://example.com/hook", 6.0))
     assert e.state is U
 
 
 def test_change_url_while_disabled_stays_disabled_then_needs_verifying() -> None:
-    e = machine.apply(verified_endpoint(), Disable("operator", 5.0))
-    e = machine.apply(e, ChangeUrl("https://example.org/new", 6.0))
+    e = endpoint_machine.apply(verified_endpoint(), Disable("operator", 5.0))
+    e = endpoint_machine.apply(e, ChangeUrl("https://example.org/new", 6.0))
     assert e.state is X
     assert e.verified_url is None
-    assert machine.apply(e, Enable(7.0)).state is U
+    assert endpoint_machine.apply(e, Enable(7.0)).state is U
 
 
 def test_change_url_during_handshake_cancels_it() -> None:
-    e = machine.apply(new_endpoint(), BeginVerification(TOKEN, 1.0))
-    e = machine.apply(e, ChangeUrl("https://example.org/new", 2.0))
+    e = endpoint_machine.apply(new_endpoint(), BeginVerification(TOKEN, 1.0))
+    e = endpoint_machine.apply(e, ChangeUrl("https://example.org/new", 2.0))
     assert e.state is U
     assert e.verification_token is None
     with pytest.raises(IllegalTransition):
-        machine.apply(e, HandshakeResult(3.0, 200, TOKEN.encode()))
+        endpoint_machine.apply(e, HandshakeResult(3.0, 200, TOKEN.encode()))
 
 
 # --- secrets ---------------------------------------------------------------------------
@@ -694,7 +694,7 @@ def test_invalid_headers_are_refused(headers: Any, message: str) -> None:
 
 def outcomes(e: Endpoint, policy: HealthPolicy, *steps: tuple[bool, float]) -> Endpoint:
     for delivered, now in steps:
-        e = machine.apply(e, DeliveryOutcome(delivered, now, policy))
+        e = endpoint_machine.apply(e, DeliveryOutcome(delivered, now, policy))
     return e
 
 
@@ -737,16 +737,16 @@ def test_enable_and_change_url_start_a_fresh_run() -> None:
     assert e.state is X
     e = outcomes(e, policy, (False, 3.0))  # a disabled endpoint ignores outcomes
     assert e.failures == 2
-    e = machine.apply(e, Enable(4.0))
+    e = endpoint_machine.apply(e, Enable(4.0))
     assert e.state is A and e.failures == 0 and e.failing_since is None
     e = outcomes(e, policy, (False, 5.0))
-    e = machine.apply(e, ChangeUrl("https://example.org/new", 6.0))
+    e = endpoint_machine.apply(e, ChangeUrl("https://example.org/new", 6.0))
     assert e.failures == 0 and e.failing_since is None
 
 
 def test_a_healthy_outcome_returns_the_same_record() -> None:
     e = verified_endpoint()
-    assert machine.apply(e, DeliveryOutcome(True, 5.0)) is e
+    assert endpoint_machine.apply(e, DeliveryOutcome(True, 5.0)) is e
 
 
 @given(
@@ -764,7 +764,7 @@ def test_health_matches_a_model(
     disabled_at: int | None = None
     for index, (delivered, gap) in enumerate(steps):
         now += gap
-        e = machine.apply(e, DeliveryOutcome(delivered, now, policy))
+        e = endpoint_machine.apply(e, DeliveryOutcome(delivered, now, policy))
         if disabled_at is not None:
             continue
         run = [] if delivered else [*run, now]

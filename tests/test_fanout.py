@@ -10,7 +10,7 @@ import itertools
 import pytest
 
 from webhook_core import Verifier, endpoint
-from webhook_core.delivery import (
+from webhook_core.delivery_machine import (
     AttemptResult,
     Delivery,
     DeliveryState,
@@ -18,8 +18,8 @@ from webhook_core.delivery import (
     Start,
     new_delivery,
 )
-from webhook_core.delivery import apply as apply_delivery
-from webhook_core.endpoint import (
+from webhook_core.delivery_machine import apply as apply_delivery
+from webhook_core.endpoint_machine import (
     BeginVerification,
     Disable,
     Endpoint,
@@ -208,7 +208,7 @@ def test_webhook_id_is_the_event_id_across_retries() -> None:
 
 
 def test_attempt_header_ignores_abandoned_attempts() -> None:
-    from webhook_core.delivery import Abandon
+    from webhook_core.delivery_machine import Abandon
 
     policy = RetryPolicy()
     ep = make_endpoint("acme")

@@ -18,10 +18,10 @@ from webhook_core import (
     IllegalTransition,
     RetryPolicy,
     begin_attempt,
+    delivery_machine,
     new_delivery,
 )
-from webhook_core import delivery as delivery_machine
-from webhook_core.endpoint import Endpoint, EndpointSecret
+from webhook_core.endpoint_machine import Endpoint, EndpointSecret
 
 POLICY = RetryPolicy()
 EVENT = Event("evt_1", "message.sent", 0.0, b"{}")

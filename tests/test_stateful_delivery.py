@@ -77,8 +77,8 @@ from webhook_core import (
     Outcome,
     RetryPolicy,
     begin_attempt,
+    delivery_machine,
 )
-from webhook_core import delivery as delivery_machine
 
 EPOCH = 1_700_000_000.0
 POLICY = RetryPolicy(schedule=(60.0, 300.0, 900.0), max_abandoned=2)

@@ -33,6 +33,8 @@ from webhook_core import (
     IllegalTransition,
     RetryPolicy,
     build_event,
+    delivery_machine,
+    endpoint_machine,
     fan_out_many,
     replay,
     rotate_secret,
@@ -40,8 +42,6 @@ from webhook_core import (
     validate_pattern,
     validate_url,
 )
-from webhook_core import delivery as delivery_machine
-from webhook_core import endpoint as endpoint_machine
 
 EventSpec: TypeAlias = tuple[str, Any, str | None]
 """An event to publish: its name, its data and its id (None: a new one)."""

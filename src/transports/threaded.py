@@ -72,12 +72,12 @@ from webhook_core import (
     HealthPolicy,
     HttpRequest,
     RetryPolicy,
+    delivery_machine,
+    endpoint_machine,
     handshake_result,
     verification_event,
     verification_request,
 )
-from webhook_core import delivery as delivery_machine
-from webhook_core import endpoint as endpoint_machine
 from webhook_core.addresses import Network
 
 P = ParamSpec("P")

@@ -4,7 +4,7 @@ Nothing here performs I/O, reads a clock or draws randomness: time is always
 an argument (``now``, epoch seconds) and ids and tokens are supplied by the caller.
 """
 
-from webhook_core import delivery, endpoint
+from webhook_core import delivery_machine, endpoint_machine
 from webhook_core.canonical import MAX_SAFE_INTEGER, canonical_json, js_number
 from webhook_core.catalog import (
     PLATFORM_EVENTS,
@@ -16,7 +16,7 @@ from webhook_core.catalog import (
     PaymentData,
     platform_catalog,
 )
-from webhook_core.delivery import (
+from webhook_core.delivery_machine import (
     Abandon,
     Attempt,
     AttemptResult,
@@ -32,7 +32,7 @@ from webhook_core.delivery import (
     replay,
 )
 from webhook_core.dispatch import LEASE_MARGIN, begin_attempt, handshake_result
-from webhook_core.endpoint import (
+from webhook_core.endpoint_machine import (
     BeginVerification,
     ChangeUrl,
     DeliveryOutcome,
@@ -80,6 +80,10 @@ from webhook_core.signing import (
 )
 from webhook_core.timefmt import parse_rfc3339, rfc3339
 from webhook_core.urls import validate_headers, validate_url
+
+# The state machine modules, public as webhook_core.delivery and webhook_core.endpoint.
+delivery = delivery_machine
+endpoint = endpoint_machine
 
 __all__ = [
     "DEFAULT_SCHEDULE",

@@ -9,8 +9,8 @@ endpoint is no longer active is cancelled instead of sent.
 
 from __future__ import annotations
 
-from webhook_core import delivery as delivery_machine
-from webhook_core.delivery import (
+from webhook_core import delivery_machine
+from webhook_core.delivery_machine import (
     Abandon,
     AttemptResult,
     Cancel,
@@ -19,7 +19,7 @@ from webhook_core.delivery import (
     DeliveryState,
     Start,
 )
-from webhook_core.endpoint import Endpoint, EndpointState, HandshakeResult
+from webhook_core.endpoint_machine import Endpoint, EndpointState, HandshakeResult
 from webhook_core.envelope import Event
 from webhook_core.gate import EndpointGate
 from webhook_core.request import USER_AGENT, HttpRequest, delivery_request

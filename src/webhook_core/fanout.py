@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from webhook_core.delivery import Delivery, DeliveryState
-from webhook_core.endpoint import Endpoint, EndpointState
+from webhook_core.delivery_machine import Delivery, DeliveryState
+from webhook_core.endpoint_machine import Endpoint, EndpointState
 from webhook_core.envelope import Event
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import attrs
 
-from webhook_core.delivery import Delivery
-from webhook_core.endpoint import Endpoint
+from webhook_core.delivery_machine import Delivery
+from webhook_core.endpoint_machine import Endpoint
 from webhook_core.envelope import Event
 from webhook_core.signing import SIGNATURE_HEADER, Secret, platform_signature, webhook_signature
 

@@ -196,32 +196,33 @@ class DeliveryOutcome:
 
 EndpointInput = BeginVerification | HandshakeResult | Disable | Enable | ChangeUrl | DeliveryOutcome
 
-U, V, A, X = (
+UNVERIFIED, VERIFYING, ACTIVE, DISABLED = (
     EndpointState.UNVERIFIED,
     EndpointState.VERIFYING,
     EndpointState.ACTIVE,
     EndpointState.DISABLED,
 )
+TERMINAL: frozenset[EndpointState] = frozenset()
 
 TRANSITIONS: dict[tuple[EndpointState, type], frozenset[EndpointState]] = {
-    (U, BeginVerification): frozenset({V}),
-    (V, BeginVerification): frozenset({V}),
-    (A, BeginVerification): frozenset({V}),
-    (V, HandshakeResult): frozenset({A, U}),
-    (U, Disable): frozenset({X}),
-    (V, Disable): frozenset({X}),
-    (A, Disable): frozenset({X}),
-    (X, Enable): frozenset({A, U}),
-    (U, ChangeUrl): frozenset({U}),
-    (V, ChangeUrl): frozenset({U}),
-    (A, ChangeUrl): frozenset({U}),
-    (X, ChangeUrl): frozenset({X}),
-    (U, DeliveryOutcome): frozenset({U, X}),
-    (V, DeliveryOutcome): frozenset({V, X}),
-    (A, DeliveryOutcome): frozenset({A, X}),
-    (X, DeliveryOutcome): frozenset({X}),
+    (UNVERIFIED, BeginVerification): frozenset({VERIFYING}),
+    (VERIFYING, BeginVerification): frozenset({VERIFYING}),
+    (ACTIVE, BeginVerification): frozenset({VERIFYING}),
+    (VERIFYING, HandshakeResult): frozenset({ACTIVE, UNVERIFIED}),
+    (UNVERIFIED, Disable): frozenset({DISABLED}),
+    (VERIFYING, Disable): frozenset({DISABLED}),
+    (ACTIVE, Disable): frozenset({DISABLED}),
+    (DISABLED, Enable): frozenset({ACTIVE, UNVERIFIED}),
+    (UNVERIFIED, ChangeUrl): frozenset({UNVERIFIED}),
+    (VERIFYING, ChangeUrl): frozenset({UNVERIFIED}),
+    (ACTIVE, ChangeUrl): frozenset({UNVERIFIED}),
+    (DISABLED, ChangeUrl): frozenset({DISABLED}),
+    (UNVERIFIED, DeliveryOutcome): frozenset({UNVERIFIED, DISABLED}),
+    (VERIFYING, DeliveryOutcome): frozenset({VERIFYING, DISABLED}),
+    (ACTIVE, DeliveryOutcome): frozenset({ACTIVE, DISABLED}),
+    (DISABLED, DeliveryOutcome): frozenset({DISABLED}),
 }
-check_table("endpoint", TRANSITIONS, EndpointState, U, frozenset())
+check_table("endpoint", TRANSITIONS, EndpointState, UNVERIFIED, TERMINAL)
 
 
 def token_matches(token: str, status: int | None, body: bytes) -> str | None:
@@ -247,15 +248,102 @@ def token_matches(token: str, status: int | None, body: bytes) -> str | None:
     return "answer does not carry the verification token"
 
 
+def _begin_verification(e: Endpoint, event: BeginVerification) -> Endpoint:
+    if not event.token:
+        raise ConfigError("a verification token must not be empty")
+    return attrs.evolve(e, state=VERIFYING, verification_token=event.token, last_error=None)
+
+
+def _handshake_result(e: Endpoint, event: HandshakeResult) -> Endpoint:
+    assert e.verification_token is not None
+    problem = event.error or token_matches(e.verification_token, event.status, event.body)
+    if problem is None:
+        return attrs.evolve(
+            e, state=ACTIVE, verified_url=e.url, verification_token=None, last_error=None
+        )
+    # A failed handshake leaves the URL unverified, even if it passed an earlier
+    # one: otherwise Disable then Enable would make it active without a handshake.
+    return attrs.evolve(
+        e,
+        state=UNVERIFIED,
+        verification_token=None,
+        verified_url=None,
+        last_error=f"verification failed: {problem}",
+    )
+
+
+def _disable(e: Endpoint, event: Disable) -> Endpoint:
+    return attrs.evolve(e, state=DISABLED, disabled_reason=event.reason, verification_token=None)
+
+
+def _enable(e: Endpoint, event: Enable) -> Endpoint:
+    state = ACTIVE if e.verified_url == e.url else UNVERIFIED
+    return attrs.evolve(
+        e, state=state, disabled_reason=None, last_error=None, failures=0, failing_since=None
+    )
+
+
+def _change_url(e: Endpoint, event: ChangeUrl) -> Endpoint:
+    state = DISABLED if e.state is DISABLED else UNVERIFIED
+    return attrs.evolve(
+        e,
+        url=event.url,
+        state=state,
+        verified_url=None,
+        verification_token=None,
+        failures=0,
+        failing_since=None,
+    )
+
+
+def _delivery_outcome(e: Endpoint, event: DeliveryOutcome) -> Endpoint:
+    if e.state is DISABLED:
+        return e
+    if event.delivered:
+        if e.failures == 0 and e.failing_since is None:
+            return e
+        return attrs.evolve(e, failures=0, failing_since=None)
+    since = event.now if e.failing_since is None else e.failing_since
+    failures = e.failures + 1
+    e = attrs.evolve(e, failures=failures, failing_since=since)
+    lasted = event.now - since
+    if failures >= event.policy.max_failures and lasted >= event.policy.period:
+        reason = (
+            f"{failures} deliveries in a row failed over {_duration(lasted)} "
+            f"(limit {event.policy.max_failures} over {_duration(event.policy.period)})"
+        )
+        return attrs.evolve(e, state=DISABLED, disabled_reason=reason, verification_token=None)
+    return e
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= _DAY:
+        return f"{seconds / _DAY:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds:.0f} s"
+
+
+_HANDLERS = {
+    BeginVerification: _begin_verification,
+    HandshakeResult: _handshake_result,
+    Disable: _disable,
+    Enable: _enable,
+    ChangeUrl: _change_url,
+    DeliveryOutcome: _delivery_outcome,
+}
+
+
 def apply(endpoint: Endpoint, event: EndpointInput) -> Endpoint:
     """Feed ``event`` to ``endpoint`` and return the new record.
 
-    Raises ``IllegalTransition`` (and changes nothing) for a pair the table lacks.
+    Raises ``IllegalTransition`` (and changes nothing) when the table has no
+    rule for the endpoint's state and this kind of input.
     """
     targets = TRANSITIONS.get((endpoint.state, type(event)))
     if targets is None:
         raise IllegalTransition("endpoint", endpoint.state.value, type(event).__name__)
-    new = _step(endpoint, event)
+    new: Endpoint = _HANDLERS[type(event)](endpoint, event)  # type: ignore[operator]
     assert new.state in targets, (endpoint.state, event, new.state)
     return new
 
@@ -274,73 +362,3 @@ def apply_outcomes(
             continue
         endpoint = apply(endpoint, DeliveryOutcome(delivered, now, policy))
     return endpoint
-
-
-def _step(e: Endpoint, event: EndpointInput) -> Endpoint:
-    if isinstance(event, BeginVerification):
-        if not event.token:
-            raise ConfigError("a verification token must not be empty")
-        return attrs.evolve(e, state=V, verification_token=event.token, last_error=None)
-    if isinstance(event, HandshakeResult):
-        assert e.verification_token is not None
-        problem = event.error or token_matches(e.verification_token, event.status, event.body)
-        if problem is None:
-            return attrs.evolve(
-                e, state=A, verified_url=e.url, verification_token=None, last_error=None
-            )
-        # A failed handshake leaves the URL unverified, even if it passed an earlier
-        # one: otherwise Disable then Enable would make it active without a handshake.
-        return attrs.evolve(
-            e,
-            state=U,
-            verification_token=None,
-            verified_url=None,
-            last_error=f"verification failed: {problem}",
-        )
-    if isinstance(event, Disable):
-        return attrs.evolve(e, state=X, disabled_reason=event.reason, verification_token=None)
-    if isinstance(event, Enable):
-        state = A if e.verified_url == e.url else U
-        return attrs.evolve(
-            e, state=state, disabled_reason=None, last_error=None, failures=0, failing_since=None
-        )
-    if isinstance(event, DeliveryOutcome):
-        return _health(e, event)
-    state = X if e.state is X else U
-    return attrs.evolve(
-        e,
-        url=event.url,
-        state=state,
-        verified_url=None,
-        verification_token=None,
-        failures=0,
-        failing_since=None,
-    )
-
-
-def _health(e: Endpoint, event: DeliveryOutcome) -> Endpoint:
-    if e.state is X:
-        return e
-    if event.delivered:
-        if e.failures == 0 and e.failing_since is None:
-            return e
-        return attrs.evolve(e, failures=0, failing_since=None)
-    since = event.now if e.failing_since is None else e.failing_since
-    failures = e.failures + 1
-    e = attrs.evolve(e, failures=failures, failing_since=since)
-    lasted = event.now - since
-    if failures >= event.policy.max_failures and lasted >= event.policy.period:
-        reason = (
-            f"{failures} deliveries in a row failed over {_duration(lasted)} "
-            f"(limit {event.policy.max_failures} over {_duration(event.policy.period)})"
-        )
-        return attrs.evolve(e, state=X, disabled_reason=reason, verification_token=None)
-    return e
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= _DAY:
-        return f"{seconds / _DAY:.1f} days"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} hours"
-    return f"{seconds:.0f} s"

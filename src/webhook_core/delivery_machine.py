@@ -211,26 +211,26 @@ def replay(original: Delivery, delivery_id: str, now: float) -> Delivery:
     )
 
 
-P, IF, RS, D, F = (
+PENDING, IN_FLIGHT, RETRY_SCHEDULED, DELIVERED, FAILED = (
     DeliveryState.PENDING,
     DeliveryState.IN_FLIGHT,
     DeliveryState.RETRY_SCHEDULED,
     DeliveryState.DELIVERED,
     DeliveryState.FAILED,
 )
-TERMINAL = frozenset({D, F})
+TERMINAL = frozenset({DELIVERED, FAILED})
 
 TRANSITIONS: dict[tuple[DeliveryState, type], frozenset[DeliveryState]] = {
-    (P, Start): frozenset({IF}),
-    (RS, Start): frozenset({IF}),
-    (IF, Finish): frozenset({D, RS, F}),
-    (IF, Abandon): frozenset({P, RS, F}),
-    (P, Cancel): frozenset({F}),
-    (RS, Cancel): frozenset({F}),
-    (P, Defer): frozenset({P}),
-    (RS, Defer): frozenset({RS}),
+    (PENDING, Start): frozenset({IN_FLIGHT}),
+    (RETRY_SCHEDULED, Start): frozenset({IN_FLIGHT}),
+    (IN_FLIGHT, Finish): frozenset({DELIVERED, RETRY_SCHEDULED, FAILED}),
+    (IN_FLIGHT, Abandon): frozenset({PENDING, RETRY_SCHEDULED, FAILED}),
+    (PENDING, Cancel): frozenset({FAILED}),
+    (RETRY_SCHEDULED, Cancel): frozenset({FAILED}),
+    (PENDING, Defer): frozenset({PENDING}),
+    (RETRY_SCHEDULED, Defer): frozenset({RETRY_SCHEDULED}),
 }
-check_table("delivery", TRANSITIONS, DeliveryState, P, TERMINAL)
+check_table("delivery", TRANSITIONS, DeliveryState, PENDING, TERMINAL)
 
 
 def _moved(
@@ -259,7 +259,7 @@ def _start(d: Delivery, event: Start, _: RetryPolicy) -> tuple[Delivery, tuple[o
         raise IllegalTransition(
             "delivery", d.state.value, "Start", f"not due until {d.next_attempt_at}"
         )
-    return _moved(d, IF, None, d.attempts, d.reason), ()
+    return _moved(d, IN_FLIGHT, None, d.attempts, d.reason), ()
 
 
 def _finish(d: Delivery, event: Finish, policy: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
@@ -283,22 +283,22 @@ def _finish(d: Delivery, event: Finish, policy: RetryPolicy) -> tuple[Delivery, 
     )
     attempts = (*d.attempts, attempt)
     if outcome is Outcome.SUCCESS:
-        return _moved(d, D, None, attempts, None), ()
+        return _moved(d, DELIVERED, None, attempts, None), ()
     if status == 410:
         reason = "endpoint answered 410 Gone"
         return (
-            _moved(d, F, None, attempts, reason),
+            _moved(d, FAILED, None, attempts, reason),
             (DisableEndpoint(d.endpoint_id, reason),),
         )
     if number >= policy.max_attempts:
         reason = f"all {number} attempts failed; last: {_describe(attempt)}"
-        return _moved(d, F, None, attempts, reason), ()
+        return _moved(d, FAILED, None, attempts, reason), ()
     retry_after = None
     if status in RETRY_AFTER_STATUSES:
         retry_after = parse_retry_after(result.retry_after, result.ended_at)
     due = result.ended_at + policy.delay_after(number, d.id, retry_after)
     return (
-        _moved(d, RS, due, attempts, _describe(attempt)),
+        _moved(d, RETRY_SCHEDULED, due, attempts, _describe(attempt)),
         (),
     )
 
@@ -314,8 +314,8 @@ def _abandon(
     abandoned = sum(1 for a in attempts if a.outcome is Outcome.ABANDONED)
     if abandoned >= policy.max_abandoned:
         reason = f"abandoned {abandoned} times; last: {event.reason}"
-        return _moved(d, F, None, attempts, reason), ()
-    state = RS if d.attempts_made else P
+        return _moved(d, FAILED, None, attempts, reason), ()
+    state = RETRY_SCHEDULED if d.attempts_made else PENDING
     return (
         _moved(d, state, event.now, attempts, event.reason),
         (),
@@ -323,7 +323,7 @@ def _abandon(
 
 
 def _cancel(d: Delivery, event: Cancel, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
-    return _moved(d, F, None, d.attempts, event.reason), ()
+    return _moved(d, FAILED, None, d.attempts, event.reason), ()
 
 
 def _defer(d: Delivery, event: Defer, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
