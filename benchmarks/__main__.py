@@ -146,9 +146,10 @@ def _import_everything() -> None:
     import trio  # noqa: F401
 
     import benchmarks.diagnostics  # noqa: F401
-    import transports.http1
-    import transports.service
-    import transports.threaded  # noqa: F401
+    import transports.aio.service
+    import transports.http.lean
+    import transports.http.lean_async
+    import transports.sync.service  # noqa: F401
 
 
 # -- the table ---------------------------------------------------------------------------

@@ -33,10 +33,10 @@ import time
 import anyio
 
 from benchmarks.receiver import Blackhole, Receiver, mark_active
-from transports import operations
-from transports.memory import MemoryStore
-from transports.service import WebhookService
-from transports.store import DeliveryFilter
+from transports.aio.service import WebhookService
+from transports.driving import operations
+from transports.stores.interface import DeliveryFilter
+from transports.stores.memory import MemoryStore
 from transports.testing import LOOPBACK_NETWORKS
 from webhook_core import DeliveryState, GatePolicy, RetryPolicy
 

@@ -53,11 +53,11 @@ import anyio
 from benchmarks.diagnostics import NullTransport
 from benchmarks.postgres import PG_URL, drop_postgres, open_postgres, postgres_reachable
 from benchmarks.receiver import Receiver, mark_active
-from transports import operations
-from transports.memory import MemoryStore
-from transports.service import WebhookService
-from transports.sqlite import SQLiteStore
-from transports.store import DeliveryFilter, Store
+from transports.aio.service import WebhookService
+from transports.driving import operations
+from transports.stores.interface import DeliveryFilter, Store
+from transports.stores.memory import MemoryStore
+from transports.stores.sqlite import SQLiteStore
 from transports.testing import LOOPBACK_NETWORKS
 from webhook_core import DeliveryState, platform_catalog
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from transports.http import HttpResponse
+from transports.http.transport import HttpResponse
 from webhook_core import HttpRequest
 
 

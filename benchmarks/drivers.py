@@ -31,10 +31,10 @@ from typing import Any
 
 from benchmarks.receiver import mark_active
 from benchmarks.workload import DATA, EVENT, SECRET, Shape, summary
-from transports import operations
-from transports.memory import MemoryStore
-from transports.sqlite import SQLiteStore
-from transports.store import DeliveryFilter, Store
+from transports.driving import operations
+from transports.stores.interface import DeliveryFilter, Store
+from transports.stores.memory import MemoryStore
+from transports.stores.sqlite import SQLiteStore
 from transports.testing import LOOPBACK_NETWORKS
 from webhook_core import DeliveryState, RetryPolicy
 
@@ -163,7 +163,7 @@ async def run_async(store: Store, shape: Shape, transport: str) -> dict[str, Any
     import anyio
 
     from benchmarks.diagnostics import NullTransport
-    from transports.service import WebhookService
+    from transports.aio.service import WebhookService
 
     # "http1" and "httpx" are made by the service, with its outbound policy.
     http = NullTransport() if transport == "null" else transport
@@ -190,7 +190,7 @@ async def run_async(store: Store, shape: Shape, transport: str) -> dict[str, Any
 
 def run_threads(store: Store, shape: Shape, transport: str) -> dict[str, Any]:
     """``ThreadedWebhookService`` publishing ``shape``."""
-    from transports.threaded import ThreadedWebhookService
+    from transports.sync.service import ThreadedWebhookService
 
     with ThreadedWebhookService(
         store, http=transport, **_options(shape, THREADED_IN_FLIGHT)

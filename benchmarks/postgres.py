@@ -11,7 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from transports.store import Store
+from transports.stores.interface import Store
 
 PG_URL = os.environ.get("WEBHOOKS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -34,7 +34,7 @@ def schema_for(directory: Path) -> str:
 
 def open_postgres(directory: Path) -> Store:
     """A PostgreSQL store in the row's own schema (created on first use)."""
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     return PostgresStore(PG_URL, schema=schema_for(directory))
 

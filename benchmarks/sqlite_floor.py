@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from benchmarks.receiver import mark_active
-from transports import operations
-from transports.config import DEFAULT_HEALTH
-from transports.sqlite import SQLiteStore
+from transports.driving import operations
+from transports.driving.config import DEFAULT_HEALTH
+from transports.stores.sqlite import SQLiteStore
 from webhook_core import (
     AttemptResult,
     Finish,

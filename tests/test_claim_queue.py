@@ -8,8 +8,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from transports.claim_queue import ClaimQueue
-from transports.store import Claimed
+from transports.aio.claim_queue import ClaimQueue
+from transports.stores.interface import Claimed
 
 BACKENDS = ["asyncio", "trio"]
 

@@ -14,11 +14,11 @@ import attrs
 import pytest
 from tests.cli_helpers import LOOPBACK_ENV, handshake_then, one_line_error, run
 
-from transports.sqlite import SQLiteStore
-from transports.store import DeliveryFilter
+from transports.stores.interface import DeliveryFilter
+from transports.stores.sqlite import SQLiteStore
+from transports.sync.service import ThreadedWebhookService
 from transports.testing import LoopbackReceiver, Respond
 from transports.testing.loopback import LOOPBACK_NETWORKS
-from transports.threaded import ThreadedWebhookService
 from webhook_core import DeliveryState, EndpointState, RetryPolicy
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -10,12 +10,12 @@ from typing import Any
 import attrs
 import pytest
 
-from transports import operations
 from transports.clocks import VirtualClock
-from transports.memory import MemoryStore
-from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter
+from transports.driving import operations
+from transports.stores.interface import ALL_DELIVERIES, Claimed, DeliveryFilter
+from transports.stores.memory import MemoryStore
+from transports.sync.service import ThreadedWebhookService
 from transports.testing import RecordingReceiver
-from transports.threaded import ThreadedWebhookService
 from webhook_core import DeliveryState, Endpoint, EndpointState
 
 URL = "https://a.receiver.example/hook"

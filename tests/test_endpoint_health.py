@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from transports import operations
-from transports.memory import MemoryStore
-from transports.sqlite import SQLiteStore
-from transports.store import DeliveryFilter, Store
+from transports.driving import operations
+from transports.stores.interface import DeliveryFilter, Store
+from transports.stores.memory import MemoryStore
+from transports.stores.sqlite import SQLiteStore
 from webhook_core import (
     AttemptResult,
     Delivery,

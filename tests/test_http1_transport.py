@@ -15,9 +15,11 @@ import anyio
 import pytest
 import trustme
 
-from transports.guard import OutboundPolicy
-from transports.http import HttpResponse, TransportError
-from transports.http1 import Http1SyncTransport, Http1Transport
+from transports.http.guard import OutboundPolicy
+from transports.http.lean import Http1SyncTransport
+from transports.http.lean_async import Http1Transport
+from transports.http.transport import HttpResponse, TransportError
+from transports.http.wire import PARSERS
 from transports.testing import (
     LOOPBACK_NETWORKS,
     CloseWithoutResponse,
@@ -27,7 +29,6 @@ from transports.testing import (
     Reset,
     Respond,
 )
-from transports.wire import PARSERS
 from webhook_core import ConfigError, HttpRequest, Outcome
 
 LOOPBACK = OutboundPolicy(LOOPBACK_NETWORKS, allow_http=True)

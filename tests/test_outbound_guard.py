@@ -18,16 +18,18 @@ import anyio
 import httpcore
 import pytest
 
-from transports import service, threaded
-from transports.clocks import AnyioClock, SystemClock
-from transports.guard import (
+import transports.aio.service
+import transports.sync.service
+from transports.aio.clock import AnyioClock
+from transports.clocks import SystemClock
+from transports.http.guard import (
     BlockedAddress,
     OutboundPolicy,
     resolve_vetted,
     resolve_vetted_sync,
     vetted,
 )
-from transports.http import HttpxSyncTransport, HttpxTransport
+from transports.http.httpx_transport import HttpxSyncTransport, HttpxTransport
 from transports.testing import (
     LOOPBACK_NETWORKS,
     CloseWithoutResponse,
@@ -54,14 +56,14 @@ def deliver(
     if kind == "sync":
         http = HttpxSyncTransport(policy=policy, **options)
         try:
-            return threaded.send_with_deadline(http, request, SystemClock())
+            return transports.sync.service.send_with_deadline(http, request, SystemClock())
         finally:
             http.close()
 
     async def main() -> tuple[AttemptResult, bytes]:
         transport = HttpxTransport(policy=policy, **options)
         try:
-            return await service.send_with_deadline(transport, request, AnyioClock())
+            return await transports.aio.service.send_with_deadline(transport, request, AnyioClock())
         finally:
             await transport.aclose()
 

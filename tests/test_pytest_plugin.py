@@ -7,9 +7,9 @@ from typing import Any
 import anyio
 import pytest
 
-from transports.clocks import AnyioClock
-from transports.memory import MemoryStore
-from transports.service import WebhookService
+from transports.aio.clock import AnyioClock
+from transports.aio.service import WebhookService
+from transports.stores.memory import MemoryStore
 from transports.testing import DEFAULT_EPOCH, RecordingReceiver
 
 URL = "https://receiver.example/hook"
@@ -29,7 +29,7 @@ async def test_an_hour_passes_instantly() -> None:
 
 @pytest.mark.anyio
 async def test_retry_after_of_two_hours_is_capped_at_one_hour() -> None:
-    from transports.http import HttpResponse
+    from transports.http.transport import HttpResponse
 
     clock = AnyioClock(epoch=DEFAULT_EPOCH)
     receiver = RecordingReceiver(clock)

@@ -29,10 +29,10 @@ from tests.receiving_helpers import (
     sign,
 )
 
-from transports.memory import MemoryStore
 from transports.receiving import ReceivedEvent, Receiver, ThreadWorkQueue, asgi_app, wsgi_app
+from transports.stores.memory import MemoryStore
+from transports.sync.service import ThreadedWebhookService
 from transports.testing.loopback import LOOPBACK_NETWORKS
-from transports.threaded import ThreadedWebhookService
 from webhook_core import EndpointState, MessageData
 from webhook_core.receiving import MAX_BODY
 

@@ -9,10 +9,10 @@ import anyio
 import attrs
 import pytest
 
-from transports import operations
-from transports.memory import MemoryStore
-from transports.service import WebhookService
-from transports.store import Claimed, DeliveryFilter
+from transports.aio.service import WebhookService
+from transports.driving import operations
+from transports.stores.interface import Claimed, DeliveryFilter
+from transports.stores.memory import MemoryStore
 from transports.testing import (
     LOOPBACK_NETWORKS,
     Handler,

@@ -61,12 +61,12 @@ from hypothesis.stateful import (
 from tests import pg
 
 from transports.clocks import VirtualClock
-from transports.http import HttpResponse, TransportError, attempt_result
-from transports.memory import MemoryStore
-from transports.sqlite import SQLiteStore
-from transports.store import DeliveryFilter, Store
+from transports.http.transport import HttpResponse, TransportError, attempt_result
+from transports.stores.interface import DeliveryFilter, Store
+from transports.stores.memory import MemoryStore
+from transports.stores.sqlite import SQLiteStore
+from transports.sync.service import ThreadedWebhookService
 from transports.testing import RecordingReceiver
-from transports.threaded import ThreadedWebhookService
 from webhook_core import (
     VERIFICATION_EVENT,
     Delivery,
@@ -493,7 +493,7 @@ def test_nothing_lost_or_sent_twice(open_store: Callable[[Path], Store]) -> None
 @pytest.mark.postgres
 def test_nothing_lost_or_sent_twice_postgres() -> None:
     url = pg.require_postgres()
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     def postgres(_: Path) -> Store:
         return PostgresStore(url, schema=pg.fresh_schema())

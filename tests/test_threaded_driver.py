@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from transports.clocks import VirtualClock
-from transports.http import HttpResponse
-from transports.memory import MemoryStore
-from transports.store import Claimed, DeliveryFilter
+from transports.http.transport import HttpResponse
+from transports.stores.interface import Claimed, DeliveryFilter
+from transports.stores.memory import MemoryStore
+from transports.sync.service import ThreadedWebhookService
 from transports.testing import (
     LOOPBACK_NETWORKS,
     Behaviour,
@@ -27,7 +28,6 @@ from transports.testing import (
     Reset,
     Respond,
 )
-from transports.threaded import ThreadedWebhookService
 from webhook_core import (
     DEFAULT_SCHEDULE,
     ConfigError,

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from tests.conformance.harness import DRIVERS, running, verifying, wait_endpoint
 from tests.test_outbound_guard import deliver
 
-from transports.guard import OutboundPolicy
+from transports.http.guard import OutboundPolicy
 from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver
 from webhook_core import EndpointState, Outcome
 
@@ -189,8 +189,8 @@ def test_drivers_verify_with_their_ca_file(
 
 
 def test_drivers_name_a_ca_file_they_cannot_load(tmp_path: Path) -> None:
-    from transports.service import WebhookService
-    from transports.threaded import ThreadedWebhookService
+    from transports.aio.service import WebhookService
+    from transports.sync.service import ThreadedWebhookService
     from webhook_core import ConfigError
 
     bad = tmp_path / "ca.pem"

@@ -121,8 +121,8 @@ def test_ordinary_custom_headers_pass() -> None:
 
 
 def test_registration_stores_the_idna_form_and_refuses_bad_input_without_storing() -> None:
-    from transports import operations
-    from transports.memory import MemoryStore
+    from transports.driving import operations
+    from transports.stores.memory import MemoryStore
 
     store = MemoryStore()
     endpoint = operations.add_endpoint(store, "https://bücher.example/hook", 1_700_000_000.0)

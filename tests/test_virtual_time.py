@@ -8,9 +8,10 @@ from typing import Any
 import anyio
 import pytest
 
-from transports.clocks import AnyioClock, VirtualClock
-from transports.memory import MemoryStore
-from transports.service import WebhookService
+from transports.aio.clock import AnyioClock
+from transports.aio.service import WebhookService
+from transports.clocks import VirtualClock
+from transports.stores.memory import MemoryStore
 from transports.testing.timetravel import (
     DEFAULT_EPOCH,
     RecordingReceiver,
@@ -55,7 +56,7 @@ def test_full_schedule_in_virtual_time(backend: str, options: Any) -> None:
 
 
 def test_full_schedule_in_virtual_time_threads() -> None:
-    from transports.threaded import ThreadedWebhookService
+    from transports.sync.service import ThreadedWebhookService
 
     clock = VirtualClock(DEFAULT_EPOCH)
     receiver = RecordingReceiver(clock)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from transports.http import HttpResponse, TransportError
-from transports.wire import PARSERS, Wire, make_wire, parse_target, request_bytes
+from transports.http.transport import HttpResponse, TransportError
+from transports.http.wire import PARSERS, Wire, make_wire, parse_target, request_bytes
 from webhook_core import ConfigError, HttpRequest, Outcome
 
 TARGET = parse_target("http://hooks.example:8080/in?x=1")

@@ -18,8 +18,8 @@ from collections import Counter
 
 import anyio
 
-from transports.service import WebhookService
-from transports.sqlite import SQLiteStore
+from transports.aio.service import WebhookService
+from transports.stores.sqlite import SQLiteStore
 from transports.testing import (
     LOOPBACK_NETWORKS,
     Handler,

@@ -18,10 +18,10 @@ import anyio
 import anyio.from_thread
 from tests import pg
 
-from transports.memory import MemoryStore
-from transports.service import WebhookService
-from transports.sqlite import SQLiteStore
-from transports.store import Store
+from transports.aio.service import WebhookService
+from transports.stores.interface import Store
+from transports.stores.memory import MemoryStore
+from transports.stores.sqlite import SQLiteStore
 from transports.testing import LOOPBACK_NETWORKS, Handler, ReceivedRequest, Respond
 from webhook_core import Endpoint, EndpointState
 
@@ -37,7 +37,7 @@ def make_store(kind: str, directory: Path) -> Store:
     if kind == "sqlite":
         return SQLiteStore(directory / "webhooks.db")
     if kind == "postgres":
-        from transports.postgres import PostgresStore
+        from transports.stores.postgres import PostgresStore
 
         return PostgresStore(pg.require_postgres(), schema=pg.fresh_schema())
     raise ValueError(f"unknown store kind {kind!r}")
@@ -81,7 +81,7 @@ def running(
         options["store"] = make_store(store_kind, Path(tempfile.mkdtemp()))
     options.setdefault("http", transport)  # made by the driver, with its outbound policy
     if driver == "threads":
-        from transports.threaded import ThreadedWebhookService
+        from transports.sync.service import ThreadedWebhookService
 
         with ThreadedWebhookService(**options) as hooks:
             yield hooks

@@ -23,12 +23,12 @@ from typing import Any
 
 import anyio
 
-from transports.postgres import PostgresStore
-from transports.service import WebhookService
-from transports.sqlite import SQLiteStore
-from transports.store import Claimed, Store
+from transports.aio.service import WebhookService
+from transports.stores.interface import Claimed, Store
+from transports.stores.postgres import PostgresStore
+from transports.stores.sqlite import SQLiteStore
+from transports.sync.service import ThreadedWebhookService
 from transports.testing import LOOPBACK_NETWORKS
-from transports.threaded import ThreadedWebhookService
 from webhook_core import USER_AGENT, RetryPolicy
 
 COMPLETE_SQLITE = ("UPDATE deliveries SET state = ", ", attempts = ")  # traced with values

@@ -26,9 +26,9 @@ import attrs
 import pytest
 from tests import pg
 
-from transports import operations
-from transports.sqlite import SQLiteStore
-from transports.store import DeliveryFilter, Store
+from transports.driving import operations
+from transports.stores.interface import DeliveryFilter, Store
+from transports.stores.sqlite import SQLiteStore
 from transports.testing import Handler, Hang, LoopbackReceiver, ReceivedRequest, Respond
 from webhook_core import DeliveryState, EndpointState, Outcome, platform_catalog
 
@@ -53,7 +53,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         path = str(tmp_path / "webhooks.db")
         db = Database(path, None, SQLiteStore(path))
     else:
-        from transports.postgres import PostgresStore
+        from transports.stores.postgres import PostgresStore
 
         url = pg.require_postgres()
         schema = pg.fresh_schema()
@@ -192,7 +192,7 @@ def test_killed_while_writing_results(database: Database) -> None:
 
 
 def test_four_postgres_workers_deliver_every_pair_once(tmp_path: Path) -> None:
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     url = pg.require_postgres()
     schema = pg.fresh_schema()

@@ -15,11 +15,11 @@ from typing import Any
 import anyio
 import pytest
 
-from transports import operations
-from transports.memory import MemoryStore
-from transports.service import WebhookService
-from transports.sqlite import SQLiteStore
-from transports.store import DuplicateEvent, Store
+from transports.aio.service import WebhookService
+from transports.driving import operations
+from transports.stores.interface import DuplicateEvent, Store
+from transports.stores.memory import MemoryStore
+from transports.stores.sqlite import SQLiteStore
 from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver
 from webhook_core import Endpoint, EndpointSecret, EndpointState, PayloadError, platform_catalog
 

@@ -6,8 +6,8 @@ import attrs
 import pytest
 from tests.storage.test_store_conformance import T0, endpoint, finish, publish_one, store
 
-from transports.operations import NotFound, replay_failed_since
-from transports.store import DeliveryFilter, Store
+from transports.driving.operations import NotFound, replay_failed_since
+from transports.stores.interface import DeliveryFilter, Store
 from webhook_core import ConfigError, DeliveryState, EndpointState
 
 __all__ = ["store"]

@@ -14,10 +14,10 @@ import pytest
 from tests import pg
 from tests.conformance.harness import DRIVERS, message, running, verifying, wait_endpoint
 
-from transports.memory import MemoryStore
-from transports.operations import publish
-from transports.sqlite import SQLiteStore
-from transports.store import Store
+from transports.driving.operations import publish
+from transports.stores.interface import Store
+from transports.stores.memory import MemoryStore
+from transports.stores.sqlite import SQLiteStore
 from transports.testing import LoopbackReceiver
 from webhook_core import ConfigError, EndpointState, platform_catalog
 
@@ -37,7 +37,7 @@ def sqlite_pair(tmp_path: Path) -> Iterator[tuple[Store, Any]]:
 
 @contextmanager
 def postgres_pair(tmp_path: Path) -> Iterator[tuple[Store, Any]]:
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     url = pg.require_postgres()
     schema = pg.fresh_schema()
@@ -136,7 +136,7 @@ def test_a_connection_to_another_sqlite_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_postgres_store_refuses_a_foreign_connection(tmp_path: Path) -> None:
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     url = pg.require_postgres()
     store = PostgresStore(url, schema=pg.fresh_schema())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from transports.records import attempts_from_json, attempts_to_json, converter
+from transports.stores.records import attempts_from_json, attempts_to_json, converter
 from webhook_core import Attempt, Outcome
 
 HISTORY = (

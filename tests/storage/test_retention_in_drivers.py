@@ -7,8 +7,8 @@ import time
 import pytest
 from tests.conformance.harness import DRIVERS, message, running, verifying, wait_endpoint
 
-from transports.operations import Retention
-from transports.store import DeliveryFilter
+from transports.driving.operations import Retention
+from transports.stores.interface import DeliveryFilter
 from transports.testing import LoopbackReceiver, Respond
 from webhook_core import DeliveryState, EndpointState
 

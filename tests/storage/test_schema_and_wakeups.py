@@ -13,11 +13,11 @@ import pytest
 from tests import pg
 from tests.conformance.harness import message
 
-from transports import operations
-from transports.sqlite import MIGRATIONS, SQLiteStore
-from transports.store import DeliveryFilter
+from transports.driving import operations
+from transports.stores.interface import DeliveryFilter
+from transports.stores.sqlite import MIGRATIONS, SQLiteStore
+from transports.sync.service import ThreadedWebhookService
 from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver, Respond
-from transports.threaded import ThreadedWebhookService
 from webhook_core import ConfigError, DeliveryState, EndpointState, platform_catalog
 
 
@@ -77,8 +77,8 @@ def test_sqlite_refuses_a_schema_newer_than_the_library(tmp_path: Path) -> None:
 
 
 def test_postgres_workers_starting_together_migrate_once() -> None:
-    from transports.postgres import MIGRATIONS as PG_MIGRATIONS
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import MIGRATIONS as PG_MIGRATIONS
+    from transports.stores.postgres import PostgresStore
 
     url = pg.require_postgres()
     schema = pg.fresh_schema()
@@ -105,7 +105,7 @@ def test_postgres_workers_starting_together_migrate_once() -> None:
 
 
 def test_postgres_refuses_a_schema_newer_than_the_library() -> None:
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     url = pg.require_postgres()
     schema = pg.fresh_schema()
@@ -117,7 +117,7 @@ def test_postgres_refuses_a_schema_newer_than_the_library() -> None:
 
 
 def test_a_publish_elsewhere_wakes_an_idle_postgres_dispatcher() -> None:
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     url = pg.require_postgres()
     schema = pg.fresh_schema()

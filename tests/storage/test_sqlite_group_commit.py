@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from transports.sqlite import SQLiteStore
-from transports.store import DuplicateEvent
+from transports.stores.interface import DuplicateEvent
+from transports.stores.sqlite import SQLiteStore
 from webhook_core import Event
 
 T0 = 1_800_000_000.0

@@ -15,9 +15,9 @@ import attrs
 import pytest
 from tests.storage.test_store_conformance import CATALOG, endpoint, message
 
-from transports.operations import publish_many
-from transports.sqlite import SQLiteStore
-from transports.store import DeliveryFilter
+from transports.driving.operations import publish_many
+from transports.stores.interface import DeliveryFilter
+from transports.stores.sqlite import SQLiteStore
 from webhook_core import DeliveryState
 
 DELIVERED = DeliveryState.DELIVERED

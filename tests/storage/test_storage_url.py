@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from tests import pg
 
-from transports.memory import MemoryStore
-from transports.sqlite import SQLiteStore
-from transports.storage_url import open_store
-from transports.threaded import ThreadedWebhookService
+from transports.stores.memory import MemoryStore
+from transports.stores.sqlite import SQLiteStore
+from transports.stores.url import open_store
+from transports.sync.service import ThreadedWebhookService
 from webhook_core import ConfigError
 
 
@@ -53,7 +53,7 @@ def test_an_absolute_sqlite_url(tmp_path: Path) -> None:
 
 def test_memory_and_postgres_urls() -> None:
     assert isinstance(open_store("memory:"), MemoryStore)
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     store = open_store(pg.require_postgres())
     assert isinstance(store, PostgresStore) and store.schema == "webhooks"
@@ -74,14 +74,14 @@ def test_bad_urls_are_named(url: str, message: str) -> None:
 
 
 def test_an_unreachable_postgres_is_one_clear_error() -> None:
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     with pytest.raises(ConfigError, match=r"cannot reach PostgreSQL at test on 127\.0\.0\.1:1"):
         PostgresStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout=1)
 
 
 def test_a_bad_schema_name_is_refused() -> None:
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     with pytest.raises(ConfigError, match="schema name 'Bad-Name'"):
         PostgresStore("postgresql://postgres@127.0.0.1:1/test", schema="Bad-Name")

@@ -11,11 +11,11 @@ import attrs
 import pytest
 from tests import pg
 
-from transports import sqlite as sqlite_store
-from transports.memory import MemoryStore
-from transports.operations import Retention, apply_retention, publish, publish_many
-from transports.sqlite import SQLiteStore
-from transports.store import DeliveryFilter, DuplicateEvent, Store
+from transports.driving.operations import Retention, apply_retention, publish, publish_many
+from transports.stores import sqlite
+from transports.stores.interface import DeliveryFilter, DuplicateEvent, Store
+from transports.stores.memory import MemoryStore
+from transports.stores.sqlite import SQLiteStore
 from webhook_core import (
     Attempt,
     ConfigError,
@@ -39,7 +39,7 @@ def open_store(kind: str, directory: Path) -> Store:
         return MemoryStore()
     if kind == "sqlite":
         return SQLiteStore(directory / "store.db")
-    from transports.postgres import PostgresStore
+    from transports.stores.postgres import PostgresStore
 
     return PostgresStore(pg.require_postgres(), schema=pg.fresh_schema())
 
@@ -443,7 +443,7 @@ def test_sqlite_results_are_written_alike_without_update_from(
     check: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite before 3.33 has no ``UPDATE ... FROM``: results then take a statement each."""
-    monkeypatch.setattr(sqlite_store, "_UPDATE_FROM", False)
+    monkeypatch.setattr(sqlite, "_UPDATE_FROM", False)
     store = SQLiteStore(tmp_path / "store.db")
     try:
         check(store)

@@ -8,8 +8,8 @@ import click
 
 from transports.cli import deliveries, endpoints, listen, publish, serve, tester
 from transports.cli.context import Context, UserError, database_errors, first_line
-from transports.operations import NotFound
-from transports.storage_url import ENV_VAR
+from transports.driving.operations import NotFound
+from transports.stores.url import ENV_VAR
 from webhook_core import WebhookError
 
 

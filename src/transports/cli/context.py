@@ -14,9 +14,9 @@ from typing import TypeVar
 
 import click
 
-from transports.guard import OutboundPolicy
-from transports.storage_url import open_store, resolve_db_url
-from transports.store import Store
+from transports.http.guard import OutboundPolicy
+from transports.stores.interface import Store
+from transports.stores.url import open_store, resolve_db_url
 from webhook_core import WebhookError
 
 T = TypeVar("T")

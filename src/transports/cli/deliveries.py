@@ -8,7 +8,6 @@ import time
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from transports import operations
 from transports.cli.context import Context, UserError
 from transports.cli.output import (
     console,
@@ -19,7 +18,8 @@ from transports.cli.output import (
     table,
     when,
 )
-from transports.store import DeliveryFilter
+from transports.driving import operations
+from transports.stores.interface import DeliveryFilter
 from webhook_core import DeliveryState, PayloadError, parse_rfc3339
 
 pass_context = click.make_pass_decorator(Context)

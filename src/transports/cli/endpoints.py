@@ -6,10 +6,10 @@ import time
 
 import click
 
-from transports import operations
 from transports.cli.context import WAIT_OPTION, Context, UserError, outbound_from_env, poll
 from transports.cli.output import console, endpoint_json, fields, print_json, table, when
-from transports.guard import ENV_ALLOW_HTTP
+from transports.driving import operations
+from transports.http.guard import ENV_ALLOW_HTTP
 from webhook_core import Endpoint, EndpointState
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from transports import operations
 from transports.cli.context import WAIT_OPTION, Context, UserError, poll
 from transports.cli.output import console, delivery_json, print_json
-from transports.store import DeliveryFilter
+from transports.driving import operations
+from transports.stores.interface import DeliveryFilter
 from webhook_core import Delivery, PayloadError, platform_catalog, validate_event_name
 
 pass_context = click.make_pass_decorator(Context)

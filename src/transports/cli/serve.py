@@ -15,12 +15,12 @@ from collections.abc import Callable
 import anyio
 import click
 
+from transports.aio.service import WebhookService
 from transports.cli.context import Context, outbound_from_env
 from transports.cli.output import console
-from transports.guard import OutboundPolicy
-from transports.service import WebhookService
-from transports.store import Store
-from transports.threaded import ThreadedWebhookService
+from transports.http.guard import OutboundPolicy
+from transports.stores.interface import Store
+from transports.sync.service import ThreadedWebhookService
 
 RUNTIMES = ("trio", "asyncio", "threads")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -15,8 +15,9 @@ import click
 
 from transports.cli.output import console
 from transports.cli.publish import parse_data
-from transports.guard import OutboundPolicy
-from transports.http import HttpResponse, HttpxSyncTransport, TransportError
+from transports.http.guard import OutboundPolicy
+from transports.http.httpx_transport import HttpxSyncTransport
+from transports.http.transport import HttpResponse, TransportError
 from transports.testing.signed import signed_request
 from webhook_core import HttpRequest, validate_url
 from webhook_core.samples import sample_data

@@ -29,7 +29,7 @@ import attrs
 import trio.testing
 
 from transports.clocks import Clock
-from transports.http import HttpResponse, TransportError
+from transports.http.transport import HttpResponse, TransportError
 from webhook_core import VERIFICATION_EVENT, HttpRequest, Outcome
 
 Answer = int | HttpResponse | Outcome

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-from transports.guard import OutboundPolicy
+from transports.driving.operations import Retention, record_outcomes
+from transports.http.guard import OutboundPolicy
 from transports.ids import new_id
-from transports.operations import Retention, record_outcomes
-from transports.storage_url import open_store
-from transports.store import Claimed, Store
+from transports.stores.interface import Claimed, Store
+from transports.stores.url import open_store
 from webhook_core import (
     LEASE_MARGIN,
     USER_AGENT,

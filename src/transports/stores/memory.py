@@ -16,8 +16,7 @@ from typing import Any
 
 import attrs
 
-from transports.records import check_prunable
-from transports.store import (
+from transports.stores.interface import (
     ALL_DELIVERIES,
     Claimed,
     DeliveryFilter,
@@ -25,6 +24,7 @@ from transports.store import (
     EventBatch,
     SchemaStatus,
 )
+from transports.stores.records import check_prunable
 from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
 
 _WAITING = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from transports.ids import new_id, new_secret, new_token
-from transports.store import DeliveryFilter, DuplicateEvent, EventBatch, Store
+from transports.stores.interface import DeliveryFilter, DuplicateEvent, EventBatch, Store
 from webhook_core import (
     BeginVerification,
     Cancel,

@@ -58,22 +58,23 @@ import anyio.from_thread
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from transports import operations
-from transports.claim_queue import ClaimQueue
-from transports.clocks import AnyioClock, Clock
-from transports.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
-from transports.http import (
+from transports.aio.claim_queue import ClaimQueue
+from transports.aio.clock import AnyioClock
+from transports.aio.publishing import GroupedPublisher
+from transports.clocks import Clock
+from transports.driving import operations
+from transports.driving.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
+from transports.http.httpx_transport import HttpxTransport
+from transports.http.lean_async import Http1Transport
+from transports.http.transport import (
     AsyncHttpTransport,
     HttpResponse,
-    HttpxTransport,
     TransportError,
     attempt_result,
     timeout_result,
 )
-from transports.http1 import Http1Transport
 from transports.ids import new_id
-from transports.publishing import GroupedPublisher
-from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
+from transports.stores.interface import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
 from webhook_core import (
     LEASE_MARGIN,
     USER_AGENT,

@@ -33,7 +33,7 @@ import attrs
 import h11
 import httptools
 
-from transports.http import HttpResponse, TransportError
+from transports.http.transport import HttpResponse, TransportError
 from webhook_core import ConfigError, HttpRequest, Outcome
 
 PARSERS = ("llhttp", "h11")

@@ -22,7 +22,7 @@ from collections import deque
 
 import anyio
 
-from transports.store import Claimed
+from transports.stores.interface import Claimed
 
 
 class ClaimQueue:

@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-The HTTP transports do not let their connection pool resolve names. They give
-it a network backend (``GuardedAsyncBackend`` / ``GuardedSyncBackend``) whose
+The HTTP transports do not let their connection pool resolve names. The httpx
+transports give it a network backend (``GuardedAsyncBackend`` /
+``GuardedSyncBackend``, in ``transports.http.httpcore_backends``) whose
 ``connect_tcp`` resolves the host itself (``resolve_vetted``), vets every
 address with ``webhook_core.addresses.vet_address`` under the
 ``OutboundPolicy``, and then connects to the vetted IP addresses, in the
@@ -35,11 +36,9 @@ import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import anyio
 import attrs
-import certifi
-import httpcore
 
+from transports.http.tls import ssl_context
 from webhook_core import ConfigError
 from webhook_core.addresses import (
     AddressVerdict,
@@ -111,13 +110,7 @@ class OutboundPolicy:
 
     def ssl_context(self) -> ssl.SSLContext:
         """A verifying TLS context: the public CAs (certifi) plus ``ca_file`` if set."""
-        context = ssl.create_default_context(cafile=certifi.where())
-        if self.ca_file is not None:
-            try:
-                context.load_verify_locations(cafile=self.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"CA file {self.ca_file!r} cannot be loaded: {exc}") from None
-        return context
+        return ssl_context(True, ca_file=self.ca_file)
 
 
 def vetted(host: str, addresses: Iterable[IPAddress], policy: OutboundPolicy) -> list[str]:
@@ -160,9 +153,13 @@ async def resolve_vetted(host: str, port: int, policy: OutboundPolicy) -> list[s
     literal = _literal(host)
     if literal is not None:
         return vetted(host, [literal], policy)
+    import anyio  # noqa: PLC0415 (async callers only: the threaded driver never loads anyio)
+
     try:
         infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
+        import httpcore  # noqa: PLC0415 (importing httpcore imports trio and anyio)
+
         raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
     return vetted(host, _addresses(infos), policy)
 
@@ -175,82 +172,7 @@ def resolve_vetted_sync(host: str, port: int, policy: OutboundPolicy) -> list[st
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
+        import httpcore  # noqa: PLC0415 (importing httpcore imports trio and anyio)
+
         raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
     return vetted(host, _addresses(infos), policy)
-
-
-_CONNECT_ERRORS = (httpcore.ConnectError, httpcore.ConnectTimeout)
-
-
-class GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that connects only to vetted addresses."""
-
-    def __init__(
-        self, policy: OutboundPolicy, backend: httpcore.AsyncNetworkBackend | None = None
-    ) -> None:
-        self.policy = policy
-        self._backend = backend or httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        last: Exception | None = None
-        for address in await resolve_vetted(host, port, self.policy):
-            try:
-                return await self._backend.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except _CONNECT_ERRORS as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise BlockedAddress(f"refused to connect: Unix socket {path!r} is not a network address")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
-class GuardedSyncBackend(httpcore.NetworkBackend):
-    """The blocking twin of ``GuardedAsyncBackend``."""
-
-    def __init__(
-        self, policy: OutboundPolicy, backend: httpcore.NetworkBackend | None = None
-    ) -> None:
-        self.policy = policy
-        self._backend = backend or httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        last: Exception | None = None
-        for address in resolve_vetted_sync(host, port, self.policy):
-            try:
-                return self._backend.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except _CONNECT_ERRORS as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        raise BlockedAddress(f"refused to connect: Unix socket {path!r} is not a network address")
-
-    def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)

@@ -41,16 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from transports.records import (
-    DELIVERY_COLUMNS,
-    check_prunable,
-    delivery_from_row,
-    delivery_row,
-    endpoint_from_json,
-    endpoint_to_json,
-    filter_sql,
-)
-from transports.store import (
+from transports.stores.interface import (
     ALL_DELIVERIES,
     Claimed,
     DeliveryFilter,
@@ -59,6 +50,15 @@ from transports.store import (
     SchemaStatus,
     error_twin,
     first_of_each,
+)
+from transports.stores.records import (
+    DELIVERY_COLUMNS,
+    check_prunable,
+    delivery_from_row,
+    delivery_row,
+    endpoint_from_json,
+    endpoint_to_json,
+    filter_sql,
 )
 from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 
-from transports.memory import MemoryStore
-from transports.sqlite import DEFAULT_PATH, SQLiteStore
-from transports.store import Store
+from transports.stores.interface import Store
+from transports.stores.memory import MemoryStore
+from transports.stores.sqlite import DEFAULT_PATH, SQLiteStore
 from webhook_core import ConfigError
 
 ENV_VAR = "WEBHOOKS_DB"
@@ -36,7 +36,7 @@ def open_store(url: str | None = None) -> Store:
     scheme, sep, rest = target.partition(":")
     scheme = scheme.lower()
     if sep and scheme in ("postgresql", "postgres"):
-        from transports.postgres import PostgresStore  # noqa: PLC0415 (optional extra)
+        from transports.stores.postgres import PostgresStore  # noqa: PLC0415 (optional extra)
 
         return PostgresStore(target)
     if sep and scheme == "memory":

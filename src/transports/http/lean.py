@@ -1,4 +1,4 @@
-"""Lean HTTP/1.1 transports: async (asyncio protocols, trio streams) and blocking sockets.
+"""Lean HTTP/1.1 transports: the blocking one here, the async one in ``lean_async``.
 
 Theory of operation
 -------------------
@@ -34,11 +34,14 @@ stream. Idle connections are dropped after ``keepalive_expiry`` seconds
 (anything received while idle) before reuse. A server that closes an idle connection at the very
 moment a request is written on it still fails that attempt, which is then
 retried like any other network error: the request is never re-sent silently.
+
+This module (the settings and idle pool both share, and ``Http1SyncTransport``)
+imports no event loop library, so the threaded driver loads neither anyio nor
+asyncio; ``Http1Transport`` is in ``transports.http.lean_async``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import select
 import socket
@@ -49,14 +52,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-import anyio
-import anyio.abc
-import sniffio
-from anyio.streams.tls import TLSStream
-
-from transports.guard import BlockedAddress, OutboundPolicy, resolve_vetted, resolve_vetted_sync
-from transports.http import BODY_LIMIT, HttpResponse, TransportError, classify, timeout_error
-from transports.wire import Target, Wire, check_parser, closed_error, make_wire, parse_target
+from transports.http.guard import BlockedAddress, OutboundPolicy, resolve_vetted_sync
+from transports.http.tls import ssl_context
+from transports.http.transport import BODY_LIMIT, HttpResponse, TransportError, classify
+from transports.http.wire import Target, Wire, check_parser, make_wire, parse_target
 from webhook_core import HttpRequest, Outcome
 
 HEADER_LIMIT = 64 * 1024
@@ -70,23 +69,9 @@ AsyncResolver = Callable[[str, int], Awaitable[list[str]]]
 SyncResolver = Callable[[str, int], list[str]]
 
 
-def ssl_context(verify: ssl.SSLContext | str | bool = True) -> ssl.SSLContext:
-    """The TLS settings for ``verify``: a context as given, a CA bundle path, or on/off."""
-    if isinstance(verify, ssl.SSLContext):
-        return verify
-    context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-    if verify is False:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
 def _classify(exc: BaseException, connecting: bool) -> TransportError:
     if isinstance(exc, TransportError):
         return exc
-    if isinstance(exc, anyio.EndOfStream | anyio.BrokenResourceError) and not connecting:
-        return closed_error()
     error = classify(exc)
     if connecting and error.kind is Outcome.NETWORK_ERROR:
         return TransportError(Outcome.CONNECT_ERROR, error.detail)
@@ -200,9 +185,7 @@ class _Http1Client(Generic[C, R]):
     @functools.cached_property
     def _ssl(self) -> ssl.SSLContext:
         """The TLS context, made at the first https connection (loading CAs takes a while)."""
-        if self._verify is True:
-            return self.policy.ssl_context()
-        return ssl_context(self._verify)
+        return ssl_context(self._verify, ca_file=self.policy.ca_file)
 
     def _target(self, url: str) -> Target:
         """Where ``url`` points, or a ``blocked`` error for plain http the policy refuses."""
@@ -215,248 +198,6 @@ class _Http1Client(Generic[C, R]):
 
     def _wire(self) -> Wire:
         return make_wire(self.parser, self.header_limit, self.body_limit)
-
-
-class _StreamConnection:
-    """A connection on an anyio byte stream (used under trio)."""
-
-    def __init__(self, stream: anyio.abc.ByteStream, wire: Wire) -> None:
-        self.stream = stream
-        self.wire = wire
-        self._sock: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-
-    async def exchange(self, payload: bytes) -> HttpResponse:
-        try:
-            await self.stream.send(payload)
-            while True:
-                try:
-                    data = await self.stream.receive(_READ_SIZE)
-                except anyio.EndOfStream:
-                    data = b""
-                response = self.wire.feed(data)
-                if response is not None:
-                    return response
-        except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
-            raise _classify(exc, connecting=False) from exc
-
-    def hung_up(self) -> bool:
-        return _hung_up(self._sock)
-
-    async def aclose(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.stream.aclose()
-
-
-class _ProtocolConnection(asyncio.Protocol):
-    """A connection as an asyncio protocol (used under asyncio).
-
-    Bytes are fed to the wire as the event loop reads them and the waiting
-    exchange is woken once, with the response or the error: no per-read
-    wake-ups, and anything that arrives while the connection is idle (a
-    close, stray bytes) marks it unusable at once.
-    """
-
-    def __init__(self, wire: Wire) -> None:
-        self.wire = wire
-        self._transport: asyncio.Transport | None = None
-        self._waiter: asyncio.Future[HttpResponse] | None = None
-        self._unusable = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self._feed(data)
-
-    def eof_received(self) -> bool:
-        self._feed(b"")
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._unusable = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(
-                _classify(exc, connecting=False) if exc is not None else closed_error()
-            )
-
-    def _feed(self, data: bytes) -> None:
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            self._unusable = True
-            return
-        try:
-            response = self.wire.feed(data)
-        except TransportError as exc:
-            waiter.set_exception(_classify(exc, connecting=False))
-            return
-        if response is not None:
-            waiter.set_result(response)
-
-    async def exchange(self, payload: bytes, deadline: float, timeout: float) -> HttpResponse:
-        """Write ``payload``; the response, or a timeout error at ``deadline`` (loop time)."""
-        assert self._transport is not None
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[HttpResponse] = loop.create_future()
-        self._waiter = waiter
-        try:
-            self._transport.write(payload)
-        except (OSError, RuntimeError) as exc:
-            raise _classify(exc, connecting=False) from exc
-        timer = loop.call_at(deadline, _expire, waiter, timeout)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
-
-    def hung_up(self) -> bool:
-        return self._unusable or self._transport is None or self._transport.is_closing()
-
-    async def aclose(self) -> None:
-        self._unusable = True
-        if self._transport is not None:
-            self._transport.close()
-
-
-def _expire(waiter: asyncio.Future[HttpResponse], timeout: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(timeout_error(timeout))
-
-
-_AsyncConnection = _StreamConnection | _ProtocolConnection
-
-
-class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
-    """Async lean HTTP/1.1 transport (trio and asyncio).
-
-    Under asyncio a connection is an asyncio protocol; under trio, an anyio
-    stream. Settings (all keyword): ``verify``, ``resolver`` (an async
-    callable), ``max_idle``, ``keepalive_expiry``, ``body_limit``,
-    ``header_limit``, ``parser``; see the module docstring. ``send`` keeps
-    the request's total deadline itself (``keeps_deadline``); a cancelled
-    exchange closes its connection.
-    """
-
-    keeps_deadline = True
-
-    def _guarded_resolver(self) -> AsyncResolver:
-        policy = self.policy
-
-        async def resolve(host: str, port: int) -> list[str]:
-            return await resolve_vetted(host, port, policy)
-
-        return resolve
-
-    async def send(self, request: HttpRequest) -> HttpResponse:
-        """POST ``request``; the status, headers and up to ``body_limit`` bytes of body.
-
-        The whole exchange ends within ``request.timeout``: past it, ``send``
-        raises a ``TransportError`` of kind ``timeout``. On a pooled asyncio
-        connection one timer keeps that deadline; otherwise a cancel scope.
-        """
-        target = self._target(request.url)
-        conn = await self._idle_connection(target)
-        if isinstance(conn, _ProtocolConnection):
-            deadline = asyncio.get_running_loop().time() + request.timeout
-            return await self._exchange(conn, target, request, deadline)
-        deadline = anyio.current_time() + request.timeout
-        with anyio.CancelScope(deadline=deadline):
-            if conn is None:
-                conn = await self._connect(target)
-            return await self._exchange(conn, target, request, deadline)
-        raise timeout_error(request.timeout)
-
-    async def _exchange(
-        self, conn: _AsyncConnection, target: Target, request: HttpRequest, deadline: float
-    ) -> HttpResponse:
-        done = False
-        try:
-            payload = conn.wire.request(target, request)
-            if isinstance(conn, _ProtocolConnection):
-                response = await conn.exchange(payload, deadline, request.timeout)
-            else:
-                response = await conn.exchange(payload)
-            done = True
-            return response
-        finally:
-            if not (done and conn.wire.reuse() and self._idle.put(target.origin, conn)):
-                await conn.aclose()
-
-    async def _idle_connection(self, target: Target) -> _AsyncConnection | None:
-        """A pooled connection to ``target``'s origin that is still open, if there is one."""
-        conn, stale = self._idle.take(target.origin)
-        for old in stale:
-            await old.aclose()
-        if conn is not None and conn.hung_up():
-            await conn.aclose()
-            return None
-        return conn
-
-    async def _connect(self, target: Target) -> _AsyncConnection:
-        tls = self._ssl if target.scheme == "https" else None
-        try:
-            try:
-                addresses = await self._resolver(target.host, target.port)
-            except Exception as exc:
-                raise _refused(target, exc) from exc
-            if not addresses:
-                raise _refused(target, None)
-            if sniffio.current_async_library() == "asyncio":
-                return await self._open_protocol(addresses, target, tls)
-            stream: anyio.abc.ByteStream = await self._open(addresses, target.port)
-            if tls is not None:
-                try:
-                    stream = await TLSStream.wrap(
-                        stream, hostname=target.host, ssl_context=tls, standard_compatible=False
-                    )
-                except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        await stream.aclose()
-                    raise
-        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ssl.SSLError) as exc:
-            raise _classify(exc, connecting=True) from exc
-        return _StreamConnection(stream, self._wire())
-
-    async def _open_protocol(
-        self, addresses: list[str], target: Target, tls: ssl.SSLContext | None
-    ) -> _ProtocolConnection:
-        loop = asyncio.get_running_loop()
-        error: OSError | None = None
-        for address in addresses:
-            wire = self._wire()
-            try:
-                _, protocol = await loop.create_connection(
-                    lambda wire=wire: _ProtocolConnection(wire),
-                    address,
-                    target.port,
-                    ssl=tls,
-                    server_hostname=target.host if tls is not None else None,
-                )
-            except ssl.SSLError:
-                raise
-            except OSError as exc:
-                error = exc
-                continue
-            return protocol
-        assert error is not None
-        raise error
-
-    @staticmethod
-    async def _open(addresses: list[str], port: int) -> anyio.abc.SocketStream:
-        error: OSError | None = None
-        for address in addresses:
-            try:
-                return await anyio.connect_tcp(address, port)
-            except OSError as exc:
-                error = exc
-        assert error is not None
-        raise error
-
-    async def aclose(self) -> None:
-        """Close the idle connections."""
-        for conn in self._idle.drain():
-            await conn.aclose()
 
 
 class _SyncConnection:

@@ -28,9 +28,9 @@ from collections.abc import Sequence
 import anyio
 import anyio.lowlevel
 
-from transports import operations
-from transports.operations import EventSpec
-from transports.store import Store, error_twin
+from transports.driving import operations
+from transports.driving.operations import EventSpec
+from transports.stores.interface import Store, error_twin
 from webhook_core import EventCatalog
 
 # Event-loop turns a leader waits before taking the queue: one for callers woken

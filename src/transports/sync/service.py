@@ -43,20 +43,20 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from transports import operations
 from transports.clocks import Clock, SystemClock, VirtualClock
-from transports.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
-from transports.http import (
+from transports.driving import operations
+from transports.driving.config import DEFAULT_GATE, DEFAULT_HEALTH, DriverConfig
+from transports.http.httpx_transport import HttpxSyncTransport
+from transports.http.lean import Http1SyncTransport
+from transports.http.transport import (
     HttpResponse,
-    HttpxSyncTransport,
     SyncHttpTransport,
     TransportError,
     attempt_result,
     timeout_result,
 )
-from transports.http1 import Http1SyncTransport
 from transports.ids import new_id
-from transports.store import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
+from transports.stores.interface import ALL_DELIVERIES, Claimed, DeliveryFilter, Store
 from webhook_core import (
     USER_AGENT,
     AttemptResult,

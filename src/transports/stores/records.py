@@ -8,7 +8,7 @@ from typing import Any
 
 import cattrs
 
-from transports.store import DeliveryFilter
+from transports.stores.interface import DeliveryFilter
 from webhook_core import (
     Attempt,
     ConfigError,

@@ -38,16 +38,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from transports.records import (
-    DELIVERY_COLUMNS,
-    check_prunable,
-    delivery_from_row,
-    delivery_row,
-    endpoint_from_json,
-    endpoint_to_json,
-    filter_sql,
-)
-from transports.store import (
+from transports.stores.interface import (
     ALL_DELIVERIES,
     Claimed,
     DeliveryFilter,
@@ -55,6 +46,15 @@ from transports.store import (
     EventBatch,
     SchemaStatus,
     first_of_each,
+)
+from transports.stores.records import (
+    DELIVERY_COLUMNS,
+    check_prunable,
+    delivery_from_row,
+    delivery_row,
+    endpoint_from_json,
+    endpoint_to_json,
+    filter_sql,
 )
 from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
 
