@@ -16,8 +16,8 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
-from tests import pg
 
+from tests import pg
 from transports.aio.service import WebhookService
 from transports.stores.interface import Store
 from transports.stores.memory import MemoryStore

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.conformance.harness import (
     DRIVERS,
     STORES,
@@ -18,7 +19,6 @@ from tests.conformance.harness import (
     verifying,
     wait_endpoint,
 )
-
 from transports.testing import (
     CloseWithoutResponse,
     Drip,

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from transports.cli import cli
 from transports.testing import Handler, ReceivedRequest, Respond
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 LOOPBACK_ENV = {"WEBHOOKS_ALLOW_HTTP": "1", "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
 
 

@@ -9,8 +9,8 @@ import threading
 import time
 
 import pytest
-from tests.conformance.harness import DRIVERS, message, running, verifying, wait_endpoint
 
+from tests.conformance.harness import DRIVERS, message, running, verifying, wait_endpoint
 from transports.testing import Hang, LoopbackReceiver, Respond
 from webhook_core import (
     DeliveryState,

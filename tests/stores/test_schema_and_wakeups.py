@@ -10,9 +10,9 @@ from pathlib import Path
 import attrs
 import psycopg
 import pytest
+
 from tests import pg
 from tests.conformance.harness import message
-
 from transports.driving import operations
 from transports.stores.interface import DeliveryFilter
 from transports.stores.sqlite import MIGRATIONS, SQLiteStore

@@ -9,8 +9,8 @@ from typing import Any
 
 import attrs
 import pytest
-from tests import pg
 
+from tests import pg
 from transports.driving.operations import Retention, apply_retention, publish, publish_many
 from transports.stores import sqlite
 from transports.stores.interface import DeliveryFilter, DuplicateEvent, Store

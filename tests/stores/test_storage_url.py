@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests import pg
 
+from tests import pg
 from transports.stores.memory import MemoryStore
 from transports.stores.sqlite import SQLiteStore
 from transports.stores.url import open_store

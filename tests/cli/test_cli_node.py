@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.cli_helpers import run_process
-from tests.receiving_helpers import OTHER_SECRET
-from tests.test_node_receiver import Receiver, receiver
+
+from tests.cli.cli_helpers import run_process
+from tests.core.test_node_receiver import Receiver, receiver
+from tests.receiving.receiving_helpers import OTHER_SECRET
 
 pytestmark = pytest.mark.node
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from tests import pg
 from tests.conformance.harness import DRIVERS, message, running, verifying, wait_endpoint
-
 from transports.driving.operations import publish
 from transports.stores.interface import Store
 from transports.stores.memory import MemoryStore

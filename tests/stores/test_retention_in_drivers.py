@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.conformance.harness import DRIVERS, message, running, verifying, wait_endpoint
 
+from tests.conformance.harness import DRIVERS, message, running, verifying, wait_endpoint
 from transports.driving.operations import Retention
 from transports.stores.interface import DeliveryFilter
 from transports.testing import LoopbackReceiver, Respond

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import attrs
 import pytest
-from tests.storage.test_store_conformance import CATALOG, endpoint, message
 
+from tests.stores.test_store_conformance import CATALOG, endpoint, message
 from transports.driving.operations import publish_many
 from transports.stores.interface import DeliveryFilter
 from transports.stores.sqlite import SQLiteStore

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import attrs
 import pytest
-from tests.cli_helpers import LOOPBACK_ENV, handshake_then, one_line_error, run
 
+from tests.cli.cli_helpers import LOOPBACK_ENV, handshake_then, one_line_error, run
 from transports.stores.interface import DeliveryFilter
 from transports.stores.sqlite import SQLiteStore
 from transports.sync.service import ThreadedWebhookService

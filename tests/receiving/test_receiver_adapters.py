@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.receiving_helpers import (
+
+from tests.receiving.receiving_helpers import (
     OTHER_SECRET,
     SECRET,
     event_request,
@@ -28,7 +29,6 @@ from tests.receiving_helpers import (
     serve_wsgi,
     sign,
 )
-
 from transports.receiving import ReceivedEvent, Receiver, ThreadWorkQueue, asgi_app, wsgi_app
 from transports.stores.memory import MemoryStore
 from transports.sync.service import ThreadedWebhookService

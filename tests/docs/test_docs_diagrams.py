@@ -16,7 +16,7 @@ import pytest
 
 from webhook_core import delivery_machine, endpoint_machine
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "state_diagrams.py"
 DOC = ROOT / "docs" / "state-diagrams.md"
 

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests import pg
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 SRC = DOCS.parent / "src"
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from tests.storage.test_store_conformance import T0, endpoint, finish, publish_one, store
 
+from tests.stores.test_store_conformance import T0, endpoint, finish, publish_one, store
 from transports.driving.operations import NotFound, replay_failed_since
 from transports.stores.interface import DeliveryFilter, Store
 from webhook_core import ConfigError, DeliveryState, EndpointState

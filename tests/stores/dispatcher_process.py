@@ -1,6 +1,6 @@
 """A dispatcher in a process of its own, for the crash and many-worker tests.
 
-Run as ``python -m tests.storage.dispatcher_process --db URL [...]``. It prints
+Run as ``python -m tests.stores.dispatcher_process --db URL [...]``. It prints
 ``ready`` once the service runs and serves until SIGTERM (graceful stop) or
 until it is killed. ``--crash-at`` makes it SIGKILL itself at a chosen point,
 for crashes that cannot be timed from outside:

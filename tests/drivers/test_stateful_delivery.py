@@ -58,8 +58,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from tests import pg
 
+from tests import pg
 from transports.clocks import VirtualClock
 from transports.http.transport import HttpResponse, TransportError, attempt_result
 from transports.stores.interface import DeliveryFilter, Store

@@ -32,7 +32,7 @@ from webhook_core.timefmt import rfc3339
 
 pytestmark = pytest.mark.node
 
-NODE_DIR = Path(__file__).parent / "node"
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 PATH = "/webhooks/netasampark"
 NOW = 1_704_067_200
 READY_TIMEOUT = 30.0

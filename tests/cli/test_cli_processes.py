@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.cli_helpers import Command, handshake_then, run, run_process
-from tests.receiving_helpers import OTHER_SECRET, SECRET, event_request, handshake_request
 
+from tests.cli.cli_helpers import Command, handshake_then, run, run_process
+from tests.receiving.receiving_helpers import OTHER_SECRET, SECRET, event_request, handshake_request
 from transports.stores.sqlite import SQLiteStore
 from transports.testing import Delay, LoopbackReceiver, ReceivedRequest, Respond
 from webhook_core import DeliveryState, EndpointState, Verifier

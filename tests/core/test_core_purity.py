@@ -27,7 +27,7 @@ from pathlib import Path
 
 import attrs
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 CORE = SRC / "webhook_core"
 
 # Modules the core must not import. ``os`` is preloaded by the interpreter, so it can
@@ -248,6 +248,28 @@ def test_core_imports_nothing_forbidden() -> None:
         for importer, targets in audit.statements
     )
     assert import_violations(audit) == []
+
+
+def test_importing_the_core_is_cheap() -> None:
+    # No HTTP client, event loop library or database comes along with the core.
+    code = f"import sys; sys.path.insert(0, {str(SRC)!r}); import webhook_core; print(*sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(done.stdout.split())
+    assert "webhook_core.delivery_machine" in loaded
+    heavy = {
+        "httpx",
+        "httpcore",
+        "h11",
+        "anyio",
+        "trio",
+        "asyncio",
+        "sniffio",
+        "sqlite3",
+        "psycopg",
+    }
+    assert loaded & heavy == set()
 
 
 def test_core_sources_read_no_clock() -> None:

@@ -12,8 +12,9 @@ import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tests.pg import require_postgres
-from tests.receiving_helpers import (
+from tests.receiving.receiving_helpers import (
     MESSAGE,
     OTHER_SECRET,
     SECRET,
@@ -21,7 +22,6 @@ from tests.receiving_helpers import (
     handshake_request,
     sign,
 )
-
 from transports.receiving import (
     IdempotencyStore,
     MemoryIdempotencyStore,

@@ -20,9 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tests.conformance.harness import DRIVERS, running, verifying, wait_endpoint
-from tests.test_outbound_guard import deliver
 
+from tests.conformance.harness import DRIVERS, running, verifying, wait_endpoint
+from tests.http.test_outbound_guard import deliver
 from transports.http.guard import OutboundPolicy
 from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver
 from webhook_core import EndpointState, Outcome

@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.cli_helpers import LOOPBACK_ENV, process_env
-from tests.test_docs_examples import DOCS, python_blocks, run_as_pasted
+
+from tests.cli.cli_helpers import LOOPBACK_ENV, process_env
+from tests.docs.test_docs_examples import DOCS, python_blocks, run_as_pasted
 
 RECEIVING = python_blocks("receiving.md")
 CONSOLE = re.compile(r"```console\n(.*?)```", re.DOTALL)

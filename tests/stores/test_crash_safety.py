@@ -24,8 +24,8 @@ from typing import Any
 
 import attrs
 import pytest
-from tests import pg
 
+from tests import pg
 from transports.driving import operations
 from transports.stores.interface import DeliveryFilter, Store
 from transports.stores.sqlite import SQLiteStore
@@ -68,7 +68,7 @@ class Dispatcher:
     def __init__(self, database: Database, *extra: str) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.storage.dispatcher_process", *database.args(), *extra],
+            [sys.executable, "-m", "tests.stores.dispatcher_process", *database.args(), *extra],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

@@ -1,0 +1,1 @@
+"""Tests of the webhooks-delivery packages, laid out like them."""

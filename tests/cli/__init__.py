@@ -1,0 +1,1 @@
+"""Tests of transports.cli: the webhooks command."""

@@ -1,0 +1,1 @@
+"""The user-facing docs: examples run as pasted, diagrams up to date."""

@@ -1,0 +1,1 @@
+"""Tests of both drivers (transports.aio, transports.sync) and their shared layer (driving)."""

@@ -1,0 +1,1 @@
+"""Tests of transports.receiving: the receiver toolkit and its framework adapters."""

@@ -1,0 +1,1 @@
+"""Tests of transports.stores: every store, crash safety, the outbox, operations on stores."""

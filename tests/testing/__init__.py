@@ -1,0 +1,1 @@
+"""Tests of transports.testing: the test kit the package ships."""
