@@ -6,7 +6,7 @@ A webhook POST is one small request and one small answer, so these transports
 do only that: parse the URL once (cached), take an idle keep-alive connection
 to the origin (scheme, host, port) from the pool or open a new one, write the
 request in one send, and feed what comes back to the connection's ``Wire``
-(``transports.wire``: llhttp by default, or h11) until the response ends or
+(``transports.http.wire``: llhttp by default, or h11) until the response ends or
 ``body_limit`` bytes of body have been read. A connection goes back to the
 pool only after a whole response with keep-alive; any error, a cut-off body,
 a cancelled exchange or ``Connection: close`` closes it.
