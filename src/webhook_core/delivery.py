@@ -163,6 +163,10 @@ class DisableEndpoint:
     reason: str
 
 
+DeliveryEffect = DisableEndpoint
+"""Every effect ``apply`` may return: drivers match on it exhaustively (``assert_never``)."""
+
+
 @attrs.frozen
 class Delivery:
     """One event's delivery to one endpoint, with its attempt history."""
@@ -254,7 +258,9 @@ def _moved(
     )
 
 
-def _start(d: Delivery, event: Start, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+def _start(
+    d: Delivery, event: Start, _: RetryPolicy
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     if d.next_attempt_at is not None and event.now < d.next_attempt_at:
         raise IllegalTransition(
             "delivery", d.state.value, "Start", f"not due until {d.next_attempt_at}"
@@ -262,7 +268,9 @@ def _start(d: Delivery, event: Start, _: RetryPolicy) -> tuple[Delivery, tuple[o
     return _moved(d, IF, None, d.attempts, d.reason), ()
 
 
-def _finish(d: Delivery, event: Finish, policy: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+def _finish(
+    d: Delivery, event: Finish, policy: RetryPolicy
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     result = event.result
     number = d.attempts_made + 1
     status = result.status
@@ -305,7 +313,7 @@ def _finish(d: Delivery, event: Finish, policy: RetryPolicy) -> tuple[Delivery, 
 
 def _abandon(
     d: Delivery, event: Abandon, policy: RetryPolicy
-) -> tuple[Delivery, tuple[object, ...]]:
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     started = event.now
     attempt = Attempt(
         d.attempts_made + 1, started, started, Outcome.ABANDONED, None, event.reason, None
@@ -322,11 +330,15 @@ def _abandon(
     )
 
 
-def _cancel(d: Delivery, event: Cancel, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+def _cancel(
+    d: Delivery, event: Cancel, _: RetryPolicy
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     return _moved(d, F, None, d.attempts, event.reason), ()
 
 
-def _defer(d: Delivery, event: Defer, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+def _defer(
+    d: Delivery, event: Defer, _: RetryPolicy
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     due = max(event.until, event.now)
     if d.next_attempt_at is not None:
         due = max(due, d.next_attempt_at)
@@ -345,7 +357,7 @@ _HANDLERS = {Start: _start, Finish: _finish, Abandon: _abandon, Cancel: _cancel,
 
 def apply(
     delivery: Delivery, event: DeliveryInput, policy: RetryPolicy
-) -> tuple[Delivery, tuple[object, ...]]:
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     """Feed ``event`` to ``delivery``; return the new record and the effects to carry out.
 
     Raises ``IllegalTransition`` (and changes nothing) when the table has no
