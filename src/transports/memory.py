@@ -20,6 +20,7 @@ from transports.records import check_prunable
 from transports.store import (
     ALL_DELIVERIES,
     Claimed,
+    ClosesOnExit,
     DeliveryFilter,
     DuplicateEvent,
     EventBatch,
@@ -30,7 +31,7 @@ from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
 _WAITING = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)
 
 
-class MemoryStore:
+class MemoryStore(ClosesOnExit):
     """A thread-safe in-memory ``Store``."""
 
     blocking = False

@@ -50,6 +50,7 @@ from transports.records import (
 from transports.store import (
     ALL_DELIVERIES,
     Claimed,
+    ClosesOnExit,
     DeliveryFilter,
     DuplicateEvent,
     EventBatch,
@@ -98,7 +99,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-class PostgresStore:
+class PostgresStore(ClosesOnExit):
     """A durable ``Store`` in a PostgreSQL database, shared by many workers.
 
     ``conninfo`` is a libpq URL or key/value string; ``schema`` names the

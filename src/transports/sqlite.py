@@ -53,6 +53,7 @@ from transports.records import (
 from transports.store import (
     ALL_DELIVERIES,
     Claimed,
+    ClosesOnExit,
     DeliveryFilter,
     DuplicateEvent,
     EventBatch,
@@ -203,7 +204,7 @@ class _Queued:
         self.error: BaseException | None = None
 
 
-class SQLiteStore:
+class SQLiteStore(ClosesOnExit):
     """A durable ``Store`` in one SQLite file (``webhooks.db`` by default).
 
     ``synchronous`` is SQLite's setting for writes that must survive a power

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, Protocol, Self, TypeAlias, TypeVar
 
 import attrs
 
@@ -192,6 +192,20 @@ class Store(Protocol):
     def close(self) -> None:
         """Release resources."""
         ...
+
+
+class ClosesOnExit:
+    """Makes a store a context manager: ``with SQLiteStore(path) as store:`` closes it."""
+
+    def close(self) -> None:
+        """Release resources."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class Subscribable(Protocol):
