@@ -24,21 +24,43 @@ are never read. With a proxy configured explicitly the proxy opens the
 connection and resolves the name itself, so the guard can only check the
 target's addresses beforehand (best effort: the proxy's own lookup may
 differ); the proxy must enforce egress rules of its own.
+
+Lookups: ``socket.getaddrinfo`` has no timeout, and a stalled resolver would
+hold an attempt past its deadline. Names are therefore looked up on at most
+``LOOKUP_THREADS`` daemon threads of the guard's own, and callers wait for the
+answer only as long as they may: the blocking side with the time left
+(``httpcore.ConnectTimeout`` when it runs out), the async side until the
+caller's cancel scope ends, without holding a thread while it waits. A lookup
+already under way for the same host and port is joined, not repeated, so a
+stalled name holds one thread however many attempts wait for it, and other
+names go on being looked up on the other threads (past ``LOOKUP_THREADS``
+stalled names, new lookups wait their turn, and time out). The threads are
+daemons, so a lookup that never returns does not hold up the interpreter's
+exit, as it would on asyncio's default executor, which ``asyncio.run`` joins;
+nor does it take a thread the store's calls need from trio's default limiter.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import ipaddress
 import os
 import socket
 import ssl
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
 import attrs
 import certifi
 import httpcore
+import sniffio
+import trio
 
 from webhook_core import ConfigError
 from webhook_core.addresses import (
@@ -50,6 +72,7 @@ from webhook_core.addresses import (
     vet_address,
 )
 
+LOOKUP_THREADS = 16
 ENV_ALLOWED_NETWORKS = "WEBHOOKS_ALLOWED_NETWORKS"
 ENV_ALLOW_HTTP = "WEBHOOKS_ALLOW_HTTP"
 _TRUE = ("1", "true", "yes", "on")
@@ -151,32 +174,146 @@ def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[IPAddress]:
     return found
 
 
+_AddressInfo = list[tuple[Any, ...]]
+_Key = tuple[str, int]
+
+
+class _Lookups:
+    """``getaddrinfo`` on at most ``limit`` daemon threads, one lookup per (host, port).
+
+    A thread is started for each new lookup while fewer than ``limit`` run, and
+    ends when no lookup is waiting; past the limit, lookups wait their turn.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._forget()
+
+    def _forget(self) -> None:
+        """Start empty; also in a forked child, which has none of the parent's threads."""
+        self._lock = threading.Lock()
+        self._pending: dict[_Key, concurrent.futures.Future[_AddressInfo]] = {}
+        self._waiting: deque[_Key] = deque()
+        self._threads = 0
+
+    def lookup(self, host: str, port: int) -> concurrent.futures.Future[_AddressInfo]:
+        """The answer for ``host``, ``port``, from the lookup under way or a new one."""
+        key = (host, port)
+        with self._lock:
+            future = self._pending.get(key)
+            if future is None:
+                future = self._pending[key] = concurrent.futures.Future()
+                self._waiting.append(key)
+                if self._threads < self._limit:
+                    self._threads += 1
+                    threading.Thread(target=self._work, name="webhooks-lookup", daemon=True).start()
+            return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._threads -= 1
+                    return
+                key = self._waiting.popleft()
+            infos: _AddressInfo = []
+            error: Exception | None = None
+            try:
+                infos = socket.getaddrinfo(*key, type=socket.SOCK_STREAM)
+            except Exception as exc:
+                error = exc
+            with self._lock:
+                future = self._pending.pop(key)
+            if error is None:
+                future.set_result(infos)
+            else:
+                future.set_exception(error)
+
+
+_LOOKUPS = _Lookups(LOOKUP_THREADS)
+os.register_at_fork(after_in_child=_LOOKUPS._forget)
+
+
+def _from_thread(callback: Callable[[], object]) -> Callable[[], None]:
+    """``callback`` made safe to call from any thread: it then runs in this event loop."""
+    schedule: Callable[[Callable[[], object]], object]
+    if sniffio.current_async_library() == "trio":
+        schedule = trio.lowlevel.current_trio_token().run_sync_soon
+    else:
+        schedule = asyncio.get_running_loop().call_soon_threadsafe
+
+    def call() -> None:
+        # A loop that has ended raises RuntimeError (trio's RunFinishedError is one);
+        # nobody is left waiting then.
+        with contextlib.suppress(RuntimeError):
+            schedule(callback)
+
+    return call
+
+
+async def _lookup(host: str, port: int) -> _AddressInfo:
+    future = _LOOKUPS.lookup(host, port)
+    if not future.done():
+        answered = anyio.Event()
+        wake = _from_thread(answered.set)
+        future.add_done_callback(lambda _: wake())
+        await answered.wait()
+    return future.result()
+
+
+def _lookup_sync(host: str, port: int, timeout: float | None) -> _AddressInfo:
+    future = _LOOKUPS.lookup(host, port)
+    done, _ = concurrent.futures.wait([future], timeout)
+    if not done:
+        raise httpcore.ConnectTimeout(
+            f"resolving {host!r} took longer than the {timeout:g} s left of the deadline"
+        )
+    return future.result()
+
+
 async def resolve_vetted(host: str, port: int, policy: OutboundPolicy) -> list[str]:
     """Resolve ``host`` once and vet every address; the addresses to connect to, in order.
 
-    Raises ``BlockedAddress`` if any address is refused, ``httpcore.ConnectError``
-    if the name does not resolve.
+    The wait ends with the caller's cancel scope (the lookup is abandoned, not
+    stopped). Raises ``BlockedAddress`` if any address is refused,
+    ``httpcore.ConnectError`` if the name does not resolve.
     """
     literal = _literal(host)
     if literal is not None:
         return vetted(host, [literal], policy)
     try:
-        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+        infos = await _lookup(host, port)
+    except (OSError, UnicodeError) as exc:
         raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
     return vetted(host, _addresses(infos), policy)
 
 
-def resolve_vetted_sync(host: str, port: int, policy: OutboundPolicy) -> list[str]:
-    """``resolve_vetted`` for threads (blocking lookup)."""
+def resolve_vetted_sync(
+    host: str, port: int, policy: OutboundPolicy, *, timeout: float | None = None
+) -> list[str]:
+    """``resolve_vetted`` for threads, waiting at most ``timeout`` seconds for the lookup.
+
+    Raises ``httpcore.ConnectTimeout`` when the time is up (the lookup is
+    abandoned, not stopped), besides ``resolve_vetted``'s errors.
+    """
     literal = _literal(host)
     if literal is not None:
         return vetted(host, [literal], policy)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _lookup_sync(host, port, timeout)
     except (OSError, UnicodeError) as exc:
         raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
     return vetted(host, _addresses(infos), policy)
+
+
+def _time_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (``time.monotonic``), or ``httpcore.ConnectTimeout``."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ConnectTimeout("the connect timeout ran out")
+    return left
 
 
 _CONNECT_ERRORS = (httpcore.ConnectError, httpcore.ConnectTimeout)
@@ -236,11 +373,14 @@ class GuardedSyncBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
+        """A connection to the first vetted address of ``host`` that answers, all of it
+        (the lookup and every connect) within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         last: Exception | None = None
-        for address in resolve_vetted_sync(host, port, self.policy):
+        for address in resolve_vetted_sync(host, port, self.policy, timeout=timeout):
             try:
                 return self._backend.connect_tcp(
-                    address, port, timeout, local_address, socket_options
+                    address, port, _time_left(deadline), local_address, socket_options
                 )
             except _CONNECT_ERRORS as exc:
                 last = exc

@@ -2,8 +2,11 @@
 
 The core decides what an outcome means; a transport only performs the POST
 and sorts failures into ``Outcome`` kinds (timeout, connect, TLS, network,
-protocol). Deadlines are enforced by the drivers around ``send``, so every
-transport gets the same total deadline. ``HttpxTransport`` (async) and
+protocol). The async drivers bound ``send`` by the request's total deadline
+with a cancel scope (unless the transport ``keeps_deadline`` itself); a
+blocking ``send`` cannot be abandoned, so the blocking transports keep the
+deadline themselves, every wait (name resolution included) bounded by the
+time left. ``HttpxTransport`` (async) and
 ``HttpxSyncTransport`` (threads) are the general-purpose transports, both on
 httpcore, httpx's engine: they connect only to addresses the outbound guard
 vetted (``transports.guard``), never follow redirects, never read the
@@ -110,7 +113,11 @@ class AsyncHttpTransport(Protocol):
 
 
 class SyncHttpTransport(Protocol):
-    """A blocking HTTP client for the threaded driver."""
+    """A blocking HTTP client for the threaded driver.
+
+    ``send`` must end by the request's total deadline by itself (raising
+    ``TransportError`` of kind ``timeout``): a blocking call cannot be abandoned.
+    """
 
     def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request``; raise ``TransportError`` for anything but an HTTP response."""
@@ -373,8 +380,9 @@ class HttpxSyncTransport:
     within the request's ``timeout``: each socket wait is bounded by the time
     left before the deadline, so a receiver that drips its answer a byte at a
     time is cut off at the deadline (``Outcome.TIMEOUT``), without a watchdog
-    thread. Name resolution is the one wait the deadline cannot bound.
-    Connections go only to addresses the ``policy``'s guard vetted.
+    thread; name resolution included, waited for on the guard's lookup threads
+    (``transports.guard``). Connections go only to addresses the ``policy``'s
+    guard vetted.
     """
 
     def __init__(
@@ -408,7 +416,8 @@ class HttpxSyncTransport:
         try:
             url = _allowed_scheme(_core_url(request.url), self.policy)
             if self._proxy is not None:
-                resolve_vetted_sync(*_target(url), self.policy)
+                left = self._deadline.bound(None, httpcore.ConnectTimeout)
+                resolve_vetted_sync(*_target(url), self.policy, timeout=left)
             with self._pool.stream(
                 "POST",
                 url,

@@ -11,13 +11,14 @@ request in one send, and feed what comes back to the connection's ``Wire``
 pool only after a whole response with keep-alive; any error, a cut-off body,
 a cancelled exchange or ``Connection: close`` closes it.
 
-Opening a connection resolves the host once, through ``resolver(host, port)``
-(an outbound address guard plugs in here: it returns only the addresses it
-vetted), and connects to those addresses in order, never looking the name up
-again; TLS then runs with SNI and certificate checks for the URL's host. A
-resolver that raises (any exception) or returns no address fails the attempt
-with a connect error. Redirects are never followed (a 3xx is just a status);
-proxies are not supported (use ``HttpxTransport`` for proxies and HTTP/2).
+Opening a connection resolves the host once, through the outbound guard
+(``resolve_vetted``: it returns only the addresses it vetted) or a
+``resolver(host, port)`` of your own, and connects to those addresses in
+order, never looking the name up again; TLS then runs with SNI and
+certificate checks for the URL's host. A resolver that raises (any
+exception) or returns no address fails the attempt with a connect error.
+Redirects are never followed (a 3xx is just a status); proxies are not
+supported (use ``HttpxTransport`` for proxies and HTTP/2).
 
 Failures are sorted into the same ``Outcome`` kinds as the httpx transports:
 refused or unresolvable → connect error, certificate or handshake failure →
@@ -25,7 +26,9 @@ TLS error, a reset or a hang-up → network error, bytes that are not HTTP or
 a response head larger than ``header_limit`` → protocol error. Both keep the
 request's total deadline themselves, past which ``send`` fails with a timeout:
 the async one with one loop timer on a pooled asyncio connection and a cancel
-scope otherwise; the sync one by bounding every socket wait by the time left.
+scope otherwise; the sync one by bounding every wait by the time left, the
+guard's name lookup included (a blocking resolver of your own must keep to
+the deadline itself).
 
 Under asyncio a connection is an ``asyncio.Protocol`` that feeds the wire as the
 event loop reads and wakes the exchange once; under trio it is an anyio
@@ -51,6 +54,7 @@ from typing import Generic, TypeVar
 
 import anyio
 import anyio.abc
+import httpcore
 import sniffio
 from anyio.streams.tls import TLSStream
 
@@ -166,7 +170,7 @@ class _Http1Client(Generic[C, R]):
     ``resolver(host, port)`` returns the addresses to try; the default resolves
     once and vets every address through the guard (``resolve_vetted``). A
     resolver of your own replaces that vetting. It is called once per new
-    connection.
+    connection; a blocking one is not bounded by the deadline.
     At most ``max_idle`` idle connections are kept, each for up to
     ``keepalive_expiry`` seconds; responses are read up to ``body_limit``
     bytes of body and ``header_limit`` bytes of head, by ``parser``:
@@ -191,11 +195,8 @@ class _Http1Client(Generic[C, R]):
         self.header_limit = header_limit
         self.policy = policy or OutboundPolicy()
         self._verify = verify
-        self._resolver: R = resolver if resolver is not None else self._guarded_resolver()
+        self._resolver = resolver
         self._idle: _Idle[C] = _Idle(max_idle, keepalive_expiry)
-
-    def _guarded_resolver(self) -> R:
-        raise NotImplementedError
 
     @functools.cached_property
     def _ssl(self) -> ssl.SSLContext:
@@ -340,14 +341,6 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
 
     keeps_deadline = True
 
-    def _guarded_resolver(self) -> AsyncResolver:
-        policy = self.policy
-
-        async def resolve(host: str, port: int) -> list[str]:
-            return await resolve_vetted(host, port, policy)
-
-        return resolve
-
     async def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request``; the status, headers and up to ``body_limit`` bytes of body.
 
@@ -397,7 +390,10 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         tls = self._ssl if target.scheme == "https" else None
         try:
             try:
-                addresses = await self._resolver(target.host, target.port)
+                if self._resolver is None:
+                    addresses = await resolve_vetted(target.host, target.port, self.policy)
+                else:
+                    addresses = await self._resolver(target.host, target.port)
             except Exception as exc:
                 raise _refused(target, exc) from exc
             if not addresses:
@@ -477,17 +473,9 @@ class Http1SyncTransport(_Http1Client[_SyncConnection, SyncResolver]):
 
     Takes the same settings as ``Http1Transport``, with a blocking ``resolver``.
     The whole exchange (connect, TLS, send, response head and body) ends
-    within the request's ``timeout``: every socket wait is bounded by the time
-    left. Name resolution is the one wait the deadline cannot bound.
+    within the request's ``timeout``: every wait is bounded by the time left,
+    the guard's name lookup included (``transports.guard``).
     """
-
-    def _guarded_resolver(self) -> SyncResolver:
-        policy = self.policy
-
-        def resolve(host: str, port: int) -> list[str]:
-            return resolve_vetted_sync(host, port, policy)
-
-        return resolve
 
     def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request``; the status, headers and up to ``body_limit`` bytes, in time."""
@@ -534,7 +522,7 @@ class Http1SyncTransport(_Http1Client[_SyncConnection, SyncResolver]):
     def _connect(self, target: Target, deadline: float) -> _SyncConnection:
         try:
             try:
-                addresses = self._resolver(target.host, target.port)
+                addresses = self._resolve(target, deadline)
             except Exception as exc:
                 raise _refused(target, exc) from exc
             if not addresses:
@@ -552,6 +540,16 @@ class Http1SyncTransport(_Http1Client[_SyncConnection, SyncResolver]):
         except OSError as exc:
             raise _classify(exc, connecting=True) from exc
         return _SyncConnection(sock, self._wire())
+
+    def _resolve(self, target: Target, deadline: float) -> list[str]:
+        if self._resolver is not None:
+            return self._resolver(target.host, target.port)
+        try:
+            return resolve_vetted_sync(
+                target.host, target.port, self.policy, timeout=_left(deadline)
+            )
+        except httpcore.ConnectTimeout as exc:
+            raise TransportError(Outcome.TIMEOUT, str(exc)) from exc
 
     @staticmethod
     def _open(addresses: list[str], port: int, deadline: float) -> socket.socket:
