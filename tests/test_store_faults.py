@@ -34,7 +34,9 @@ healthy endpoint arrived exactly once and is ``delivered`` after one attempt,
 the two handshaked endpoints are ``active`` and the 410 endpoint is
 ``disabled``. Each episode is logged once: exactly one record at WARNING or
 above, on a logger under ``transports``, whose ``store_call`` field (set by
-the driver through ``extra``) names the failing ``Store`` method and whose
+the driver through ``extra``) names the driver's activity (the failing
+``Store`` method, or for a handshake's answer and a disable, which call
+several, ``record_handshake`` and ``disable_endpoint``) and whose
 message names what the driver was doing (the right-hand column, as a
 case-insensitive pattern). Retries within the episode may log below WARNING.
 
@@ -324,6 +326,7 @@ class Episode:
     name: str
     fault: Fault
     activity: str  # a pattern the log message must match
+    call: str  # the ``store_call`` the driver logs: its activity (ACTIVITIES)
     first_record: int  # index of the first log record captured during the episode
     end_record: int | None = None
 
@@ -427,11 +430,13 @@ class Scenario:
 
     # -- faults
 
-    def arm(self, name: str, method: str, activity: str) -> Fault:
-        """Start an episode: ``method`` fails for ``WINDOW`` seconds from its next call."""
+    def arm(self, name: str, method: str, activity: str, call: str | None = None) -> Fault:
+        """Start an episode: ``method`` fails for ``WINDOW`` seconds from its next call;
+        the driver logs it as ``call`` (the Store method unless the activity calls several)."""
         self.close_episode()
         fault = self.store.fail(method, seconds=WINDOW)
-        self.episodes.append(Episode(name, fault, activity, len(self.caplog.records)))
+        episode = Episode(name, fault, activity, call or method, len(self.caplog.records))
+        self.episodes.append(episode)
         self.stage = name
         return fault
 
@@ -456,7 +461,7 @@ class Scenario:
         self.close_episode()
         records = self.caplog.records
         for episode in self.episodes:
-            method = episode.fault.method
+            method = episode.call
             logged = [
                 r
                 for r in records[episode.first_record : episode.end_record]
@@ -527,14 +532,14 @@ def test_store_faults_never_kill_the_driver(
             s.expect_finished(s.publish(4))
 
             first = s.add_handshaked("/new/1")
-            fault = s.arm("handshake read", "get_endpoint", r"handshake|verif")
+            fault = s.arm("handshake read", "get_endpoint", r"handshake", "record_handshake")
             s.settle(fault)
             if s.expect_endpoint(first.id, EndpointState.ACTIVE):
                 s.receiving.append("/new/1")
             s.expect_finished(s.publish(5))
 
             second = s.add_handshaked("/new/2")  # saves the endpoint: before the fault
-            fault = s.arm("handshake write", "save_endpoint", r"handshake|verif")
+            fault = s.arm("handshake write", "save_endpoint", r"handshake", "record_handshake")
             s.settle(fault)
             if s.expect_endpoint(second.id, EndpointState.ACTIVE):
                 s.receiving.append("/new/2")
@@ -554,7 +559,7 @@ def test_store_faults_never_kill_the_driver(
             s.expect_finished(event)
 
             gone = s.add_active("/gone")
-            fault = s.arm("disable", "get_endpoint", r"disabl")
+            fault = s.arm("disable", "get_endpoint", r"disabl", "disable_endpoint")
             event = s.publish(8)
             s.settle(fault)
             s.expect_endpoint(gone.id, EndpointState.DISABLED)

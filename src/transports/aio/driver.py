@@ -327,7 +327,12 @@ class AsyncDriver(DriverConfig, abc.ABC):
             result, body = await self._send(request)
             answer = handshake_result(result, body)
             await self._retrying(
-                "save_endpoint", operations.record_handshake, self.store, endpoint.id, token, answer
+                "record_handshake",
+                operations.record_handshake,
+                self.store,
+                endpoint.id,
+                token,
+                answer,
             )
         except Exception:
             log.exception(

@@ -94,7 +94,7 @@ ACTIVITIES = {
         Activity("prune", "pruning finished deliveries", Patience.WHILE_RUNNING),
         Activity("release", "releasing unsent claims", Patience.WHILE_RUNNING),
         Activity("complete", "writing attempt results", Patience.LEASE),
-        Activity("save_endpoint", "recording a handshake's answer", Patience.WHILE_RUNNING),
+        Activity("record_handshake", "recording a handshake's answer", Patience.WHILE_RUNNING),
         Activity("disable_endpoint", "disabling an endpoint that asked", Patience.LEASE),
         Activity("count_deliveries", "counting open deliveries", Patience.FOREVER),
     )

@@ -312,7 +312,12 @@ class SyncDriver(DriverConfig, abc.ABC):
             result, body = self._send(request)
             answer = handshake_result(result, body)
             self._retrying(
-                "save_endpoint", operations.record_handshake, self.store, endpoint.id, token, answer
+                "record_handshake",
+                operations.record_handshake,
+                self.store,
+                endpoint.id,
+                token,
+                answer,
             )
         except Exception:
             log.exception(
