@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import attrs
 import pytest
 
-from transports import MemoryStore, ThreadedWebhookService
+from transports import MemoryStore, SQLiteStore, ThreadedWebhookService, WebhookService
 from transports.config import DriverOptions, DriverSettings
 from transports.driving.state import ACTIVITIES, DriverState, Patience, StoreFaults
 from webhook_core import (
@@ -139,3 +141,28 @@ def test_settings_as_one_object_or_as_keywords() -> None:
         DriverSettings(max_in_flight=0)
     with pytest.raises(ConfigError, match="unexpected keyword argument 'max_inflight'"):
         ThreadedWebhookService(MemoryStore(), max_inflight=3)  # type: ignore[call-arg]
+
+
+def test_a_driver_closes_the_store_it_opened_and_only_that(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOKS_DB", str(tmp_path / "own.db"))
+    with ThreadedWebhookService() as opened_itself:
+        assert opened_itself.store.list_endpoints() == []
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        opened_itself.store.list_endpoints()
+
+    async def run_async() -> None:
+        async with WebhookService() as hooks:
+            assert await hooks.list_endpoints() == []
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            hooks.store.list_endpoints()
+
+    anyio.run(run_async)
+
+    with SQLiteStore(tmp_path / "given.db") as given:
+        with ThreadedWebhookService(given):
+            pass
+        assert given.list_endpoints() == [], "a store you pass stays yours"
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        given.list_endpoints()
