@@ -12,8 +12,10 @@ import psycopg
 import pytest
 from tests import pg
 from tests.conformance.harness import message
+from tests.storage.test_store_conformance import endpoint
 
 from transports import operations
+from transports.records import endpoint_to_json
 from transports.sqlite import MIGRATIONS, SQLiteStore
 from transports.store import DeliveryFilter
 from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver, Respond
@@ -33,28 +35,36 @@ def test_sqlite_migrates_a_new_file_and_reopens_with_data(tmp_path: Path) -> Non
     again.close()
 
 
-def test_sqlite_upgrades_a_version_1_file_keeping_its_deliveries(tmp_path: Path) -> None:
-    """A file made by the first schema (state indexes) moves to the later ones on open:
-    every delivery is still there and listings by state, endpoint and time find them."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_sqlite_upgrades_an_older_file_keeping_its_deliveries(version: int, tmp_path: Path) -> None:
+    """A file made by an older schema (state indexes in 1; no lease tokens before 3)
+    moves to the latest on open: every delivery is still there, listings by state,
+    endpoint and time find them, and a row leased before the upgrade (no token) takes
+    no result until it is claimed again, under a token."""
     path = tmp_path / "webhooks.db"
     with sqlite3.connect(path, isolation_level=None) as db:
-        for statement in MIGRATIONS[0].split(";"):
+        for statement in ";".join(MIGRATIONS[:version]).split(";"):
             if statement.strip():
                 db.execute(statement)
-        db.execute("PRAGMA user_version=1")
+        db.execute(f"PRAGMA user_version={version}")
         db.execute("INSERT INTO events VALUES ('evt_1', 'message.sent', 1.0, x'7b7d')")
         db.executemany(
+            "INSERT INTO endpoints (id, created_at, record) VALUES (?, ?, ?)",
+            [(e.id, e.created_at, endpoint_to_json(e)) for e in (endpoint(1), endpoint(2))],
+        )
+        db.executemany(
             "INSERT INTO deliveries (id, event_id, endpoint_id, created_at, state, "
-            "next_attempt_at) VALUES (?, 'evt_1', ?, ?, ?, ?)",
+            "next_attempt_at, locked_by, lease_expires_at) VALUES (?, 'evt_1', ?, ?, ?, ?, ?, ?)",
             [
-                ("dlv_1", "ep_1", 1.0, "failed", None),
-                ("dlv_2", "ep_2", 2.0, "pending", 2.0),
-                ("dlv_3", "ep_1", 3.0, "delivered", None),
+                ("dlv_1", "ep_1", 1.0, "failed", None, None, None),
+                ("dlv_2", "ep_2", 2.0, "pending", 2.0, None, None),
+                ("dlv_3", "ep_1", 3.0, "delivered", None, None, None),
+                ("dlv_4", "ep_2", 4.0, "in_flight", None, "w_old", 60.0),
             ],
         )
     store = SQLiteStore(path)
-    assert store.schema_status().version == len(MIGRATIONS) > 1
-    assert [d.id for d in store.list_deliveries()] == ["dlv_1", "dlv_2", "dlv_3"]
+    assert store.schema_status().version == len(MIGRATIONS) > version
+    assert [d.id for d in store.list_deliveries()] == ["dlv_1", "dlv_2", "dlv_3", "dlv_4"]
     failed = store.list_deliveries(DeliveryFilter(state=DeliveryState.FAILED))
     assert [d.id for d in failed] == ["dlv_1"]
     assert store.count_deliveries(DeliveryFilter(state=DeliveryState.PENDING)) == 1
@@ -62,8 +72,20 @@ def test_sqlite_upgrades_a_version_1_file_keeping_its_deliveries(tmp_path: Path)
     assert [d.id for d in mine] == ["dlv_1", "dlv_3"]
     with sqlite3.connect(path) as db:
         names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        columns = {c[1] for c in db.execute("PRAGMA table_info(deliveries)")}
     assert "deliveries_state" not in names
     assert {"deliveries_created", "deliveries_failed", "deliveries_endpoint"} <= names
+    assert "lease_token" in columns
+    leased_before = store.get_delivery("dlv_4")
+    assert leased_before is not None and leased_before.state is DeliveryState.IN_FLIGHT
+    gave_up = attrs.evolve(leased_before, state=DeliveryState.FAILED, reason="old worker")
+    assert store.complete([gave_up], "w_old") == 0
+    claimed = store.claim(60.0, 10, "w_new", 120.0)
+    assert [c.delivery.id for c in claimed] == ["dlv_4", "dlv_2"]
+    assert all(c.delivery.lease_token for c in claimed)
+    done = [attrs.evolve(c.delivery, state=DeliveryState.DELIVERED) for c in claimed]
+    assert store.complete(done, "w_new") == 2
+    assert store.count_deliveries(DeliveryFilter(state=DeliveryState.DELIVERED)) == 3
     store.close()
 
 
