@@ -16,6 +16,10 @@ a waiting delivery (its endpoint was disabled or removed). ``Defer(until)``
 moves a claimed, waiting delivery to a later time without an attempt (the
 endpoint gate held it back: breaker open, endpoint busy or rate-limited).
 
+Every transition keeps the record's ``lease_token``: the store's claim sets it,
+and the finished record carries it back so the store can tell a result of this
+claim from one of an earlier claim of the same delivery.
+
 ``delivered`` and ``failed`` are terminal. A replay is a new delivery
 (``replay``) that points back at the old one, so history is never rewritten.
 
@@ -180,6 +184,9 @@ class Delivery:
     attempts: tuple[Attempt, ...] = ()
     reason: str | None = None
     replay_of: str | None = None
+    lease_token: str | None = None
+    """The claim this record came from (set by the store's ``claim``): results are
+    written only while the stored row is still leased under the same token."""
 
     @property
     def attempts_made(self) -> int:
@@ -255,6 +262,7 @@ def _moved(
         attempts,
         reason,
         d.replay_of,
+        d.lease_token,
     )
 
 
