@@ -16,6 +16,10 @@ a waiting delivery (its endpoint was disabled or removed). ``Defer(until)``
 moves a claimed, waiting delivery to a later time without an attempt (the
 endpoint gate held it back: breaker open, endpoint busy or rate-limited).
 
+Every transition keeps the record's ``lease_token``: the store's claim sets it,
+and the finished record carries it back so the store can tell a result of this
+claim from one of an earlier claim of the same delivery.
+
 ``delivered`` and ``failed`` are terminal. A replay is a new delivery
 (``replay``) that points back at the old one, so history is never rewritten.
 
@@ -163,6 +167,10 @@ class DisableEndpoint:
     reason: str
 
 
+DeliveryEffect = DisableEndpoint
+"""Every effect ``apply`` may return: drivers match on it exhaustively (``assert_never``)."""
+
+
 @attrs.frozen
 class Delivery:
     """One event's delivery to one endpoint, with its attempt history."""
@@ -176,6 +184,9 @@ class Delivery:
     attempts: tuple[Attempt, ...] = ()
     reason: str | None = None
     replay_of: str | None = None
+    lease_token: str | None = None
+    """The claim this record came from (set by the store's ``claim``): results are
+    written only while the stored row is still leased under the same token."""
 
     @property
     def attempts_made(self) -> int:
@@ -251,10 +262,13 @@ def _moved(
         attempts,
         reason,
         d.replay_of,
+        d.lease_token,
     )
 
 
-def _start(d: Delivery, event: Start, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+def _start(
+    d: Delivery, event: Start, _: RetryPolicy
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     if d.next_attempt_at is not None and event.now < d.next_attempt_at:
         raise IllegalTransition(
             "delivery", d.state.value, "Start", f"not due until {d.next_attempt_at}"
@@ -262,7 +276,9 @@ def _start(d: Delivery, event: Start, _: RetryPolicy) -> tuple[Delivery, tuple[o
     return _moved(d, IN_FLIGHT, None, d.attempts, d.reason), ()
 
 
-def _finish(d: Delivery, event: Finish, policy: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+def _finish(
+    d: Delivery, event: Finish, policy: RetryPolicy
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     result = event.result
     number = d.attempts_made + 1
     status = result.status
@@ -305,7 +321,7 @@ def _finish(d: Delivery, event: Finish, policy: RetryPolicy) -> tuple[Delivery, 
 
 def _abandon(
     d: Delivery, event: Abandon, policy: RetryPolicy
-) -> tuple[Delivery, tuple[object, ...]]:
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     started = event.now
     attempt = Attempt(
         d.attempts_made + 1, started, started, Outcome.ABANDONED, None, event.reason, None
@@ -322,11 +338,15 @@ def _abandon(
     )
 
 
-def _cancel(d: Delivery, event: Cancel, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+def _cancel(
+    d: Delivery, event: Cancel, _: RetryPolicy
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     return _moved(d, FAILED, None, d.attempts, event.reason), ()
 
 
-def _defer(d: Delivery, event: Defer, _: RetryPolicy) -> tuple[Delivery, tuple[object, ...]]:
+def _defer(
+    d: Delivery, event: Defer, _: RetryPolicy
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     due = max(event.until, event.now)
     if d.next_attempt_at is not None:
         due = max(due, d.next_attempt_at)
@@ -345,7 +365,7 @@ _HANDLERS = {Start: _start, Finish: _finish, Abandon: _abandon, Cancel: _cancel,
 
 def apply(
     delivery: Delivery, event: DeliveryInput, policy: RetryPolicy
-) -> tuple[Delivery, tuple[object, ...]]:
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     """Feed ``event`` to ``delivery``; return the new record and the effects to carry out.
 
     Raises ``IllegalTransition`` (and changes nothing) when the table has no

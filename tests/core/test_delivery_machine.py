@@ -180,7 +180,7 @@ def delivery_in(draw: st.DrawFn, target: DeliveryState) -> tuple[Delivery, Retry
             while d.state is not F:
                 d = abandon(d)
     assert d.state is target, (d.state, target)
-    return d, policy
+    return attrs.evolve(d, lease_token=draw(st.sampled_from([None, "lease_1"]))), policy
 
 
 @st.composite
@@ -231,11 +231,13 @@ def test_every_state_and_input(state: DeliveryState, kind: type, data: st.DataOb
     # The original record is untouched: changes are new records.
     assert d == before
     assert snapshot(d) == before_dict
-    assert (new.id, new.event_id, new.endpoint_id, new.created_at) == (
+    # So is the claim it came from: the store writes a result only under that claim's token.
+    assert (new.id, new.event_id, new.endpoint_id, new.created_at, new.lease_token) == (
         d.id,
         d.event_id,
         d.endpoint_id,
         d.created_at,
+        d.lease_token,
     )
     check_semantics(d, event, policy, new, effects)
 

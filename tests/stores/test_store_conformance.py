@@ -13,11 +13,12 @@ import pytest
 from tests import pg
 from transports.driving.operations import Retention, apply_retention, publish, publish_many
 from transports.stores import sqlite
-from transports.stores.interface import DeliveryFilter, DuplicateEvent, Store
+from transports.stores.interface import Claimed, DeliveryFilter, DuplicateEvent, Store
 from transports.stores.memory import MemoryStore
 from transports.stores.sqlite import SQLiteStore
 from webhook_core import (
     Attempt,
+    AttemptResult,
     ConfigError,
     Delivery,
     DeliveryState,
@@ -25,13 +26,19 @@ from webhook_core import (
     EndpointSecret,
     EndpointState,
     Event,
+    Finish,
     Outcome,
+    RetryPolicy,
+    begin_attempt,
+    delivery_machine,
     platform_catalog,
 )
 
 KINDS = ("memory", "sqlite", "postgres")
 CATALOG = platform_catalog()
 T0 = 1_800_000_000.0
+POLICY = RetryPolicy()
+LAST_TRY = RetryPolicy(schedule=())  # every attempt is the last
 
 
 def open_store(kind: str, directory: Path) -> Store:
@@ -72,6 +79,20 @@ def delivered(delivery: Delivery, started: float, ended: float) -> Delivery:
     return attrs.evolve(
         delivery, state=DeliveryState.DELIVERED, next_attempt_at=None, attempts=(attempt,)
     )
+
+
+def unleased(delivery: Delivery) -> Delivery:
+    """``delivery`` as a read gives it back: only a claim hands out a lease token."""
+    return attrs.evolve(delivery, lease_token=None)
+
+
+def attempted(claim: Claimed, at: float, status: int, policy: RetryPolicy = POLICY) -> Delivery:
+    """The record a worker writes after sending ``claim`` at ``at`` and getting ``status``
+    (through the core, as the drivers do: an expired earlier lease is recorded abandoned)."""
+    started, request = begin_attempt(claim.delivery, claim.event, claim.endpoint, at, policy)
+    assert request is not None
+    result = AttemptResult(at, at + 1, status=status)
+    return delivery_machine.apply(started, Finish(result), policy)[0]
 
 
 def publish_one(store: Store, now: float = T0, i: int = 0) -> list[Delivery]:
@@ -123,7 +144,8 @@ def test_a_claim_returns_times_and_bodies_exactly_as_stored(store: Store) -> Non
     result = publish(store, CATALOG, "message.sent", data, now)
     (stored,) = store.list_deliveries(DeliveryFilter(event_id=result.event.id))
     (claimed,) = store.claim(now, 10, "w1", now + 60)
-    assert claimed.delivery == stored
+    assert claimed.delivery.lease_token is not None
+    assert unleased(claimed.delivery) == stored
     assert claimed.delivery.created_at == now and claimed.delivery.next_attempt_at == now
     assert claimed.event == result.event == store.get_event(result.event.id)
     assert "🚀".encode() in claimed.event.body
@@ -182,19 +204,129 @@ def test_an_expired_lease_is_claimed_again_as_in_flight(store: Store) -> None:
     assert second.event == first.event
 
 
-def test_only_the_lease_holder_writes_the_result(store: Store) -> None:
+def test_a_claim_another_worker_took_over_refuses_the_old_result(store: Store) -> None:
+    """w1's lease runs out and w2 claims the delivery: a token new to that claim.
+    The first claim's result is refused, whoever reports it (two processes given
+    one worker id, say); the second's is written, once."""
     store.save_endpoint(endpoint())
     (delivery,) = publish_one(store)
-    store.claim(T0, 10, "w1", T0 + 60)
-    store.claim(T0 + 60, 10, "w2", T0 + 120)
-    done = delivered(delivery, T0 + 60, T0 + 61)
-    assert store.complete([done], "w1") == 0
+    (first,) = store.claim(T0, 10, "w1", T0 + 60)
+    (second,) = store.claim(T0 + 60, 10, "w2", T0 + 120)
+    assert second.delivery.lease_token not in (None, first.delivery.lease_token)
+    stale = attempted(first, T0, 503)
+    assert store.complete([stale], "w1") == 0
+    assert store.complete([stale], "w2") == 0
     stored = store.get_delivery(delivery.id)
     assert stored is not None and stored.state is DeliveryState.IN_FLIGHT
-    assert store.complete([done], "w2") == 1
-    assert store.get_delivery(delivery.id) == done
-    assert store.complete([done], "w2") == 0
+    fresh = attempted(second, T0 + 60, 200)
+    assert store.complete([fresh], "w2") == 1
+    assert store.get_delivery(delivery.id) == unleased(fresh)
+    assert store.complete([fresh], "w2") == 0
     assert store.next_due() is None
+
+
+def test_a_stale_result_given_before_the_fresh_one_is_refused(store: Store) -> None:
+    """w1's lease runs out and w1 itself claims the delivery again. Its result from
+    the first claim (a 503) arrives first: refused, the row stays in flight; then the
+    second claim's (the 200 the receiver really sent) is written."""
+    store.save_endpoint(endpoint())
+    (delivery,) = publish_one(store)
+    (first,) = store.claim(T0, 10, "w1", T0 + 60)
+    (second,) = store.claim(T0 + 60, 10, "w1", T0 + 120)
+    stale = attempted(first, T0, 503)
+    fresh = attempted(second, T0 + 60, 200)
+    assert store.complete([stale], "w1") == 0
+    stored = store.get_delivery(delivery.id)
+    assert stored is not None and stored.state is DeliveryState.IN_FLIGHT
+    assert stored.attempts == ()
+    assert store.complete([fresh], "w1") == 1
+    assert store.get_delivery(delivery.id) == unleased(fresh)
+
+
+def test_a_stale_result_given_after_the_fresh_one_is_refused(store: Store) -> None:
+    """w1 claims the delivery again after its lease ran out, and the second claim's
+    result (a 503: retry later) is written first. The first claim's result arrives
+    afterwards: refused while the row waits, and still refused once w1 has claimed
+    the row a third time; that claim's result is written."""
+    store.save_endpoint(endpoint())
+    (delivery,) = publish_one(store)
+    (first,) = store.claim(T0, 10, "w1", T0 + 60)
+    (second,) = store.claim(T0 + 60, 10, "w1", T0 + 120)
+    stale = attempted(first, T0, 500)
+    fresh = attempted(second, T0 + 60, 503)
+    assert fresh.state is DeliveryState.RETRY_SCHEDULED and fresh.next_attempt_at is not None
+    assert store.complete([fresh], "w1") == 1
+    assert store.complete([stale], "w1") == 0
+    assert store.get_delivery(delivery.id) == unleased(fresh)
+    due = fresh.next_attempt_at
+    (third,) = store.claim(due, 10, "w1", due + 60)
+    assert unleased(third.delivery) == unleased(fresh)
+    assert store.complete([stale], "w1") == 0
+    stored = store.get_delivery(delivery.id)
+    assert stored is not None and stored.state is DeliveryState.IN_FLIGHT
+    assert stored.attempts == fresh.attempts
+    last = attempted(third, due, 200)
+    assert store.complete([last], "w1") == 1
+    assert store.get_delivery(delivery.id) == unleased(last)
+
+
+def test_an_acknowledged_last_attempt_ends_delivered_whichever_result_comes_first(
+    store: Store,
+) -> None:
+    """Two deliveries on their last attempt: w1's first claim of each failed (the
+    record says ``failed``), its second claim of each got a 200 (``delivered``). For
+    one the stale result is given first, for the other the fresh one: both end
+    delivered, never failed."""
+    store.save_endpoint(endpoint(1))
+    store.save_endpoint(endpoint(2))
+    publish_one(store)
+    firsts = store.claim(T0, 10, "w1", T0 + 60)
+    seconds = store.claim(T0 + 60, 10, "w1", T0 + 120)
+    stale = {c.delivery.id: attempted(c, T0, 500, LAST_TRY) for c in firsts}
+    fresh = {c.delivery.id: attempted(c, T0 + 60, 200, LAST_TRY) for c in seconds}
+    assert {d.state for d in stale.values()} == {DeliveryState.FAILED}
+    assert {d.state for d in fresh.values()} == {DeliveryState.DELIVERED}
+    stale_first, fresh_first = sorted(stale)
+    assert store.complete([stale[stale_first]], "w1") == 0
+    assert store.complete([fresh[stale_first], fresh[fresh_first]], "w1") == 2
+    assert store.complete([stale[fresh_first]], "w1") == 0
+    for delivery_id, record in fresh.items():
+        assert store.get_delivery(delivery_id) == unleased(record)
+    assert store.count_deliveries(DeliveryFilter(state=DeliveryState.FAILED)) == 0
+
+
+def test_a_result_from_no_claim_of_the_row_is_refused(store: Store) -> None:
+    """Only the claim holding the row writes it: not a worker that never claimed it,
+    nor, even in the holder's name, a record that came from no claim (read back from
+    the store, or with a made-up token)."""
+    store.save_endpoint(endpoint())
+    (delivery,) = publish_one(store)
+    (claim,) = store.claim(T0, 10, "w1", T0 + 60)
+    done = attempted(claim, T0, 200)
+    assert store.complete([done], "w2") == 0
+    read_back = store.get_delivery(delivery.id)
+    assert read_back is not None and read_back.lease_token is None
+    assert store.complete([attrs.evolve(done, lease_token=None)], "w1") == 0
+    assert store.complete([attrs.evolve(done, lease_token="made-up")], "w1") == 0
+    assert store.get_delivery(delivery.id) == read_back
+    assert store.complete([done], "w1") == 1
+    assert store.get_delivery(delivery.id) == unleased(done)
+
+
+def test_a_released_claims_result_is_refused_once_the_row_is_claimed_again(
+    store: Store,
+) -> None:
+    """``release`` ends the claim: after w1 released the delivery and claimed it
+    again, the released claim's result is refused and the new one's written."""
+    store.save_endpoint(endpoint())
+    (delivery,) = publish_one(store)
+    (first,) = store.claim(T0, 10, "w1", T0 + 60)
+    store.release([delivery.id], "w1")
+    (second,) = store.claim(T0, 10, "w1", T0 + 60)
+    assert store.complete([attempted(first, T0, 500)], "w1") == 0
+    fresh = attempted(second, T0, 200)
+    assert store.complete([fresh], "w1") == 1
+    assert store.get_delivery(delivery.id) == unleased(fresh)
 
 
 def test_batches_wider_than_one_statement_are_written_whole(store: Store) -> None:
@@ -210,7 +342,7 @@ def test_batches_wider_than_one_statement_are_written_whole(store: Store) -> Non
     assert store.complete(done, "w1") == 600
     assert store.complete(done, "w1") == 0
     assert sorted(store.list_deliveries(limit=1000), key=lambda d: d.id) == sorted(
-        done, key=lambda d: d.id
+        map(unleased, done), key=lambda d: d.id
     )
     failed = [attrs.evolve(d, state=DeliveryState.FAILED, reason="replaced") for d in done[:150]]
     fresh = [
@@ -220,27 +352,27 @@ def test_batches_wider_than_one_statement_are_written_whole(store: Store) -> Non
     store.save_deliveries(failed + fresh)
     assert store.count_deliveries(DeliveryFilter(state=DeliveryState.FAILED)) == 150
     assert store.count_deliveries(DeliveryFilter(state=DeliveryState.PENDING)) == 100
-    assert store.get_delivery(fresh[-1].id) == fresh[-1]
-    assert store.get_delivery(failed[-1].id) == failed[-1]
+    assert store.get_delivery(fresh[-1].id) == unleased(fresh[-1])
+    assert store.get_delivery(failed[-1].id) == unleased(failed[-1])
 
 
 def test_a_result_given_twice_in_a_batch_is_written_as_first_given(store: Store) -> None:
     store.save_endpoint(endpoint())
     (delivery,) = publish_one(store)
-    store.claim(T0, 10, "w1", T0 + 60)
-    done = delivered(delivery, T0, T0 + 1)
+    (claim,) = store.claim(T0, 10, "w1", T0 + 60)
+    done = delivered(claim.delivery, T0, T0 + 1)
     other = attrs.evolve(done, state=DeliveryState.FAILED, reason="second")
     assert store.complete([done, other], "w1") == 1
-    assert store.get_delivery(delivery.id) == done
+    assert store.get_delivery(delivery.id) == unleased(done)
 
 
 def test_a_retry_scheduled_result_becomes_due_at_its_time(store: Store) -> None:
     store.save_endpoint(endpoint())
-    (delivery,) = publish_one(store)
-    store.claim(T0, 10, "w1", T0 + 60)
+    publish_one(store)
+    (first,) = store.claim(T0, 10, "w1", T0 + 60)
     attempt = Attempt(1, T0, T0 + 1, Outcome.HTTP_ERROR, status=503)
     later = attrs.evolve(
-        delivery,
+        first.delivery,
         state=DeliveryState.RETRY_SCHEDULED,
         next_attempt_at=T0 + 61,
         attempts=(attempt,),
@@ -249,7 +381,7 @@ def test_a_retry_scheduled_result_becomes_due_at_its_time(store: Store) -> None:
     assert store.next_due() == T0 + 61
     assert store.claim(T0 + 60, 10, "w1", T0 + 120) == []
     (claimed,) = store.claim(T0 + 61, 10, "w1", T0 + 121)
-    assert claimed.delivery == later
+    assert unleased(claimed.delivery) == unleased(later)
 
 
 def test_release_makes_claims_due_again_at_once(store: Store) -> None:
@@ -298,20 +430,22 @@ def test_listing_and_counting_filter_by_state_endpoint_event_and_time(store: Sto
 def test_save_deliveries_replaces_and_clears_the_lease(store: Store) -> None:
     store.save_endpoint(endpoint())
     (delivery,) = publish_one(store)
-    store.claim(T0, 10, "w1", T0 + 60)
+    (claim,) = store.claim(T0, 10, "w1", T0 + 60)
     cancelled = attrs.evolve(
         delivery, state=DeliveryState.FAILED, next_attempt_at=None, reason="cancelled"
     )
     store.save_deliveries([cancelled])
     assert store.get_delivery(delivery.id) == cancelled
-    assert store.complete([delivery], "w1") == 0
+    assert store.complete([claim.delivery], "w1") == 0
     assert store.claim(T0 + 100, 10, "w2", T0 + 160) == []
 
 
 def finish(store: Store, deliveries: list[Delivery], state: DeliveryState, at: float) -> None:
-    store.claim(at, 1000, "w", at + 60)
+    ids = {d.id for d in deliveries}
+    claimed = [c.delivery for c in store.claim(at, 1000, "w", at + 60) if c.delivery.id in ids]
+    assert len(claimed) == len(ids)
     store.complete(
-        [attrs.evolve(d, state=state, next_attempt_at=None, reason="x") for d in deliveries], "w"
+        [attrs.evolve(d, state=state, next_attempt_at=None, reason="x") for d in claimed], "w"
     )
 
 
@@ -434,7 +568,11 @@ def test_a_duplicate_among_concurrent_publishers_fails_only_its_own_batch(store:
 @pytest.mark.parametrize(
     "check",
     [
-        test_only_the_lease_holder_writes_the_result,
+        test_a_claim_another_worker_took_over_refuses_the_old_result,
+        test_a_stale_result_given_before_the_fresh_one_is_refused,
+        test_a_stale_result_given_after_the_fresh_one_is_refused,
+        test_an_acknowledged_last_attempt_ends_delivered_whichever_result_comes_first,
+        test_a_result_from_no_claim_of_the_row_is_refused,
         test_batches_wider_than_one_statement_are_written_whole,
         test_a_result_given_twice_in_a_batch_is_written_as_first_given,
     ],

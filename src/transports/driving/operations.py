@@ -29,6 +29,7 @@ from webhook_core import (
     EndpointState,
     Event,
     EventCatalog,
+    HandshakeResult,
     HealthPolicy,
     IllegalTransition,
     RetryPolicy,
@@ -203,6 +204,41 @@ def disable_if_enabled(store: Store, endpoint_id: str, now: float, reason: str) 
     """
     with contextlib.suppress(NotFound, IllegalTransition):
         disable_endpoint(store, endpoint_id, now, reason)
+
+
+def record_handshake(
+    store: Store, endpoint_id: str, token: str, answer: HandshakeResult
+) -> Endpoint | None:
+    """Apply a handshake's answer to the endpoint, unless the answer is stale.
+
+    It is stale when the endpoint is gone, no longer verifying, or verifying
+    another token (its URL changed, or verification was asked for again,
+    meanwhile). Returns the saved endpoint, or None for a stale answer.
+    """
+    current = store.get_endpoint(endpoint_id)
+    if (
+        current is None
+        or current.state is not EndpointState.VERIFYING
+        or current.verification_token != token
+    ):
+        return None
+    endpoint = endpoint_machine.apply(current, answer)
+    store.save_endpoint(endpoint)
+    return endpoint
+
+
+def write_results(
+    store: Store,
+    deliveries: Sequence[Delivery],
+    worker: str,
+    health: HealthPolicy | None,
+    on_disabled: Callable[[Endpoint], object] | None = None,
+) -> None:
+    """Store a batch of finished attempts (those whose claim still holds), then feed the
+    endpoints their outcomes (``record_outcomes``) when ``health`` is set."""
+    store.complete(deliveries, worker)
+    if health is not None:
+        record_outcomes(store, deliveries, health, on_disabled)
 
 
 def enable_endpoint(store: Store, endpoint_id: str, now: float) -> Endpoint:

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from transports.http.lookups import lookup, lookup_sync
 from transports.http.tls import ssl_context
 from webhook_core import ConfigError
 from webhook_core.addresses import (
@@ -147,30 +147,35 @@ def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[IPAddress]:
 async def resolve_vetted(host: str, port: int, policy: OutboundPolicy) -> list[str]:
     """Resolve ``host`` once and vet every address; the addresses to connect to, in order.
 
-    Raises ``BlockedAddress`` if any address is refused, ``httpcore.ConnectError``
-    if the name does not resolve.
+    The wait ends with the caller's cancel scope (the lookup is abandoned, not
+    stopped). Raises ``BlockedAddress`` if any address is refused,
+    ``httpcore.ConnectError`` if the name does not resolve.
     """
     literal = _literal(host)
     if literal is not None:
         return vetted(host, [literal], policy)
-    import anyio  # noqa: PLC0415 (async callers only: the threaded driver never loads anyio)
-
     try:
-        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+        infos = await lookup(host, port)
+    except (OSError, UnicodeError) as exc:
         import httpcore  # noqa: PLC0415 (importing httpcore imports trio and anyio)
 
         raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
     return vetted(host, _addresses(infos), policy)
 
 
-def resolve_vetted_sync(host: str, port: int, policy: OutboundPolicy) -> list[str]:
-    """``resolve_vetted`` for threads (blocking lookup)."""
+def resolve_vetted_sync(
+    host: str, port: int, policy: OutboundPolicy, *, timeout: float | None = None
+) -> list[str]:
+    """``resolve_vetted`` for threads, waiting at most ``timeout`` seconds for the lookup.
+
+    Raises ``LookupTimeout`` when the time is up (the lookup is abandoned, not
+    stopped), besides ``resolve_vetted``'s errors.
+    """
     literal = _literal(host)
     if literal is not None:
         return vetted(host, [literal], policy)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = lookup_sync(host, port, timeout)
     except (OSError, UnicodeError) as exc:
         import httpcore  # noqa: PLC0415 (importing httpcore imports trio and anyio)
 

@@ -24,8 +24,19 @@ from transports.http.guard import (
     resolve_vetted,
     resolve_vetted_sync,
 )
+from transports.http.lookups import LookupTimeout
 
 _CONNECT_ERRORS = (httpcore.ConnectError, httpcore.ConnectTimeout)
+
+
+def _time_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (``time.monotonic``), or ``httpcore.ConnectTimeout``."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ConnectTimeout("the connect timeout ran out")
+    return left
 
 
 class GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
@@ -82,11 +93,18 @@ class GuardedSyncBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
+        """A connection to the first vetted address of ``host`` that answers, all of it
+        (the lookup and every connect) within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         last: Exception | None = None
-        for address in resolve_vetted_sync(host, port, self.policy):
+        try:
+            addresses = resolve_vetted_sync(host, port, self.policy, timeout=timeout)
+        except LookupTimeout as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        for address in addresses:
             try:
                 return self._backend.connect_tcp(
-                    address, port, timeout, local_address, socket_options
+                    address, port, _time_left(deadline), local_address, socket_options
                 )
             except _CONNECT_ERRORS as exc:
                 last = exc

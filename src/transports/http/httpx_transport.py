@@ -28,6 +28,7 @@ from transports.http.guard import (
     resolve_vetted,
     resolve_vetted_sync,
 )
+from transports.http.lookups import LookupTimeout
 from transports.http.tls import ssl_context
 from transports.http.transport import BODY_LIMIT, HttpResponse, TransportError, classify
 from webhook_core import HttpRequest, Outcome
@@ -195,8 +196,9 @@ class HttpxSyncTransport:
     within the request's ``timeout``: each socket wait is bounded by the time
     left before the deadline, so a receiver that drips its answer a byte at a
     time is cut off at the deadline (``Outcome.TIMEOUT``), without a watchdog
-    thread. Name resolution is the one wait the deadline cannot bound.
-    Connections go only to addresses the ``policy``'s guard vetted.
+    thread; name resolution included, waited for on the guard's lookup threads
+    (``transports.http.lookups``). Connections go only to addresses the
+    ``policy``'s guard vetted.
     """
 
     def __init__(
@@ -238,7 +240,13 @@ class HttpxSyncTransport:
         try:
             url = _allowed_scheme(_core_url(request.url), self.policy)
             if self._proxy is not None:
-                resolve_vetted_sync(*_target(url), self.policy)
+                import httpcore  # noqa: PLC0415 (see the module docstring)
+
+                left = self._deadline.bound(None, httpcore.ConnectTimeout)
+                try:
+                    resolve_vetted_sync(*_target(url), self.policy, timeout=left)
+                except LookupTimeout as exc:
+                    raise httpcore.ConnectTimeout(str(exc)) from exc
             with self._pool.stream(
                 "POST",
                 url,

@@ -11,13 +11,14 @@ request in one send, and feed what comes back to the connection's ``Wire``
 pool only after a whole response with keep-alive; any error, a cut-off body,
 a cancelled exchange or ``Connection: close`` closes it.
 
-Opening a connection resolves the host once, through ``resolver(host, port)``
-(an outbound address guard plugs in here: it returns only the addresses it
-vetted), and connects to those addresses in order, never looking the name up
-again; TLS then runs with SNI and certificate checks for the URL's host. A
-resolver that raises (any exception) or returns no address fails the attempt
-with a connect error. Redirects are never followed (a 3xx is just a status);
-proxies are not supported (use ``HttpxTransport`` for proxies and HTTP/2).
+Opening a connection resolves the host once, through the outbound guard
+(``resolve_vetted``: it returns only the addresses it vetted) or a
+``resolver(host, port)`` of your own, and connects to those addresses in
+order, never looking the name up again; TLS then runs with SNI and
+certificate checks for the URL's host. A resolver that raises (any exception)
+or returns no address fails the attempt with a connect error. Redirects are
+never followed (a 3xx is just a status); proxies are not supported (use
+``HttpxTransport`` for proxies and HTTP/2).
 
 Failures are sorted into the same ``Outcome`` kinds as the httpx transports:
 refused or unresolvable → connect error, certificate or handshake failure →
@@ -53,6 +54,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from transports.http.guard import BlockedAddress, OutboundPolicy, resolve_vetted_sync
+from transports.http.lookups import LookupTimeout
 from transports.http.tls import ssl_context
 from transports.http.transport import BODY_LIMIT, HttpResponse, TransportError, classify
 from transports.http.wire import Target, Wire, check_parser, make_wire, parse_target
@@ -151,7 +153,7 @@ class _Http1Client(Generic[C, R]):
     ``resolver(host, port)`` returns the addresses to try; the default resolves
     once and vets every address through the guard (``resolve_vetted``). A
     resolver of your own replaces that vetting. It is called once per new
-    connection.
+    connection; a blocking one is not bounded by the deadline.
     At most ``max_idle`` idle connections are kept, each for up to
     ``keepalive_expiry`` seconds; responses are read up to ``body_limit``
     bytes of body and ``header_limit`` bytes of head, by ``parser``:
@@ -176,11 +178,8 @@ class _Http1Client(Generic[C, R]):
         self.header_limit = header_limit
         self.policy = policy or OutboundPolicy()
         self._verify = verify
-        self._resolver: R = resolver if resolver is not None else self._guarded_resolver()
+        self._resolver = resolver
         self._idle: _Idle[C] = _Idle(max_idle, keepalive_expiry)
-
-    def _guarded_resolver(self) -> R:
-        raise NotImplementedError
 
     @functools.cached_property
     def _ssl(self) -> ssl.SSLContext:
@@ -219,16 +218,8 @@ class Http1SyncTransport(_Http1Client[_SyncConnection, SyncResolver]):
     Takes the same settings as ``Http1Transport``, with a blocking ``resolver``.
     The whole exchange (connect, TLS, send, response head and body) ends
     within the request's ``timeout``: every socket wait is bounded by the time
-    left. Name resolution is the one wait the deadline cannot bound.
+    left, the guard's name lookup included (``transports.http.lookups``).
     """
-
-    def _guarded_resolver(self) -> SyncResolver:
-        policy = self.policy
-
-        def resolve(host: str, port: int) -> list[str]:
-            return resolve_vetted_sync(host, port, policy)
-
-        return resolve
 
     def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request``; the status, headers and up to ``body_limit`` bytes, in time."""
@@ -275,7 +266,7 @@ class Http1SyncTransport(_Http1Client[_SyncConnection, SyncResolver]):
     def _connect(self, target: Target, deadline: float) -> _SyncConnection:
         try:
             try:
-                addresses = self._resolver(target.host, target.port)
+                addresses = self._resolve(target, deadline)
             except Exception as exc:
                 raise _refused(target, exc) from exc
             if not addresses:
@@ -293,6 +284,16 @@ class Http1SyncTransport(_Http1Client[_SyncConnection, SyncResolver]):
         except OSError as exc:
             raise _classify(exc, connecting=True) from exc
         return _SyncConnection(sock, self._wire())
+
+    def _resolve(self, target: Target, deadline: float) -> list[str]:
+        if self._resolver is not None:
+            return self._resolver(target.host, target.port)
+        try:
+            return resolve_vetted_sync(
+                target.host, target.port, self.policy, timeout=_left(deadline)
+            )
+        except LookupTimeout as exc:
+            raise TransportError(Outcome.TIMEOUT, str(exc)) from exc
 
     @staticmethod
     def _open(addresses: list[str], port: int, deadline: float) -> socket.socket:

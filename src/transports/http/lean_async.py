@@ -153,14 +153,6 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
 
     keeps_deadline = True
 
-    def _guarded_resolver(self) -> AsyncResolver:
-        policy = self.policy
-
-        async def resolve(host: str, port: int) -> list[str]:
-            return await resolve_vetted(host, port, policy)
-
-        return resolve
-
     async def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request``; the status, headers and up to ``body_limit`` bytes of body.
 
@@ -210,7 +202,10 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         tls = self._ssl if target.scheme == "https" else None
         try:
             try:
-                addresses = await self._resolver(target.host, target.port)
+                if self._resolver is None:
+                    addresses = await resolve_vetted(target.host, target.port, self.policy)
+                else:
+                    addresses = await self._resolver(target.host, target.port)
             except Exception as exc:
                 raise _refused(target, exc) from exc
             if not addresses:

@@ -2,8 +2,11 @@
 
 The core decides what an outcome means; a transport only performs the POST
 and sorts failures into ``Outcome`` kinds (timeout, connect, TLS, network,
-protocol) with ``classify``. Deadlines are enforced by the drivers around
-``send``, so every transport gets the same total deadline; ``attempt_result``
+protocol) with ``classify``. The async drivers bound ``send`` by the request's
+total deadline with a cancel scope (unless the transport ``keeps_deadline``
+itself); a blocking ``send`` cannot be abandoned, so the blocking transports
+keep the deadline themselves, every wait (name resolution included) bounded
+by the time left; ``attempt_result``
 and ``timeout_result`` turn what came back into the core's ``AttemptResult``.
 The transports themselves: ``transports.http.httpx_transport`` (httpcore,
 httpx's engine) and ``transports.http.lean`` / ``lean_async`` (HTTP/1.1 on
@@ -95,7 +98,11 @@ class AsyncHttpTransport(Protocol):
 
 
 class SyncHttpTransport(Protocol):
-    """A blocking HTTP client for the threaded driver."""
+    """A blocking HTTP client for the threaded driver.
+
+    ``send`` must end by the request's total deadline by itself (raising
+    ``TransportError`` of kind ``timeout``): a blocking call cannot be abandoned.
+    """
 
     def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request``; raise ``TransportError`` for anything but an HTTP response."""

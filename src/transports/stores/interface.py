@@ -2,14 +2,29 @@
 
 Work moves in batches: ``claim`` hands out up to ``limit`` due deliveries in
 one call, leasing them to a worker until ``lease_until``; ``complete`` writes
-many finished records in one call, and only those whose lease the worker still
-holds (a worker that lost its lease must not overwrite another's result).
+many finished records in one call, and only those that come from the claim
+still holding the row.
 
-A claimed delivery comes back as it was stored: ``pending`` or
-``retry_scheduled``, or ``in_flight`` when an earlier worker's lease expired
-(the dispatcher then records that attempt as abandoned before starting anew).
-In the store, a claimed delivery is ``in_flight`` with the lease set, exactly
-as the core's ``Start`` would leave it.
+Fencing is per claim, not per worker. Each claim gives each row it leases a
+fresh lease token (``lease_token``: the claim's random prefix and the row's
+id), stored with the lease and carried by the claimed record; the core keeps
+it through every transition, so the finished record brings it back. A result
+is written only while the row is ``in_flight``, leased to the worker, under
+that token; a record without a token (one read back from the store, say) is
+never written. A worker id alone would not do: a worker whose lease expired
+and that claimed the same delivery again holds it once more, and its stale
+result from the earlier claim would be written over (or instead of) the newer
+one. Writing a result, ``save_deliveries`` and ``release`` clear the lease
+and its token. ``release`` takes ids, not records, so it is fenced by worker
+only: it gives back whatever claim of that worker holds the row.
+
+A claimed delivery comes back as it was stored, with the claim's token:
+``pending`` or ``retry_scheduled``, or ``in_flight`` when an earlier lease
+expired (the dispatcher then records that attempt as abandoned before
+starting anew). In the store, a claimed delivery is ``in_flight`` with the
+lease set, exactly as the core's ``Start`` would leave it. Reads
+(``get_delivery``, ``list_deliveries``) never show a token: only the claim
+hands it out.
 
 ``add_events`` may write through the caller's own open database connection
 (the outbox pattern): the rows then belong to the caller's transaction.
@@ -23,8 +38,9 @@ from worker threads by the async drivers; the memory store is called directly.
 from __future__ import annotations
 
 import copy
+import secrets
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, Protocol, Self, TypeAlias, TypeVar
 
 import attrs
 
@@ -52,6 +68,16 @@ def error_twin(exc: E) -> E:
         return exc
     twin.__cause__ = exc.__cause__
     return twin
+
+
+def claim_prefix() -> str:
+    """A random prefix new to one ``claim`` call (64 bits, as hex).
+
+    Each row the call leases gets the lease token ``prefix + row id`` (in SQL,
+    ``? || id``): unique per row and per claim, at the cost of one random
+    draw per call.
+    """
+    return secrets.token_hex(8)
 
 
 def first_of_each(deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -145,18 +171,30 @@ class Store(Protocol):
         ...
 
     def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
-        """Lease up to ``limit`` deliveries that are due at ``now`` (or whose lease expired)."""
+        """Lease up to ``limit`` deliveries that are due at ``now`` (or whose lease expired).
+
+        Each claimed record carries a lease token new to this claim (see the module).
+        """
         ...
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
-        """Write finished records still leased to ``worker``; return how many were written.
+        """Write finished records of claims that still hold their rows; return how many.
 
-        A record given twice in one call is written once, as first given.
+        A record is written only while its row is ``in_flight`` and leased to
+        ``worker`` under the record's ``lease_token`` (the claim it came from);
+        the write clears the lease and the token. Others are skipped: a claim
+        taken over by another worker, or by this one claiming the row again
+        after its lease expired, and records without a token. A record given
+        twice in one call is written once, as first given.
         """
         ...
 
     def release(self, delivery_ids: Sequence[str], worker: str) -> None:
-        """Give back claimed deliveries that were never started (shutdown)."""
+        """Give back claimed deliveries that were never started (shutdown); clears the lease.
+
+        Fenced by ``worker`` only (ids carry no token): it releases the row
+        under whichever claim of this worker holds it.
+        """
         ...
 
     def save_deliveries(self, deliveries: Sequence[Delivery]) -> None:
@@ -192,6 +230,20 @@ class Store(Protocol):
     def close(self) -> None:
         """Release resources."""
         ...
+
+
+class ClosesOnExit:
+    """Makes a store a context manager: ``with SQLiteStore(path) as store:`` closes it."""
+
+    def close(self) -> None:
+        """Release resources."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class Subscribable(Protocol):

@@ -3,6 +3,11 @@
 Due deliveries sit in a heap keyed by due time (stale entries are skipped
 lazily), and leases in a second heap, so ``claim`` costs O(k log n) for k
 claimed out of n stored.
+
+A lease is the worker, its expiry and the claim's lease token, kept beside the
+records: stored records never carry a token, claimed records carry their
+claim's, and ``complete`` writes a record only while its row's lease has the
+record's token (see ``transports.store``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import attrs
 from transports.stores.interface import (
     ALL_DELIVERIES,
     Claimed,
+    ClosesOnExit,
     DeliveryFilter,
     DuplicateEvent,
     EventBatch,
     SchemaStatus,
+    claim_prefix,
 )
 from transports.stores.records import check_prunable
 from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
@@ -30,7 +37,7 @@ from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
 _WAITING = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)
 
 
-class MemoryStore:
+class MemoryStore(ClosesOnExit):
     """A thread-safe in-memory ``Store``."""
 
     blocking = False
@@ -40,7 +47,7 @@ class MemoryStore:
         self._endpoints: dict[str, Endpoint] = {}
         self._events: dict[str, Event] = {}
         self._deliveries: dict[str, Delivery] = {}
-        self._leases: dict[str, tuple[str, float]] = {}
+        self._leases: dict[str, tuple[str, float, str]] = {}  # worker, expiry, token
         self._due: list[tuple[float, int, str]] = []
         self._lease_heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
@@ -89,6 +96,8 @@ class MemoryStore:
                     self._put(d)
 
     def _put(self, d: Delivery) -> None:
+        if d.lease_token is not None:
+            d = _with_token(d, None)
         old = self._deliveries.get(d.id)
         if old is not None:
             self._counts[old.state] -= 1
@@ -105,6 +114,7 @@ class MemoryStore:
     def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries (expired leases first)."""
         claimed: list[Claimed] = []
+        prefix = claim_prefix()
         with self._lock:
             heap = self._lease_heap
             while heap and heap[0][0] <= now and len(claimed) < limit:
@@ -112,8 +122,9 @@ class MemoryStore:
                 lease = self._leases.get(delivery_id)
                 if lease is None or lease[1] != expires:
                     continue
-                self._lease(delivery_id, worker, lease_until)
-                claimed.append(self._claimed(self._deliveries[delivery_id], lease_until))
+                token = prefix + delivery_id
+                self._lease(delivery_id, worker, lease_until, token)
+                claimed.append(self._claimed(self._deliveries[delivery_id], lease_until, token))
             due = self._due
             while due and due[0][0] <= now and len(claimed) < limit:
                 due_at, _, delivery_id = heapq.heappop(due)
@@ -128,29 +139,36 @@ class MemoryStore:
                 endpoint = self._endpoints.get(d.endpoint_id)
                 if endpoint is None:
                     continue
-                self._lease(delivery_id, worker, lease_until)
+                token = prefix + delivery_id
+                self._lease(delivery_id, worker, lease_until, token)
                 self._counts[d.state] -= 1
                 self._counts[DeliveryState.IN_FLIGHT] += 1
                 self._deliveries[delivery_id] = attrs.evolve(
                     d, state=DeliveryState.IN_FLIGHT, next_attempt_at=None
                 )
-                claimed.append(self._claimed(d, lease_until))
+                claimed.append(self._claimed(d, lease_until, token))
         return claimed
 
-    def _lease(self, delivery_id: str, worker: str, lease_until: float) -> None:
-        self._leases[delivery_id] = (worker, lease_until)
+    def _lease(self, delivery_id: str, worker: str, lease_until: float, token: str) -> None:
+        self._leases[delivery_id] = (worker, lease_until, token)
         heapq.heappush(self._lease_heap, (lease_until, next(self._seq), delivery_id))
 
-    def _claimed(self, d: Delivery, lease_until: float) -> Claimed:
-        return Claimed(d, self._events[d.event_id], self._endpoints[d.endpoint_id], lease_until)
+    def _claimed(self, d: Delivery, lease_until: float, token: str) -> Claimed:
+        return Claimed(
+            _with_token(d, token),
+            self._events[d.event_id],
+            self._endpoints[d.endpoint_id],
+            lease_until,
+        )
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
-        """Write records still leased to ``worker``."""
+        """Write records of claims that still hold their rows (leased to ``worker`` under
+        the record's token)."""
         written = 0
         with self._lock:
             for d in deliveries:
                 lease = self._leases.get(d.id)
-                if lease is None or lease[0] != worker:
+                if lease is None or lease[0] != worker or lease[2] != d.lease_token:
                     continue
                 self._put(d)
                 written += 1
@@ -248,3 +266,19 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _with_token(d: Delivery, token: str | None) -> Delivery:
+    # Positional, like the core's transitions: attrs.evolve costs several times more.
+    return Delivery(
+        d.id,
+        d.event_id,
+        d.endpoint_id,
+        d.created_at,
+        d.state,
+        d.next_attempt_at,
+        d.attempts,
+        d.reason,
+        d.replay_of,
+        token,
+    )

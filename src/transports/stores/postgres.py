@@ -9,13 +9,16 @@ advisory lock, so workers starting together migrate once.
 ``claim`` is one statement: it selects due rows (expired leases first, then
 waiting deliveries by due time) ``FOR UPDATE SKIP LOCKED``, so concurrent
 workers never pick the same row, and sets ``state = 'in_flight'``,
-``locked_by`` and ``lease_expires_at`` in the same statement, returning the
-rows as they were before (the core needs the stored state). Results are written
-only ``WHERE locked_by = <this worker> AND state = 'in_flight'``: a worker
-whose lease expired and was taken over cannot overwrite the new owner's
-result. A lease outlives the attempt deadline plus a margin (see
-``DriverConfig``), so an expired lease means its worker is gone or stuck, and
-the delivery is attempted again with the same event id.
+``locked_by``, ``lease_expires_at`` and ``lease_token`` (the claim's random
+prefix and the row's id) in the same statement, returning the rows as they
+were before (the core needs the stored state) with the new token. Results are
+written only ``WHERE locked_by = <this worker> AND lease_token = <the
+record's token> AND state = 'in_flight'``: a worker whose lease expired
+cannot overwrite the result of the claim that took the row over, whether
+another worker's or its own later claim of the same row. A lease outlives
+the attempt deadline plus a margin (see ``DriverConfig``), so an expired lease
+means its worker is gone or stuck, and the delivery is attempted again with
+the same event id.
 
 Writes that create due work (publish, replay, release) send
 ``NOTIFY <channel>`` in their transaction; ``subscribe`` runs a listener
@@ -41,10 +44,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from transports.stores.interface import (
     ALL_DELIVERIES,
     Claimed,
+    ClosesOnExit,
     DeliveryFilter,
     DuplicateEvent,
     EventBatch,
     SchemaStatus,
+    claim_prefix,
     first_of_each,
 )
 from transports.stores.records import (
@@ -95,10 +100,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_event ON {s}.deliveries (event_id);
     CREATE INDEX deliveries_state ON {s}.deliveries (state, created_at);
     """,
+    # Results are fenced per claim. Rows leased before the upgrade have no token:
+    # their results are refused and the rows claimed again when the leases expire.
+    """
+    ALTER TABLE {s}.deliveries ADD COLUMN lease_token text;
+    """,
 )
 
 
-class PostgresStore:
+class PostgresStore(ClosesOnExit):
     """A durable ``Store`` in a PostgreSQL database, shared by many workers.
 
     ``conninfo`` is a libpq URL or key/value string; ``schema`` names the
@@ -317,7 +327,8 @@ class PostgresStore:
                 "%s::float8[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[]) "
                 "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
                 "next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts, "
-                "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL"
+                "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL,"
+                " lease_token = NULL"
             ),
             [list(c) for c in columns],
         )
@@ -333,7 +344,11 @@ class PostgresStore:
         return Event(row[0], row[1], row[2], bytes(row[3])) if row else None
 
     def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
-        """Lease up to ``limit`` due deliveries (expired leases first) in one statement."""
+        """Lease up to ``limit`` due deliveries (expired leases first) in one statement.
+
+        Each row's lease token is this call's prefix and the row's id.
+        """
+        prefix = claim_prefix()
         old = ", ".join(f"p.{c.strip()}" for c in DELIVERY_COLUMNS.split(","))
         live = "EXISTS (SELECT 1 FROM {s}.endpoints e WHERE e.id = d.endpoint_id)"
         with self._connection() as conn:
@@ -351,14 +366,21 @@ class PostgresStore:
                     " picked AS ("
                     " (SELECT * FROM expired) UNION ALL (SELECT * FROM due) LIMIT %(limit)s)"
                     " UPDATE {s}.deliveries t SET state = 'in_flight', next_attempt_at = NULL,"
-                    " locked_by = %(worker)s, lease_expires_at = %(lease)s"
+                    " locked_by = %(worker)s, lease_expires_at = %(lease)s,"
+                    " lease_token = %(prefix)s || t.id"
                     f" FROM picked p WHERE t.id = p.id RETURNING {old}"
                 ),
-                {"now": now, "limit": limit, "worker": worker, "lease": lease_until},
+                {
+                    "now": now,
+                    "limit": limit,
+                    "worker": worker,
+                    "lease": lease_until,
+                    "prefix": prefix,
+                },
             ).fetchall()
             if not rows:
                 return []
-            deliveries = [delivery_from_row(r) for r in rows]
+            deliveries = [delivery_from_row(r, prefix + r[0]) for r in rows]
             events: dict[str, Event] = {}
             endpoints: dict[str, Endpoint] = {}
             for kind, key, name, created_at, body, record in conn.execute(
@@ -380,11 +402,16 @@ class PostgresStore:
         ]
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
-        """Write records still leased to ``worker``, in one statement (a record given
-        twice, as first given)."""
+        """Write records of claims that still hold their rows, in one statement.
+
+        A row is written only while leased to ``worker`` under the record's
+        token (a record without one matches no row); a record given twice is
+        written as first given.
+        """
         if not deliveries:
             return 0
-        rows = [delivery_row(d) for d in first_of_each(deliveries)]
+        firsts = first_of_each(deliveries)
+        rows = [delivery_row(d) for d in firsts]
         notify = any(d.state is DeliveryState.RETRY_SCHEDULED for d in deliveries)
         with self._connection() as conn:
             row = conn.execute(
@@ -392,10 +419,11 @@ class PostgresStore:
                     "WITH written AS ("
                     " UPDATE {s}.deliveries d SET state = v.state, next_attempt_at = v.next_at,"
                     " attempts = v.attempts, reason = v.reason,"
-                    " locked_by = NULL, lease_expires_at = NULL"
-                    " FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], %s::text[])"
-                    " AS v(id, state, next_at, attempts, reason)"
-                    " WHERE d.id = v.id AND d.locked_by = %s AND d.state = 'in_flight'"
+                    " locked_by = NULL, lease_expires_at = NULL, lease_token = NULL"
+                    " FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], %s::text[],"
+                    " %s::text[]) AS v(id, state, next_at, attempts, reason, token)"
+                    " WHERE d.id = v.id AND d.locked_by = %s AND d.lease_token = v.token"
+                    " AND d.state = 'in_flight'"
                     " RETURNING 1)"
                     " SELECT count(*), CASE WHEN %s THEN pg_notify(%s, '') END FROM written"
                 ),
@@ -405,6 +433,7 @@ class PostgresStore:
                     [r[5] for r in rows],
                     [r[6] for r in rows],
                     [r[7] for r in rows],
+                    [d.lease_token for d in firsts],
                     worker,
                     notify,
                     self.channel,
@@ -413,7 +442,7 @@ class PostgresStore:
         return int(row[0]) if row else 0
 
     def release(self, delivery_ids: Sequence[str], worker: str) -> None:
-        """Return unstarted claims: due again at once."""
+        """Return unstarted claims: due again at once (fenced by worker only; see ``Store``)."""
         if not delivery_ids:
             return
         with self._transaction() as conn:
@@ -421,7 +450,7 @@ class PostgresStore:
                 self._sql(
                     "UPDATE {s}.deliveries SET state = CASE WHEN attempts = '[]'"
                     " THEN 'pending' ELSE 'retry_scheduled' END, next_attempt_at = created_at,"
-                    " locked_by = NULL, lease_expires_at = NULL"
+                    " locked_by = NULL, lease_expires_at = NULL, lease_token = NULL"
                     " WHERE id = ANY(%s) AND locked_by = %s AND state = 'in_flight'"
                 ),
                 (list(delivery_ids), worker),

@@ -111,8 +111,12 @@ DELIVERY_COLUMNS = (
 _STATES = {s.value: s for s in DeliveryState}
 
 
-def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
-    """A delivery from its columns, in ``DELIVERY_COLUMNS`` order."""
+def delivery_from_row(row: tuple[Any, ...], lease_token: str | None = None) -> Delivery:
+    """A delivery from its columns, in ``DELIVERY_COLUMNS`` order.
+
+    The lease token is not among the columns read back: only a claim hands
+    it out (``lease_token``), so a record read from the store has none.
+    """
     return Delivery(
         row[0],
         row[1],
@@ -123,6 +127,7 @@ def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
         attempts_from_json(row[6]) if row[6] != "[]" else (),
         row[7],
         row[8],
+        lease_token,
     )
 
 

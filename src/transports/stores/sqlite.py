@@ -13,9 +13,13 @@ other processes) look while the dispatcher writes. Schema migrations are
 versioned and applied when the store is opened.
 
 Claims lease rows in the same transaction that selects them: ``state`` becomes
-``in_flight`` with ``locked_by`` and ``lease_expires_at``; results are written
-only ``WHERE locked_by = <this worker>``; rows whose lease expired are claimed
-again (after a crash, the delivery is attempted anew with the same event id).
+``in_flight`` with ``locked_by``, ``lease_expires_at`` and ``lease_token``
+(the claim's random prefix and the row's id, set by the same ``UPDATE``);
+results are written only ``WHERE locked_by = <this worker> AND lease_token =
+<the record's token>``, so neither another worker's stale result nor this
+worker's own from an earlier claim of the row is accepted; rows whose lease
+expired are claimed again (after a crash, the delivery is attempted anew with
+the same event id).
 
 Parameters are encoded before the write lock is taken and rows decoded after
 it is released, so a transaction holds the lock only for SQLite's own work.
@@ -44,10 +48,12 @@ from typing import Any
 from transports.stores.interface import (
     ALL_DELIVERIES,
     Claimed,
+    ClosesOnExit,
     DeliveryFilter,
     DuplicateEvent,
     EventBatch,
     SchemaStatus,
+    claim_prefix,
     error_twin,
     first_of_each,
 )
@@ -112,6 +118,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, created_at);
     CREATE INDEX deliveries_failed ON deliveries (created_at) WHERE state = 'failed';
     """,
+    # Results are fenced per claim: the token the claim handed out must match.
+    # Rows leased before the upgrade have none; their results are refused and the
+    # deliveries are claimed again when those leases expire.
+    """
+    ALTER TABLE deliveries ADD COLUMN lease_token TEXT;
+    """,
 )
 
 
@@ -141,7 +153,7 @@ def _filtered(where: DeliveryFilter) -> tuple[str, list[Any]]:
 _EVENTS_PER_INSERT = 200  # 4 parameters each
 _DELIVERY_WIDTH = len(DELIVERY_COLUMNS.split(","))
 _DELIVERIES_PER_INSERT = 100  # 9 parameters each
-_RESULTS_PER_UPDATE = 150  # 5 each, and the worker
+_RESULTS_PER_UPDATE = 150  # 6 each, and the worker
 _IDS_PER_QUERY = 500
 # UPDATE ... FROM came with SQLite 3.33; before it, results take a statement each.
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
@@ -203,7 +215,7 @@ class _Queued:
         self.error: BaseException | None = None
 
 
-class SQLiteStore:
+class SQLiteStore(ClosesOnExit):
     """A durable ``Store`` in one SQLite file (``webhooks.db`` by default).
 
     ``synchronous`` is SQLite's setting for writes that must survive a power
@@ -437,7 +449,8 @@ class SQLiteStore:
                 f"VALUES {_marks(values, _DELIVERY_WIDTH)} "
                 "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
                 "next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts, "
-                "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL",
+                "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL, "
+                "lease_token = NULL",
                 values,
             )
 
@@ -452,8 +465,10 @@ class SQLiteStore:
     def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries (expired leases first) in one transaction.
 
-        Records are decoded once the write lock is released.
+        Each row's lease token is this call's prefix and the row's id. Records
+        are decoded once the write lock is released.
         """
+        prefix = claim_prefix()
         with self._write(durable=False) as db:
             rows = db.execute(
                 f"SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_lease "
@@ -473,8 +488,9 @@ class SQLiteStore:
             for marks, some in _id_lists([r[0] for r in rows]):
                 db.execute(
                     "UPDATE deliveries SET state = 'in_flight', next_attempt_at = NULL, "
-                    f"locked_by = ?, lease_expires_at = ? WHERE id IN ({marks})",
-                    [worker, lease_until, *some],
+                    "locked_by = ?, lease_expires_at = ?, lease_token = ? || id "
+                    f"WHERE id IN ({marks})",
+                    [worker, lease_until, prefix, *some],
                 )
             event_rows = _select_by_ids(
                 db, "id, name, created_at, body FROM events", {r[1] for r in rows}
@@ -484,25 +500,28 @@ class SQLiteStore:
         endpoints = {e.id: e for e in (endpoint_from_json(r[0]) for r in records)}
         return [
             Claimed(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)
-            for d in map(delivery_from_row, rows)
+            for d in (delivery_from_row(r, prefix + r[0]) for r in rows)
         ]
 
     def complete(self, deliveries: Sequence[Delivery], worker: str) -> int:
-        """Write records still leased to ``worker``, in one transaction.
+        """Write records of claims that still hold their rows, in one transaction.
 
-        Up to 150 records a statement (``UPDATE ... FROM``, SQLite 3.33 and
-        later; one a statement before).
+        A row is written only while leased to ``worker`` under the record's
+        token (a record without one matches no row: ``= NULL`` is never
+        true). Up to 150 records a statement (``UPDATE ... FROM``, SQLite 3.33
+        and later; one a statement before).
         """
-        rows = [
-            (r[0], r[4], r[5], r[6], r[7]) for r in map(delivery_row, first_of_each(deliveries))
-        ]
+        rows = []
+        for d in first_of_each(deliveries):
+            r = delivery_row(d)
+            rows.append((r[0], r[4], r[5], r[6], r[7], d.lease_token))
         if not _UPDATE_FROM:
-            each = [(*r[1:], r[0], worker) for r in rows]
+            each = [(*r[1:5], r[0], worker, r[5]) for r in rows]
             with self._write(durable=False) as db:
                 return db.executemany(
                     "UPDATE deliveries SET state = ?, next_attempt_at = ?, attempts = ?, "
-                    "reason = ?, locked_by = NULL, lease_expires_at = NULL "
-                    "WHERE id = ? AND locked_by = ? AND state = 'in_flight'",
+                    "reason = ?, locked_by = NULL, lease_expires_at = NULL, lease_token = NULL "
+                    "WHERE id = ? AND locked_by = ? AND lease_token = ? AND state = 'in_flight'",
                     each,
                 ).rowcount
         params = _flat(rows, _RESULTS_PER_UPDATE)
@@ -512,19 +531,21 @@ class SQLiteStore:
                 written += db.execute(
                     "UPDATE deliveries SET state = r.column2, next_attempt_at = r.column3, "
                     "attempts = r.column4, reason = r.column5, locked_by = NULL, "
-                    f"lease_expires_at = NULL FROM (VALUES {_marks(values, 5)}) AS r "
-                    "WHERE deliveries.id = r.column1 AND locked_by = ? AND state = 'in_flight'",
+                    "lease_expires_at = NULL, lease_token = NULL "
+                    f"FROM (VALUES {_marks(values, 6)}) AS r "
+                    "WHERE deliveries.id = r.column1 AND locked_by = ? "
+                    "AND lease_token = r.column6 AND state = 'in_flight'",
                     [*values, worker],
                 ).rowcount
         return written
 
     def release(self, delivery_ids: Sequence[str], worker: str) -> None:
-        """Return unstarted claims: due again at once."""
+        """Return unstarted claims: due again at once (fenced by worker only; see ``Store``)."""
         with self._write(durable=False) as db:
             db.executemany(
                 "UPDATE deliveries SET state = CASE WHEN attempts = '[]' THEN 'pending' "
                 "ELSE 'retry_scheduled' END, next_attempt_at = created_at, "
-                "locked_by = NULL, lease_expires_at = NULL "
+                "locked_by = NULL, lease_expires_at = NULL, lease_token = NULL "
                 "WHERE id = ? AND locked_by = ? AND state = 'in_flight'",
                 [(i, worker) for i in delivery_ids],
             )

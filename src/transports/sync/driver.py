@@ -1,0 +1,461 @@
+"""What both drivers do, written once: the threaded driver's copy.
+
+GENERATED from ``transports/aio/driver.py`` by ``scripts/unasync.py``: edit
+that file and run the script; a test fails while this one is stale.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ParamSpec, TypeVar, assert_never
+
+from transports.clocks import Clock
+from transports.driving import operations
+from transports.driving.config import DriverConfig
+from transports.driving.state import ACTIVITIES, COALESCE, DriverState
+from transports.ids import new_id
+from transports.stores.interface import ALL_DELIVERIES, Claimed, DeliveryFilter
+from webhook_core import (
+    AttemptResult,
+    Delivery,
+    DeliveryState,
+    DisableEndpoint,
+    Endpoint,
+    HttpRequest,
+    handshake_result,
+    verification_event,
+    verification_request,
+)
+from webhook_core.delivery_machine import DeliveryEffect
+
+P = ParamSpec("P")
+T = TypeVar("T")
+log = logging.getLogger("transports.driver")
+
+_OPEN_STATES = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED, DeliveryState.IN_FLIGHT)
+_UNEXPECTED_PAUSE = 1.0  # seconds the dispatcher waits after an error that is not the store's
+
+
+class SyncDriver(DriverConfig, abc.ABC):
+    """The shared body of a driver; subclasses provide the primitives below."""
+
+    _state: DriverState
+
+    # -- primitives a driver provides ------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def clock(self) -> Clock:
+        """The clock the driver reads."""
+
+    @abc.abstractmethod
+    def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a store call where the store may block (a worker thread, or under a lock)."""
+
+    @abc.abstractmethod
+    def _locked(self) -> AbstractContextManager[object]:
+        """Hold while asking or telling ``_state`` (a lock where threads share it)."""
+
+    @abc.abstractmethod
+    def _signal(self) -> None:
+        """Wake the dispatcher and ``drain``; call without holding ``_locked``."""
+
+    @abc.abstractmethod
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+
+    @abc.abstractmethod
+    def _send(self, request: HttpRequest) -> tuple[AttemptResult, bytes]:
+        """Send ``request`` under its total deadline: the core's result, and the body."""
+
+    @abc.abstractmethod
+    def _spawn_handshake(self, endpoint: Endpoint) -> None:
+        """Run ``_handshake(endpoint)`` beside the rest."""
+
+    @abc.abstractmethod
+    def _hand_out(self, claims: Sequence[Claimed]) -> None:
+        """Give ``claims`` to the workers (each runs ``_work(claim)``)."""
+
+    @abc.abstractmethod
+    def _queue_result(self, delivery: Delivery) -> bool:
+        """Hand a finished record to the writer; False if the writer is gone (leaving on an
+        error: the lease brings the claim back)."""
+
+    @abc.abstractmethod
+    def _publish_specs(
+        self, specs: list[operations.EventSpec], now: float, connection: Any
+    ) -> list[operations.PublishResult]:
+        """Store events, fanned out (``operations.publish_many``, or grouped with others)."""
+
+    @abc.abstractmethod
+    def _sleep_until(self, timeout: float, next_due: float | None) -> None:
+        """Sleep up to ``timeout`` seconds, or until signalled (the dispatcher's wait)."""
+
+    @abc.abstractmethod
+    def _wait_for_progress(self, seen: int, wait: float | None, deadline: float | None) -> None:
+        """Wait until ``_state.progress`` passes ``seen``, ``wait`` seconds at most; raise
+        ``TimeoutError`` past ``deadline`` (the driver's own time base)."""
+
+    @abc.abstractmethod
+    def _running(self) -> bool:
+        """True while the driver runs and is not stopping."""
+
+    # -- the sender's API --------------------------------------------------------
+
+    def add_endpoint(
+        self,
+        url: str,
+        *,
+        secret: str | None = None,
+        events: Iterable[str] = ("*",),
+        headers: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> Endpoint:
+        """Register an endpoint and start its verification handshake."""
+        endpoint = self._call(
+            operations.add_endpoint,
+            self.store,
+            url,
+            self.clock.now(),
+            secret=secret,
+            events=events,
+            headers=headers,
+            description=description,
+            allow_http=self.allow_http,
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    def change_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Iterable[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Endpoint:
+        """Change an endpoint; a new URL is verified again before it receives events."""
+        endpoint = self._call(
+            operations.change_endpoint,
+            self.store,
+            endpoint_id,
+            self.clock.now(),
+            url=url,
+            events=events,
+            headers=headers,
+            allow_http=self.allow_http,
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    def verify_endpoint(self, endpoint_id: str) -> Endpoint:
+        """Send the handshake again (after a failed one)."""
+        endpoint = self._call(
+            operations.request_verification, self.store, endpoint_id, self.clock.now()
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    def disable_endpoint(self, endpoint_id: str, reason: str = "disabled by operator") -> Endpoint:
+        """Stop deliveries to an endpoint; its waiting deliveries fail."""
+        return self._call(
+            operations.disable_endpoint, self.store, endpoint_id, self.clock.now(), reason
+        )
+
+    def enable_endpoint(self, endpoint_id: str) -> Endpoint:
+        """Resume a disabled endpoint."""
+        endpoint = self._call(operations.enable_endpoint, self.store, endpoint_id, self.clock.now())
+        self._start_handshake(endpoint)
+        return endpoint
+
+    def rotate_secret(
+        self, endpoint_id: str, *, secret: str | None = None, grace: float = 86_400
+    ) -> Endpoint:
+        """Give an endpoint a new secret; the old one signs too for ``grace`` seconds."""
+        return self._call(
+            operations.rotate_endpoint_secret,
+            self.store,
+            endpoint_id,
+            self.clock.now(),
+            secret=secret,
+            grace=grace,
+        )
+
+    def remove_endpoint(self, endpoint_id: str) -> None:
+        """Delete an endpoint; its waiting deliveries fail."""
+        self._call(operations.remove_endpoint, self.store, endpoint_id, self.clock.now())
+
+    def publish(
+        self, event: str, data: Any, *, event_id: str | None = None, connection: Any = None
+    ) -> operations.PublishResult:
+        """Validate and store an event, fanned out to every subscribed active endpoint.
+
+        With ``connection`` (your open sqlite3 or psycopg connection to the
+        store's database) the event is written in your transaction and is
+        delivered only if you commit. The write then runs in the calling
+        thread, as your connection requires; the dispatcher finds the event at
+        its next poll (PostgreSQL wakes it at once).
+        """
+        (result,) = self.publish_many([(event, data, event_id)], connection=connection)
+        return result
+
+    def publish_many(
+        self, events: Iterable[operations.EventSpec], *, connection: Any = None
+    ) -> list[operations.PublishResult]:
+        """Publish ``(name, data, event_id or None)`` events in one store transaction.
+
+        Concurrent publishes share one store transaction where the store and
+        the driver can group them, each caller getting its own results or errors.
+        """
+        results = self._publish_specs(list(events), self.clock.now(), connection)
+        if any(r.deliveries for r in results):
+            self._signal()
+        return results
+
+    def replay(self, delivery_id: str) -> Delivery:
+        """Send a delivered or failed delivery's event again, as a new delivery."""
+        fresh = self._call(operations.replay_delivery, self.store, delivery_id, self.clock.now())
+        self._signal()
+        return fresh
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        """A delivery with its attempt history."""
+        return self._call(self.store.get_delivery, delivery_id)
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """An endpoint."""
+        return self._call(self.store.get_endpoint, endpoint_id)
+
+    def list_endpoints(self) -> list[Endpoint]:
+        """Every endpoint, oldest first."""
+        return self._call(self.store.list_endpoints)
+
+    def list_deliveries(
+        self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
+    ) -> list[Delivery]:
+        """Deliveries matching ``where``, oldest first."""
+        return self._call(self.store.list_deliveries, where, limit, offset)
+
+    def _drain(self, deadline: float | None) -> None:
+        recheck = max(self.poll_interval, 0.05) if self.store.blocking else None
+        while True:
+            with self._locked():
+                seen, idle = self._state.progress, self._state.idle
+            if idle:
+                open_count = 0
+                for state in _OPEN_STATES:
+                    open_count += self._retrying(
+                        "count_deliveries", self.store.count_deliveries, DeliveryFilter(state=state)
+                    )
+                if not open_count:
+                    with self._locked():
+                        # A claim made and written while counting shows only as progress.
+                        if self._state.progress == seen and self._state.idle:
+                            return
+                    continue
+            self._wait_for_progress(seen, recheck, deadline)
+
+    # -- store calls the driver makes on its own ------------------------------------
+
+    def _retrying(self, call: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on the store, tried again after errors, with back-off.
+
+        ``call`` names the activity (``ACTIVITIES``): what it was doing goes in
+        one log record per run of failures, with ``store_call`` in its extra
+        fields; once it gives up (see ``Patience``) the last error is raised.
+        """
+        activity = ACTIVITIES[call]
+        while True:
+            try:
+                result = self._call(fn, *args, **kwargs)
+            except Exception as exc:
+                with self._locked():
+                    backoff = self._state.store_failed(call, self.clock.now())
+                if backoff.first:
+                    log.warning(
+                        "store error while %s (%s: %s); trying again with back-off",
+                        activity.doing,
+                        type(exc).__name__,
+                        exc,
+                        extra={"store_call": call},
+                    )
+                if backoff.give_up:
+                    raise
+                self._pause(backoff.delay)
+                continue
+            with self._locked():
+                recovered = self._state.store_answered(call)
+            if recovered:
+                log.info("store answers again: %s", activity.doing, extra={"store_call": call})
+            return result
+
+    # -- handshakes ------------------------------------------------------------
+
+    def _start_handshake(self, endpoint: Endpoint) -> None:
+        with self._locked():
+            wanted = self._running() and self._state.handshake_wanted(endpoint)
+        if wanted:
+            self._spawn_handshake(endpoint)
+
+    def _handshake(self, endpoint: Endpoint) -> None:
+        try:
+            token = endpoint.verification_token
+            assert token is not None
+            now = self.clock.now()
+            event = verification_event(token, event_id=new_id("evt"), now=now)
+            request = verification_request(
+                endpoint, event, now, self.policy.timeout, self.user_agent
+            )
+            result, body = self._send(request)
+            answer = handshake_result(result, body)
+            self._retrying(
+                "record_handshake",
+                operations.record_handshake,
+                self.store,
+                endpoint.id,
+                token,
+                answer,
+            )
+        except Exception:
+            log.exception(
+                "handshake with endpoint %s abandoned; it is sent again later", endpoint.id
+            )
+        finally:
+            with self._locked():
+                self._state.handshake_ended(endpoint)
+            self._signal()
+
+    # -- delivery --------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        while self._running():
+            try:
+                self._dispatch_once()
+            except Exception:
+                if not self._running():
+                    return
+                log.exception(
+                    "dispatcher: unexpected error; trying again in %g s", _UNEXPECTED_PAUSE
+                )
+                self._pause(_UNEXPECTED_PAUSE)
+
+    def _dispatch_once(self) -> None:
+        """Claim what is due and hand it to the workers; if nothing more is due now,
+        sleep until it may be."""
+        now = self.clock.now()
+        with self._locked():
+            scan = self._state.scan_due(now)
+            retention = self._state.prune_due(now)
+        if scan:
+            for endpoint in self._retrying("list_endpoints", self.store.list_endpoints):
+                self._start_handshake(endpoint)
+        if retention is not None:
+            self._retrying("prune", operations.apply_retention, self.store, retention, now)
+        with self._locked():
+            wanted = self._state.claims_wanted()
+            coalesce = self._state.coalesce(wanted)
+        if coalesce:
+            self._pause(COALESCE)
+            with self._locked():
+                wanted = self._state.claims_wanted()
+        if wanted > 0:
+            now = self.clock.now()
+            claimed = self._retrying(
+                "claim", self.store.claim, now, wanted, self.worker_id, now + self.lease
+            )
+            with self._locked():
+                self._state.claimed(len(claimed))
+            self._hand_out(claimed)
+            if len(claimed) == wanted:
+                return
+        next_due = None
+        if wanted > 0:
+            next_due = self._retrying("next_due", self.store.next_due)
+        with self._locked():
+            timeout = self._state.timer(self.clock.now(), next_due)
+        if self._running():
+            self._sleep_until(timeout, next_due)
+
+    def _work(self, claim: Claimed) -> None:
+        """A worker's turn with one claim: send it, or keep it for release once stopping."""
+        try:
+            if self._running():
+                self._attempt(claim)
+            else:
+                with self._locked():
+                    self._state.unsent([claim])
+        except Exception:
+            log.exception(
+                "attempt of delivery %s failed; it is retried when its lease ends",
+                claim.delivery.id,
+            )
+        finally:
+            with self._locked():
+                self._state.ended()
+            self._signal()
+
+    def _attempt(self, claim: Claimed) -> None:
+        now = self.clock.now()
+        with self._locked():
+            delivery, request = self._state.begin(claim, now)
+        effects: tuple[DeliveryEffect, ...] = ()
+        if request is not None:
+            try:
+                result, _ = self._send(request)
+            except BaseException:
+                with self._locked():
+                    self._state.abandoned(claim, self.clock.now())
+                raise
+            with self._locked():
+                delivery, effects = self._state.finish(claim, delivery, result, self.clock.now())
+        if not self._queue_result(delivery):
+            return
+        for effect in effects:
+            self._carry_out(effect)
+
+    def _carry_out(self, effect: DeliveryEffect) -> None:
+        if isinstance(effect, DisableEndpoint):
+            self._retrying(
+                "disable_endpoint",
+                operations.disable_if_enabled,
+                self.store,
+                effect.endpoint_id,
+                self.clock.now(),
+                effect.reason,
+            )
+        else:
+            assert_never(effect)
+
+    def _write_batch(self, batch: Sequence[Delivery]) -> None:
+        """Write finished records (retried while their leases last), then signal."""
+        try:
+            self._retrying(
+                "complete",
+                operations.write_results,
+                self.store,
+                batch,
+                self.worker_id,
+                self.health,
+                self.on_endpoint_disabled,
+            )
+        except Exception:
+            log.error(
+                "gave up writing %d results; they are retried when their leases end", len(batch)
+            )
+        finally:
+            with self._locked():
+                self._state.written(len(batch))
+            self._signal()
+
+    def _release_unstarted(self) -> None:
+        """Give the claims no worker started back to the store, in one call (at exit)."""
+        with self._locked():
+            ids, self._state.unstarted = self._state.unstarted, []
+        if ids:
+            try:
+                self._retrying("release", self.store.release, ids, self.worker_id)
+            except Exception:
+                log.warning("%d unsent claims are due again when their leases end", len(ids))
