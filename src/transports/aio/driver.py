@@ -110,6 +110,19 @@ class AsyncDriver(DriverConfig, abc.ABC):
     def _running(self) -> bool:
         """True while the driver runs and is not stopping."""
 
+    def _new_state(self) -> DriverState:
+        """A fresh ``DriverState`` under this driver's settings (at each start)."""
+        return DriverState(
+            policy=self.policy,
+            lease=self.lease,
+            max_in_flight=self.max_in_flight,
+            poll_interval=self.poll_interval,
+            user_agent=self.user_agent,
+            retention=self.retention,
+            retention_interval=self.retention_interval,
+            gate=self.gate,
+        )
+
     # -- the sender's API --------------------------------------------------------
 
     async def add_endpoint(

@@ -62,7 +62,6 @@ from transports.aio.publishing import GroupedPublisher
 from transports.clocks import Clock
 from transports.driving import operations
 from transports.driving.config import DriverOptions, DriverSettings
-from transports.driving.state import DriverState
 from transports.http.httpx_transport import HttpxTransport
 from transports.http.lean_async import Http1Transport
 from transports.http.transport import (
@@ -141,18 +140,6 @@ class WebhookService(AsyncDriver):
         self._publisher = GroupedPublisher(self.store, self.catalog)
         self._unsubscribe: Callable[[], None] | None = None
         self._dispatcher_stopped = anyio.Event()
-
-    def _new_state(self) -> DriverState:
-        return DriverState(
-            policy=self.policy,
-            lease=self.lease,
-            max_in_flight=self.max_in_flight,
-            poll_interval=self.poll_interval,
-            user_agent=self.user_agent,
-            retention=self.retention,
-            retention_interval=self.retention_interval,
-            gate=self.gate,
-        )
 
     # -- lifecycle -------------------------------------------------------------
 

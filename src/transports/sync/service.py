@@ -45,7 +45,6 @@ from typing import Any, ParamSpec, TypeVar, Unpack
 from transports.clocks import Clock, SystemClock, VirtualClock
 from transports.driving import operations
 from transports.driving.config import DriverOptions, DriverSettings
-from transports.driving.state import DriverState
 from transports.http.httpx_transport import HttpxSyncTransport
 from transports.http.lean import Http1SyncTransport
 from transports.http.transport import (
@@ -133,18 +132,6 @@ class ThreadedWebhookService(SyncDriver):
         self._handshakes: ThreadPoolExecutor | None = None
         self._dispatcher: threading.Thread | None = None
         self._writer: threading.Thread | None = None
-
-    def _new_state(self) -> DriverState:
-        return DriverState(
-            policy=self.policy,
-            lease=self.lease,
-            max_in_flight=self.max_in_flight,
-            poll_interval=self.poll_interval,
-            user_agent=self.user_agent,
-            retention=self.retention,
-            retention_interval=self.retention_interval,
-            gate=self.gate,
-        )
 
     # -- lifecycle -------------------------------------------------------------
 
