@@ -91,12 +91,12 @@ class ThreadedWebhookService(SyncDriver):
     """Sends webhooks from a program without an event loop, on threads.
 
     ``store`` defaults to the SQLite file ``webhooks.db`` (or ``$WEBHOOKS_DB``);
-    ``http`` to an ``HttpxSyncTransport`` (``http="http1"``: ``Http1SyncTransport``;
-    either made with the service's outbound policy, while a transport you pass
-    keeps its own); ``clock`` to the system clock (``VirtualClock`` in
-    tests). The rest are ``DriverSettings``, as one object (``settings=``) or
-    as keyword arguments. The sender's methods mirror ``WebhookService``'s,
-    synchronously.
+    ``http`` to the lean HTTP/1.1 transport (``Http1SyncTransport``;
+    ``http="httpx"``: ``HttpxSyncTransport``; either made with the service's
+    outbound policy, while a transport you pass, a proxied one say, keeps its own);
+    ``clock`` to the system clock (``VirtualClock`` in tests). The rest are
+    ``DriverSettings``, as one object (``settings=``) or as keyword arguments.
+    The sender's methods mirror ``WebhookService``'s, synchronously.
     """
 
     default_max_in_flight = 32
@@ -112,9 +112,9 @@ class ThreadedWebhookService(SyncDriver):
     ) -> None:
         super().__init__(store, settings, **options)
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._http_choice = http if isinstance(http, str) else "httpx"
-        if self._http_choice not in ("httpx", "http1"):
-            raise ConfigError(f"http must be a transport, 'httpx' or 'http1', not {http!r}")
+        self._http_choice = http if isinstance(http, str) else "http1"
+        if self._http_choice not in ("http1", "httpx"):
+            raise ConfigError(f"http must be a transport, 'http1' or 'httpx', not {http!r}")
         self._http = None if isinstance(http, str) else http
         self._owns_http = self._http is None
         self._store_lock = threading.Lock()
