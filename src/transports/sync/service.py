@@ -19,6 +19,10 @@ waiting and the I/O:
 * the writer stores finished records a batch at a time;
 * handshakes run on a small pool of their own, for endpoints in ``verifying``.
 
+Threads publishing at once to a blocking store share its writes
+(``transports.sync.publishing``): one transaction, one durable commit, for
+every publish that arrived while the previous write ran.
+
 Each attempt has a total deadline (``policy.timeout``): the transport bounds
 every socket wait, name resolution included, by the time left, and an
 exchange that outlasted the deadline is recorded as a timeout whatever came
@@ -57,6 +61,7 @@ from transports.http.transport import (
 )
 from transports.stores.interface import Claimed, Store
 from transports.sync.driver import SyncDriver
+from transports.sync.publishing import ThreadedGroupedPublisher
 from webhook_core import AttemptResult, ConfigError, Delivery, Endpoint, HttpRequest
 
 P = ParamSpec("P")
@@ -118,6 +123,7 @@ class ThreadedWebhookService(SyncDriver):
         self._http = None if isinstance(http, str) else http
         self._owns_http = self._http is None
         self._store_lock = threading.Lock()
+        self._publisher = ThreadedGroupedPublisher(self.store, self.catalog)
         self._stop_lock = threading.Lock()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -309,9 +315,11 @@ class ThreadedWebhookService(SyncDriver):
     def _publish_specs(
         self, specs: list[operations.EventSpec], now: float, connection: Any
     ) -> list[operations.PublishResult]:
-        # Threads publishing at once are not serialised here: a store that groups
-        # commits (SQLite) makes one commit of many.
-        return operations.publish_many(self.store, self.catalog, specs, now, connection=connection)
+        if connection is not None or not self.store.blocking:
+            return operations.publish_many(
+                self.store, self.catalog, specs, now, connection=connection
+            )
+        return self._publisher.publish(specs, now)
 
     def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         """Wait for a wake-up or ``timeout`` seconds; under ``VirtualClock`` see the module."""
