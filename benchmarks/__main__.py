@@ -19,10 +19,14 @@ runs every shape (``benchmarks.workload``), each in its own forked process
   every registered store (memory, SQLite, and PostgreSQL when it is
   reachable; ``--no-postgres`` leaves it out), sending through the lean HTTP/1.1 transport; with
   ``--diagnostics`` also asyncio on memory through httpx and through a null
-  transport (no network: the driver's own ceiling).
+  transport (no network: the driver's own ceiling);
+* the defaults rows (``asyncio+defaults``, ``trio+defaults``,
+  ``threads+defaults``): each driver with no store or transport argument (a
+  SQLite file, the lean transport), its default ``max_in_flight``, fed by 64
+  concurrent publishers of one event per call: what a user gets untuned.
 
-The table gives successful deliveries per second, p50/p99 publish-to-delivered
-latency, the time ``publish`` took (the fan-out), peak RSS, and each rate as a
+The table gives successful deliveries per second, p50/p99 latency from
+publish to the receiver's 2xx, the time ``publish`` took (the fan-out), peak RSS, and each rate as a
 ratio to the baselines measured in the same run; then every target of the
 throughput issue, met or missed. ``--quick`` (scale 0.001, fan-out to 500
 endpoints, one round) is a smoke run of a minute or two.
@@ -44,7 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import BASELINES
-from benchmarks.drivers import DRIVERS, STORES, StoreKind, register_store, run_ours
+from benchmarks.drivers import (
+    DRIVERS,
+    STORES,
+    StoreKind,
+    register_store,
+    run_defaults,
+    run_ours,
+)
 from benchmarks.postgres import PG_URL, drop_postgres, open_postgres, postgres_reachable
 from benchmarks.receiver import Blackhole, Receiver
 from benchmarks.workload import SHAPE_NAMES, SHAPES, Shape, scaled
@@ -61,6 +72,10 @@ class Row:
     driver: str | None = None
     store: str = "memory"
     transport: str = "http1"
+    defaults: bool = False
+
+
+DEFAULTS_LABEL = "ours: {}, defaults, 64 publishers"
 
 
 def all_rows(diagnostics: bool) -> list[Row]:
@@ -69,6 +84,9 @@ def all_rows(diagnostics: bool) -> list[Row]:
     for driver in DRIVERS:
         for store, kind in STORES.items():
             rows.append(Row(f"{driver}+{store}", f"ours: {driver}, {kind.label}", driver, store))
+    for driver in DRIVERS:
+        label = DEFAULTS_LABEL.format(driver)
+        rows.append(Row(f"{driver}+defaults", label, driver, "sqlite", defaults=True))
     if diagnostics:
         rows.append(
             Row(
@@ -99,6 +117,8 @@ def run_row(
     urls = shape.urls(base_url, dead_url)
     if row.driver is None:
         return BASELINES[row.name][1](urls, shape)
+    if row.defaults:
+        return run_defaults(row.driver, urls, shape, directory)
     return run_ours(row.driver, row.store, row.transport, urls, shape, directory)
 
 
@@ -236,6 +256,19 @@ def _fanout_target(best: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, bo
     return ", ".join(f"{d} {p:.3f} s" for d, p in found), all(p < 0.5 for _, p in found)
 
 
+def _best_target(best: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, bool] | None:
+    ref = best.get(("aiohttp", "events"), {}).get("rate")
+    ours = [
+        (rate, row)
+        for (row, shape), result in best.items()
+        if shape == "events" and "+" in row and (rate := result.get("rate"))
+    ]
+    if not ref or not ours:
+        return None
+    rate, row = max(ours)
+    return f"{rate / ref:.2f}x ({row})", rate / ref >= 1.5
+
+
 TARGETS = (
     Target(
         "asyncio + memory >= 1.0x naive aiohttp", _ratio_target("asyncio+memory", "aiohttp", 1.0)
@@ -251,7 +284,33 @@ TARGETS = (
     Target(
         "fan-out shape (10,000 endpoints unless --quick), SQLite: publish < 0.5 s", _fanout_target
     ),
+    Target(
+        "asyncio, defaults, 64 publishers >= 1.0x naive aiohttp",
+        _ratio_target("asyncio+defaults", "aiohttp", 1.0),
+    ),
+    Target(
+        "trio, defaults, 64 publishers >= 0.8x naive aiohttp",
+        _ratio_target("trio+defaults", "aiohttp", 0.8),
+    ),
+    Target(
+        "threads, defaults, 64 publishers >= 2.5x naive httpx.Client threads",
+        _ratio_target("threads+defaults", "httpx-threads", 2.5),
+    ),
+    Target("best of our rows (any store, any transport) >= 1.5x naive aiohttp", _best_target),
 )
+
+
+def latencies(best: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """p50/p99 from publish to the receiver's 2xx of each defaults row, in ``events``."""
+    lines = []
+    for driver in DRIVERS:
+        result = best.get((f"{driver}+defaults", "events"), {})
+        if result.get("p50") is not None:
+            lines.append(
+                f"{driver}, defaults: publish to 2xx p50 {result['p50'] * 1000:,.0f} ms, "
+                f"p99 {result['p99'] * 1000:,.0f} ms"
+            )
+    return lines
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -406,9 +465,15 @@ def report(
         verdict = "met" if outcome and met else ("missed" if outcome else "")
         verdicts.append(f"| {target.text} | {measured} | {verdict} |")
         console.print(f"target: {target.text}: {measured} {verdict}", highlight=False)
+    latency = latencies(best)
+    for line in latency:
+        console.print(f"latency: {line}", highlight=False)
     for error in errors:
         console.print(f"error: {error}", highlight=False)
-    text += ["### Targets", "", *verdicts, "", *(f"error: {e}" for e in errors)]
+    text += ["### Targets", "", *verdicts, ""]
+    if latency:
+        text += ["### Latency under load (events shape)", "", *(f"- {x}" for x in latency), ""]
+    text += [f"error: {e}" for e in errors]
     if markdown_path is not None:
         markdown_path.write_text("\n".join(text) + "\n", encoding="utf-8")
 

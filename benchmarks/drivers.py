@@ -18,10 +18,17 @@ creation (the latency).
 Stores are a registry: ``register_store(name, StoreKind(...))`` adds a backend
 to every driver's rows (``python -m benchmarks`` adds PostgreSQL when it is
 reachable).
+
+The defaults rows (``run_defaults``) show what a user gets without tuning:
+each driver made with no store and no transport argument (the SQLite file
+``$WEBHOOKS_DB``, here in the row's directory, and the lean HTTP/1.1
+transport), its default ``max_in_flight``, fed by ``DEFAULT_PUBLISHERS``
+concurrent callers each publishing one event per call.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +46,7 @@ from transports.testing import LOOPBACK_NETWORKS
 from webhook_core import DeliveryState, RetryPolicy
 
 PUBLISHERS = 16
+DEFAULT_PUBLISHERS = 64
 _SETTLE_POLL = 0.05  # seconds between checks for the last healthy delivery
 _STALL = 5  # deadlines without a new delivery after which a row with bad endpoints is over
 ASYNC_IN_FLIGHT = 64
@@ -90,9 +98,9 @@ def prepared_store(kind: StoreKind, directory: Path, urls: list[str], now: float
     return kind.open(directory)
 
 
-def shares(events: int) -> list[int]:
-    """How many of ``events`` each of the (at most ``PUBLISHERS``) publishers publishes."""
-    callers = min(PUBLISHERS, events)
+def shares(events: int, publishers: int = PUBLISHERS) -> list[int]:
+    """How many of ``events`` each of the (at most ``publishers``) publishers publishes."""
+    callers = min(publishers, events)
     return [events // callers + (n < events % callers) for n in range(callers)]
 
 
@@ -149,72 +157,103 @@ class Settling:
         return time.monotonic() - self._since > _STALL * self.shape.timeout
 
 
-def _options(shape: Shape, in_flight: int) -> dict[str, Any]:
-    return {
+def _options(shape: Shape, in_flight: int | None) -> dict[str, Any]:
+    """Loopback allowed, one attempt per delivery; ``in_flight`` None: the driver's default."""
+    options: dict[str, Any] = {
         "allow_http": True,
         "allowed_networks": LOOPBACK_NETWORKS,
-        "max_in_flight": in_flight,
         "policy": RetryPolicy(schedule=(), timeout=shape.timeout),
     }
+    if in_flight is not None:
+        options["max_in_flight"] = in_flight
+    return options
 
 
-async def run_async(store: Store, shape: Shape, transport: str) -> dict[str, Any]:
+def _service_args(
+    store: Store | None, transport: str | None, shape: Shape, in_flight: int | None
+) -> dict[str, Any]:
+    """The driver's arguments; None leaves the store or transport to the driver's default.
+
+    "http1" and "httpx" are made by the service, with its outbound policy.
+    """
+    args = _options(shape, in_flight)
+    if store is not None:
+        args["store"] = store
+    if transport == "null":
+        from benchmarks.diagnostics import NullTransport
+
+        args["http"] = NullTransport()
+    elif transport is not None:
+        args["http"] = transport
+    return args
+
+
+async def run_async(
+    store: Store | None,
+    shape: Shape,
+    transport: str | None,
+    publishers: int = PUBLISHERS,
+    in_flight: int | None = ASYNC_IN_FLIGHT,
+) -> dict[str, Any]:
     """``WebhookService`` (trio or asyncio, whichever runs this) publishing ``shape``."""
     import anyio
 
-    from benchmarks.diagnostics import NullTransport
     from transports.aio.service import WebhookService
 
-    # "http1" and "httpx" are made by the service, with its outbound policy.
-    http = NullTransport() if transport == "null" else transport
-    async with WebhookService(store, http=http, **_options(shape, ASYNC_IN_FLIGHT)) as hooks:
+    async with WebhookService(**_service_args(store, transport, shape, in_flight)) as hooks:
 
         async def publisher(count: int) -> None:
             for _ in range(count):
                 await hooks.publish(EVENT, DATA)
 
-        timing = Timing(store, shape, hooks.clock.now())
+        timing = Timing(hooks.store, shape, hooks.clock.now())
         async with anyio.create_task_group() as tg:
-            for count in shares(shape.events):
+            for count in shares(shape.events, publishers):
                 tg.start_soon(publisher, count)
         timing.published()
         if shape.failing or shape.dead:
-            settling = Settling(store, shape)
+            settling = Settling(hooks.store, shape)
             while not settling.done():
                 await anyio.sleep(_SETTLE_POLL)
         else:
             await hooks.drain()
         timing.stop()
-    return timing.results()
+        return timing.results()
 
 
-def run_threads(store: Store, shape: Shape, transport: str) -> dict[str, Any]:
+def run_threads(
+    store: Store | None,
+    shape: Shape,
+    transport: str | None,
+    publishers: int = PUBLISHERS,
+    in_flight: int | None = THREADED_IN_FLIGHT,
+) -> dict[str, Any]:
     """``ThreadedWebhookService`` publishing ``shape``."""
     from transports.sync.service import ThreadedWebhookService
 
-    with ThreadedWebhookService(
-        store, http=transport, **_options(shape, THREADED_IN_FLIGHT)
-    ) as hooks:
+    with ThreadedWebhookService(**_service_args(store, transport, shape, in_flight)) as hooks:
 
         def publisher(count: int) -> None:
             for _ in range(count):
                 hooks.publish(EVENT, DATA)
 
-        timing = Timing(store, shape, hooks.clock.now())
-        publishers = [threading.Thread(target=publisher, args=(n,)) for n in shares(shape.events)]
-        for thread in publishers:
+        timing = Timing(hooks.store, shape, hooks.clock.now())
+        threads = [
+            threading.Thread(target=publisher, args=(n,)) for n in shares(shape.events, publishers)
+        ]
+        for thread in threads:
             thread.start()
-        for thread in publishers:
+        for thread in threads:
             thread.join()
         timing.published()
         if shape.failing or shape.dead:
-            settling = Settling(store, shape)
+            settling = Settling(hooks.store, shape)
             while not settling.done():
                 time.sleep(_SETTLE_POLL)
         else:
             hooks.drain()
         timing.stop()
-    return timing.results()
+        return timing.results()
 
 
 def run_ours(
@@ -235,3 +274,15 @@ def run_ours(
     finally:
         if kind.cleanup is not None:
             kind.cleanup(directory)
+
+
+def run_defaults(driver: str, urls: list[str], shape: Shape, directory: Path) -> dict[str, Any]:
+    """One defaults row: the driver with no store or transport argument (see the module)."""
+    path = directory / "webhooks.db"
+    os.environ["WEBHOOKS_DB"] = str(path)  # this row's own process (see benchmarks.__main__)
+    prepared_store(STORES["sqlite"], directory, urls, time.time()).close()
+    if driver == "threads":
+        return run_threads(None, shape, None, DEFAULT_PUBLISHERS, None)
+    import anyio
+
+    return anyio.run(run_async, None, shape, None, DEFAULT_PUBLISHERS, None, backend=driver)

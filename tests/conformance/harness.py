@@ -27,7 +27,8 @@ from webhook_core import Endpoint, EndpointState
 
 DRIVERS = ("trio", "asyncio", "threads")
 STORES = ("memory", "sqlite", "postgres")
-TRANSPORTS = ("httpx", "http1")
+# "default": no ``http`` argument (the lean HTTP/1.1 transport); "httpx": ``http="httpx"``.
+TRANSPORTS = ("default", "httpx")
 
 
 def make_store(kind: str, directory: Path) -> Store:
@@ -72,14 +73,16 @@ class PortalService:
 
 @contextlib.contextmanager
 def running(
-    driver: str, store_kind: str = "memory", transport: str = "httpx", **options: Any
+    driver: str, store_kind: str = "memory", transport: str = "default", **options: Any
 ) -> Iterator[Any]:
-    """A started service of the given driver, store and transport, stopped gracefully on exit."""
+    """A started service of the given driver, store and transport (``TRANSPORTS``), stopped
+    gracefully on exit."""
     options.setdefault("allow_http", True)
     options.setdefault("allowed_networks", LOOPBACK_NETWORKS)
     if "store" not in options:
         options["store"] = make_store(store_kind, Path(tempfile.mkdtemp()))
-    options.setdefault("http", transport)  # made by the driver, with its outbound policy
+    if transport != "default":
+        options.setdefault("http", transport)  # made by the driver, with its outbound policy
     if driver == "threads":
         from transports.sync.service import ThreadedWebhookService
 

@@ -106,9 +106,9 @@ class WebhookService(AsyncDriver):
     """Sends webhooks from inside a trio or asyncio application.
 
     ``store`` defaults to the SQLite file ``webhooks.db`` (or ``$WEBHOOKS_DB``);
-    ``http`` to an httpx transport (``http="http1"`` picks the lean HTTP/1.1
-    transport; either is made with the service's outbound policy, while a
-    transport you pass keeps its own);
+    ``http`` to the lean HTTP/1.1 transport (``Http1Transport``; ``http="httpx"``
+    picks ``HttpxTransport``, for HTTP/2; either is made with the service's
+    outbound policy, while a transport you pass, a proxied one say, keeps its own);
     ``clock`` to the event loop's clock anchored at the real time (virtual under
     trio's ``MockClock`` or ``looptime``). The rest are ``DriverSettings``, as
     one object (``settings=``) or as keyword arguments.
@@ -124,9 +124,9 @@ class WebhookService(AsyncDriver):
         **options: Unpack[DriverOptions],
     ) -> None:
         super().__init__(store, settings, **options)
-        self._http_choice = http if isinstance(http, str) else "httpx"
-        if self._http_choice not in ("httpx", "http1"):
-            raise ConfigError(f"http must be a transport, 'httpx' or 'http1', not {http!r}")
+        self._http_choice = http if isinstance(http, str) else "http1"
+        if self._http_choice not in ("http1", "httpx"):
+            raise ConfigError(f"http must be a transport, 'http1' or 'httpx', not {http!r}")
         self._http = None if isinstance(http, str) else http
         self._owns_http = self._http is None
         self._clock = clock

@@ -19,6 +19,10 @@ waiting and the I/O:
 * the writer stores finished records a batch at a time;
 * handshakes run on a small pool of their own, for endpoints in ``verifying``.
 
+Threads publishing at once to a blocking store share its writes
+(``transports.sync.publishing``): one transaction, one durable commit, for
+every publish that arrived while the previous write ran.
+
 Each attempt has a total deadline (``policy.timeout``): the transport bounds
 every socket wait, name resolution included, by the time left, and an
 exchange that outlasted the deadline is recorded as a timeout whatever came
@@ -56,6 +60,7 @@ from transports.http.transport import (
 )
 from transports.stores.interface import Claimed, Store
 from transports.sync.driver import SyncDriver
+from transports.sync.publishing import ThreadedGroupedPublisher
 from webhook_core import AttemptResult, ConfigError, Delivery, Endpoint, HttpRequest
 
 P = ParamSpec("P")
@@ -90,12 +95,12 @@ class ThreadedWebhookService(SyncDriver):
     """Sends webhooks from a program without an event loop, on threads.
 
     ``store`` defaults to the SQLite file ``webhooks.db`` (or ``$WEBHOOKS_DB``);
-    ``http`` to an ``HttpxSyncTransport`` (``http="http1"``: ``Http1SyncTransport``;
-    either made with the service's outbound policy, while a transport you pass
-    keeps its own); ``clock`` to the system clock (``VirtualClock`` in
-    tests). The rest are ``DriverSettings``, as one object (``settings=``) or
-    as keyword arguments. The sender's methods mirror ``WebhookService``'s,
-    synchronously.
+    ``http`` to the lean HTTP/1.1 transport (``Http1SyncTransport``;
+    ``http="httpx"``: ``HttpxSyncTransport``; either made with the service's
+    outbound policy, while a transport you pass, a proxied one say, keeps its own);
+    ``clock`` to the system clock (``VirtualClock`` in tests). The rest are
+    ``DriverSettings``, as one object (``settings=``) or as keyword arguments.
+    The sender's methods mirror ``WebhookService``'s, synchronously.
     """
 
     default_max_in_flight = 32
@@ -111,12 +116,13 @@ class ThreadedWebhookService(SyncDriver):
     ) -> None:
         super().__init__(store, settings, **options)
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._http_choice = http if isinstance(http, str) else "httpx"
-        if self._http_choice not in ("httpx", "http1"):
-            raise ConfigError(f"http must be a transport, 'httpx' or 'http1', not {http!r}")
+        self._http_choice = http if isinstance(http, str) else "http1"
+        if self._http_choice not in ("http1", "httpx"):
+            raise ConfigError(f"http must be a transport, 'http1' or 'httpx', not {http!r}")
         self._http = None if isinstance(http, str) else http
         self._owns_http = self._http is None
         self._store_lock = threading.Lock()
+        self._publisher = ThreadedGroupedPublisher(self.store, self.catalog)
         self._stop_lock = threading.Lock()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -296,9 +302,11 @@ class ThreadedWebhookService(SyncDriver):
     def _publish_specs(
         self, specs: list[operations.EventSpec], now: float, connection: Any
     ) -> list[operations.PublishResult]:
-        # Threads publishing at once are not serialised here: a store that groups
-        # commits (SQLite) makes one commit of many.
-        return operations.publish_many(self.store, self.catalog, specs, now, connection=connection)
+        if connection is not None or not self.store.blocking:
+            return operations.publish_many(
+                self.store, self.catalog, specs, now, connection=connection
+            )
+        return self._publisher.publish(specs, now)
 
     def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         """Wait for a wake-up or ``timeout`` seconds; under ``VirtualClock`` see the module."""

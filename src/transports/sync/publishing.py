@@ -1,0 +1,99 @@
+"""Concurrent publishes from threads written to a blocking store together.
+
+Theory of operation
+-------------------
+The threaded twin of ``transports.aio.publishing``. Each publishing thread
+queues its events. A thread that finds no write running becomes the leader:
+it takes everything queued and, in one ``operations.publish_groups`` call,
+reads the endpoints once, fans every caller's events out and stores them in
+one transaction (one durable commit: one fsync on SQLite, one WAL flush on
+PostgreSQL). Threads that queue meanwhile wait; when the write ends each gets
+its own results or its own error, and the first of them still queued leads
+the next write. So with N threads publishing at once a write carries about
+every one of them, and the rate grows with N while each ``publish`` still
+returns only once its event is durable.
+
+An error that is not an ``Exception`` (``KeyboardInterrupt`` in the leader,
+say) ends the write for the whole group: the leader raises it and the others
+raise a ``RuntimeError`` naming it, their events perhaps stored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from transports.driving import operations
+from transports.driving.operations import EventSpec
+from transports.stores.interface import Store, error_twin
+from webhook_core import EventCatalog
+
+
+class _Waiting:
+    """One caller's events, and the outcome once written."""
+
+    __slots__ = ("events", "now", "outcome")
+
+    def __init__(self, events: Sequence[EventSpec], now: float) -> None:
+        self.events = events
+        self.now = now
+        self.outcome: list[operations.PublishResult] | BaseException | None = None
+
+
+class ThreadedGroupedPublisher:
+    """Publishes events from concurrent threads in shared store writes."""
+
+    def __init__(self, store: Store, catalog: EventCatalog) -> None:
+        self.store = store
+        self.catalog = catalog
+        self._lock = threading.Lock()
+        self._written = threading.Condition(self._lock)
+        self._queue: list[_Waiting] = []
+        self._writing = False
+
+    def publish(self, events: Sequence[EventSpec], now: float) -> list[operations.PublishResult]:
+        """Validate, fan out and store ``events`` (name, data, event id or None) at ``now``.
+
+        Raises what publishing these events alone would raise (invalid data, a
+        duplicate event id, a store error), and nothing caused by other callers'
+        events.
+        """
+        mine = _Waiting(events, now)
+        with self._written:
+            self._queue.append(mine)
+            while self._writing and mine.outcome is None:
+                self._written.wait()
+            if mine.outcome is None:
+                self._writing = True
+                group, self._queue = self._queue, []
+            else:
+                group = []
+        if group:
+            self._write(group, mine)
+        if isinstance(mine.outcome, BaseException):
+            raise mine.outcome
+        assert mine.outcome is not None
+        return mine.outcome
+
+    def _write(self, group: list[_Waiting], leader: _Waiting) -> None:
+        try:
+            outcomes = operations.publish_groups(
+                self.store, self.catalog, [(w.events, w.now) for w in group]
+            )
+            for waiting, outcome in zip(group, outcomes, strict=True):
+                waiting.outcome = outcome
+        except Exception as exc:
+            for waiting in group:
+                waiting.outcome = exc if waiting is leader else error_twin(exc)
+        except BaseException as exc:
+            for waiting in group:
+                waiting.outcome = exc
+                if waiting is not leader:
+                    waiting.outcome = RuntimeError(
+                        f"publishing was interrupted by {type(exc).__name__} in another "
+                        "thread; the event may or may not be stored"
+                    )
+        finally:
+            with self._written:
+                self._writing = False
+                self._written.notify_all()
