@@ -61,7 +61,7 @@ from transports.aio.driver import AsyncDriver
 from transports.aio.publishing import GroupedPublisher
 from transports.clocks import Clock
 from transports.driving import operations
-from transports.driving.config import DriverOptions, DriverSettings
+from transports.driving.config import DriverOptions, DriverSettings, transport_choice
 from transports.http.httpx_transport import HttpxTransport
 from transports.http.lean_async import Http1Transport
 from transports.http.transport import (
@@ -72,7 +72,7 @@ from transports.http.transport import (
     timeout_result,
 )
 from transports.stores.interface import Claimed, Store
-from webhook_core import AttemptResult, ConfigError, Delivery, Endpoint, HttpRequest
+from webhook_core import AttemptResult, Delivery, Endpoint, HttpRequest
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -124,10 +124,7 @@ class WebhookService(AsyncDriver):
         **options: Unpack[DriverOptions],
     ) -> None:
         super().__init__(store, settings, **options)
-        self._http_choice = http if isinstance(http, str) else "http1"
-        if self._http_choice not in ("http1", "httpx"):
-            raise ConfigError(f"http must be a transport, 'http1' or 'httpx', not {http!r}")
-        self._http = None if isinstance(http, str) else http
+        self._http, self._http_choice = transport_choice(http)
         self._owns_http = self._http is None
         self._clock = clock
         self._tg: anyio.abc.TaskGroup | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import attrs
 
@@ -26,6 +26,8 @@ from webhook_core import (
     platform_catalog,
 )
 from webhook_core.addresses import Network
+
+T = TypeVar("T")
 
 DEFAULT_GATE = GatePolicy()
 DEFAULT_HEALTH = HealthPolicy()
@@ -118,6 +120,18 @@ def settings_from(settings: DriverSettings | None, options: DriverOptions) -> Dr
 
 
 _FIELD_NAMES = ", ".join(f.name for f in attrs.fields(DriverSettings))
+
+
+def transport_choice(http: T | str | None) -> tuple[T | None, str]:
+    """The transport a driver was given, or none and the name of the one it makes:
+    ``"http1"`` (the lean HTTP/1.1 transport, the default) or ``"httpx"``."""
+    if http is None:
+        return None, "http1"
+    if isinstance(http, str):
+        if http not in ("http1", "httpx"):
+            raise ConfigError(f"http must be a transport, 'http1' or 'httpx', not {http!r}")
+        return None, http
+    return http, "http1"
 
 
 class DriverConfig:

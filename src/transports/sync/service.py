@@ -48,7 +48,7 @@ from typing import Any, ParamSpec, TypeVar, Unpack
 
 from transports.clocks import Clock, SystemClock, VirtualClock
 from transports.driving import operations
-from transports.driving.config import DriverOptions, DriverSettings
+from transports.driving.config import DriverOptions, DriverSettings, transport_choice
 from transports.http.httpx_transport import HttpxSyncTransport
 from transports.http.lean import Http1SyncTransport
 from transports.http.transport import (
@@ -61,7 +61,7 @@ from transports.http.transport import (
 from transports.stores.interface import Claimed, Store
 from transports.sync.driver import SyncDriver
 from transports.sync.publishing import ThreadedGroupedPublisher
-from webhook_core import AttemptResult, ConfigError, Delivery, Endpoint, HttpRequest
+from webhook_core import AttemptResult, Delivery, Endpoint, HttpRequest
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -116,10 +116,7 @@ class ThreadedWebhookService(SyncDriver):
     ) -> None:
         super().__init__(store, settings, **options)
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._http_choice = http if isinstance(http, str) else "http1"
-        if self._http_choice not in ("http1", "httpx"):
-            raise ConfigError(f"http must be a transport, 'http1' or 'httpx', not {http!r}")
-        self._http = None if isinstance(http, str) else http
+        self._http, self._http_choice = transport_choice(http)
         self._owns_http = self._http is None
         self._store_lock = threading.Lock()
         self._publisher = ThreadedGroupedPublisher(self.store, self.catalog)
