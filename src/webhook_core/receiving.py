@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from webhook_core.canonical import MAX_BODY
 from webhook_core.catalog import EventCatalog
 from webhook_core.envelope import VERIFICATION_EVENT
 from webhook_core.errors import PayloadError, VerificationError, WebhookError
@@ -37,9 +38,6 @@ from webhook_core.timefmt import parse_rfc3339
 
 D = TypeVar("D")
 H = TypeVar("H")
-
-MAX_BODY = 1024 * 1024
-"""The largest body a receiver reads (1 MiB); adapters answer 413 above it."""
 
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"

@@ -120,8 +120,14 @@ class AsyncDriver(DriverConfig, abc.ABC):
         events: Iterable[str] = ("*",),
         headers: Mapping[str, str] | None = None,
         description: str = "",
+        allow_duplicate: bool = False,
     ) -> Endpoint:
-        """Register an endpoint and start its verification handshake."""
+        """Register an endpoint and start its verification handshake.
+
+        Refused (``ConfigError``, naming the rule): an IP-literal host the
+        outbound guard refuses, a pattern that selects no catalog event, a
+        secret under 24 bytes, a URL another endpoint has (unless ``allow_duplicate``).
+        """
         endpoint = await self._call(
             operations.add_endpoint,
             self.store,
@@ -132,6 +138,9 @@ class AsyncDriver(DriverConfig, abc.ABC):
             headers=headers,
             description=description,
             allow_http=self.allow_http,
+            outbound=self.outbound,
+            catalog=self.catalog,
+            allow_duplicate=allow_duplicate,
         )
         self._start_handshake(endpoint)
         return endpoint
@@ -154,6 +163,8 @@ class AsyncDriver(DriverConfig, abc.ABC):
             events=events,
             headers=headers,
             allow_http=self.allow_http,
+            outbound=self.outbound,
+            catalog=self.catalog,
         )
         self._start_handshake(endpoint)
         return endpoint

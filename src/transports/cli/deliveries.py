@@ -54,8 +54,15 @@ def deliveries() -> None:
     help="Only deliveries in this state.",
 )
 @click.option("--endpoint", "endpoint_id", metavar="ID", help="Only deliveries to this endpoint.")
-@click.option("--event", "event_id", metavar="ID", help="Only deliveries of this event.")
+@click.option("--event", "event_name", metavar="NAME", help="Only deliveries of events named NAME.")
+@click.option("--event-id", "event_id", metavar="ID", help="Only deliveries of this event.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--offset",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Page from the oldest: skip OFFSET deliveries, then show --limit (default: the newest).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the delivery ids.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
@@ -63,18 +70,31 @@ def list_(
     state: Context,
     state_name: str | None,
     endpoint_id: str | None,
+    event_name: str | None,
     event_id: str | None,
     limit: int,
+    offset: int | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """List deliveries, newest last."""
     store = state.store()
-    where = DeliveryFilter(DeliveryState(state_name) if state_name else None, endpoint_id, event_id)
+    where = DeliveryFilter(
+        DeliveryState(state_name) if state_name else None,
+        endpoint_id,
+        event_id,
+        event_name=event_name,
+    )
     total = store.count_deliveries(where)
-    found = store.list_deliveries(where, limit=limit, offset=max(total - limit, 0))
+    start = max(total - limit, 0) if offset is None else offset
+    found = store.list_deliveries(where, limit=limit, offset=start)
+    names: dict[str, str] = {}
+    for d in found:
+        if d.event_id not in names:
+            event = store.get_event(d.event_id)
+            names[d.event_id] = event.name if event is not None else "?"
     if as_json:
-        print_json([delivery_json(d) for d in found])
+        print_json([{**delivery_json(d), "event_name": names[d.event_id]} for d in found])
         return
     if quiet:
         for d in found:
@@ -83,12 +103,8 @@ def list_(
     if not found:
         console.print("no deliveries match")
         return
-    names: dict[str, str] = {}
     grid = table("ID", "EVENT", "ENDPOINT", "STATE", "ATTEMPTS", "CREATED", "NOTE")
     for d in found:
-        if d.event_id not in names:
-            event = store.get_event(d.event_id)
-            names[d.event_id] = event.name if event is not None else "?"
         note = d.reason or ""
         if d.state is DeliveryState.RETRY_SCHEDULED:
             note = f"next attempt {when(d.next_attempt_at)}"
@@ -103,7 +119,10 @@ def list_(
         )
     console.print(grid)
     if total > len(found):
-        console.print(f"(the last {len(found)} of {total}; use --limit for more)")
+        console.print(
+            f"({start + 1}-{start + len(found)} of {total}, oldest first; "
+            "use --limit for more, or --offset N to page)"
+        )
 
 
 @deliveries.command()

@@ -10,7 +10,7 @@ from transports.cli.context import WAIT_OPTION, Context, UserError, outbound_fro
 from transports.cli.output import console, endpoint_json, fields, print_json, table, when
 from transports.driving import operations
 from transports.http.guard import ENV_ALLOW_HTTP
-from webhook_core import Endpoint, EndpointState
+from webhook_core import Endpoint, EndpointState, platform_catalog
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 pass_context = click.make_pass_decorator(Context)
@@ -38,8 +38,9 @@ def _await_handshake(state: Context, endpoint: Endpoint, timeout: float | None) 
     done = poll(finished, timeout)
     if done is None:
         raise UserError(
-            f"endpoint {endpoint.id} is still verifying after {timeout:g} s; "
-            "is 'webhooks serve' running against this database?"
+            f"endpoint {endpoint.id} is stored but still verifying after {timeout:g} s; "
+            f"is 'webhooks serve' running against this database? (check: webhooks endpoints "
+            f"show {endpoint.id})"
         )
     return done
 
@@ -69,6 +70,9 @@ def endpoints() -> None:
 )
 @click.option("--secret", help="The signing secret (default: a new whsec_ secret).")
 @click.option("--description", default="", help="A note for operators.")
+@click.option(
+    "--allow-duplicate", is_flag=True, help="Register URL even if another endpoint has it."
+)
 @WAIT_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="Print only the endpoint id.")
 @JSON_OPTION
@@ -79,15 +83,18 @@ def add(
     patterns: tuple[str, ...],
     secret: str | None,
     description: str,
+    allow_duplicate: bool,
     wait_seconds: float | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Register URL; prints its id and secret. The running dispatcher sends the handshake.
 
-    Plain http URLs are refused unless WEBHOOKS_ALLOW_HTTP=1.
+    Plain http URLs are refused unless WEBHOOKS_ALLOW_HTTP=1, and loopback or private
+    addresses unless WEBHOOKS_ALLOWED_NETWORKS allows them.
     """
-    allow_http = outbound_from_env().allow_http
+    outbound = outbound_from_env()
+    allow_http = outbound.allow_http
     if url.lower().startswith("http://") and not allow_http:
         raise UserError(
             f"URL {url!r} uses plain http; use https, or set {ENV_ALLOW_HTTP}=1 to allow it"
@@ -100,6 +107,9 @@ def add(
         events=patterns or ("*",),
         description=description,
         allow_http=allow_http,
+        outbound=outbound,
+        catalog=platform_catalog(),
+        allow_duplicate=allow_duplicate,
     )
     if quiet:
         console.print(endpoint.id, markup=False)

@@ -113,8 +113,14 @@ class SyncDriver(DriverConfig, abc.ABC):
         events: Iterable[str] = ("*",),
         headers: Mapping[str, str] | None = None,
         description: str = "",
+        allow_duplicate: bool = False,
     ) -> Endpoint:
-        """Register an endpoint and start its verification handshake."""
+        """Register an endpoint and start its verification handshake.
+
+        Refused (``ConfigError``, naming the rule): an IP-literal host the
+        outbound guard refuses, a pattern that selects no catalog event, a
+        secret under 24 bytes, a URL another endpoint has (unless ``allow_duplicate``).
+        """
         endpoint = self._call(
             operations.add_endpoint,
             self.store,
@@ -125,6 +131,9 @@ class SyncDriver(DriverConfig, abc.ABC):
             headers=headers,
             description=description,
             allow_http=self.allow_http,
+            outbound=self.outbound,
+            catalog=self.catalog,
+            allow_duplicate=allow_duplicate,
         )
         self._start_handshake(endpoint)
         return endpoint
@@ -147,6 +156,8 @@ class SyncDriver(DriverConfig, abc.ABC):
             events=events,
             headers=headers,
             allow_http=self.allow_http,
+            outbound=self.outbound,
+            catalog=self.catalog,
         )
         self._start_handshake(endpoint)
         return endpoint

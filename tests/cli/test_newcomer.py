@@ -1,0 +1,207 @@
+"""What a newcomer meets first: missing extras, refused registrations, publish limits (issue 18)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.cli.cli_helpers import LOOPBACK_ENV, handshake_then, one_line_error, process_env, run
+from tests.cli.test_cli import MESSAGE, _activate
+from transports.cli import cli
+from transports.stores.sqlite import SQLiteStore
+from transports.sync.service import ThreadedWebhookService
+from transports.testing import LoopbackReceiver, Respond
+from transports.testing.loopback import LOOPBACK_NETWORKS
+from webhook_core.canonical import MAX_BODY
+
+# "Not installed" is faked by an import hook: a fresh virtualenv per test is too slow.
+_BLOCKING_RUN = """
+import sys
+blocked = sys.argv[1]
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == blocked or name.startswith(blocked + "."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, Block())
+sys.argv = ["webhooks", *sys.argv[2:]]
+from transports.cli import main
+main()
+"""
+
+
+def _run_without(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCKING_RUN, module, *args],
+        cwd=cwd,
+        env=process_env(),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_without_click_the_command_names_the_cli_extra(tmp_path: Path) -> None:
+    done = _run_without("click", "endpoints", "list", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "pip install 'webhooks-delivery[cli]'" in lines[0]
+
+
+def test_without_psycopg_a_postgresql_db_names_the_postgres_extra(tmp_path: Path) -> None:
+    done = _run_without(
+        "psycopg", "--db", "postgresql://127.0.0.1/none", "endpoints", "list", cwd=tmp_path
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "pip install 'webhooks-delivery[postgres]'" in lines[0]
+
+
+# -- endpoints add: refused at once, not at send time -------------------------------------
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "webhooks.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("https://169.254.169.254/latest", "metadata"),
+        ("https://127.0.0.1/hook", "loopback (127.0.0.0/8)"),
+        ("https://10.0.0.5/hook", "private (10.0.0.0/8)"),
+        ("https://[::1]/hook", "loopback (::1/128)"),
+    ],
+)
+def test_a_refused_address_is_refused_at_registration(db: Path, url: str, rule: str) -> None:
+    line = one_line_error(run(db, "endpoints", "add", url))
+    assert rule in line and "WEBHOOKS_ALLOWED_NETWORKS" in line
+    assert json.loads(run(db, "endpoints", "list", "--json").stdout) == []
+
+
+def test_an_allowed_network_and_a_host_name_are_accepted(db: Path) -> None:
+    allowed = run(db, "endpoints", "add", "https://127.0.0.1/hook", env=LOOPBACK_ENV)
+    assert allowed.exit_code == 0, allowed.output
+    named = run(db, "endpoints", "add", "https://localhost.example/hook")
+    assert named.exit_code == 0, named.output  # names are vetted when connecting
+
+
+@pytest.mark.parametrize("pattern", ["bogus.event", "message.bogus", "bogus.*"])
+def test_a_pattern_that_selects_no_event_is_refused(db: Path, pattern: str) -> None:
+    line = one_line_error(run(db, "endpoints", "add", "https://a.example/x", "--events", pattern))
+    assert f"event pattern {pattern!r} matches no known event" in line
+
+
+@pytest.mark.parametrize("pattern", ["message.*", "*", "payment.failed"])
+def test_patterns_that_select_events_are_accepted(db: Path, pattern: str) -> None:
+    result = run(db, "endpoints", "add", "https://a.example/x", "--events", pattern)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_short_secret_is_refused(db: Path) -> None:
+    line = one_line_error(run(db, "endpoints", "add", "https://a.example/x", "--secret", "short"))
+    assert "the secret holds 5 bytes; give at least 24 bytes" in line
+
+
+def test_the_same_url_twice_needs_allow_duplicate(db: Path) -> None:
+    first = run(db, "endpoints", "add", "https://a.example/x", "-q")
+    line = one_line_error(run(db, "endpoints", "add", "https://a.example/x"))
+    assert (
+        f"endpoint {first.stdout.strip()} already has URL" in line and "--allow-duplicate" in line
+    )
+    again = run(db, "endpoints", "add", "https://a.example/x", "--allow-duplicate")
+    assert again.exit_code == 0, again.output
+
+
+def test_wait_timeout_says_the_endpoint_was_stored(db: Path) -> None:
+    line = one_line_error(run(db, "endpoints", "add", "https://a.example/x", "--wait", "0.2"))
+    assert "is stored but still verifying" in line
+    assert len(json.loads(run(db, "endpoints", "list", "--json").stdout)) == 1
+
+
+# -- publish ------------------------------------------------------------------------------
+
+
+def test_an_event_over_the_body_limit_is_refused(db: Path, tmp_path: Path) -> None:
+    data = tmp_path / "big.json"
+    data.write_text(json.dumps({**MESSAGE, "metadata": {"blob": "x" * (10 * 1024 * 1024)}}))
+    line = one_line_error(run(db, "publish", "message.sent", "--data", f"@{data}"))
+    assert f"over the limit of {MAX_BODY}" in line and "bytes" in line
+    assert run(db, "deliveries", "list", "--json").stdout.strip() == "[]"
+
+
+def test_deep_data_is_a_payload_error(db: Path) -> None:
+    deep: dict[str, object] = {}
+    for _ in range(600):
+        deep = {"a": deep}
+    line = one_line_error(
+        run(db, "publish", "message.sent", "--data", json.dumps({**MESSAGE, "metadata": deep}))
+    )
+    assert "nested deeper than 64 levels" in line
+
+
+def test_data_from_standard_input(db: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["--db", str(db), "publish", "message.sent", "--data", "@-", "--json"],
+        input=json.dumps(MESSAGE),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["event"] == "message.sent"
+
+
+def test_publish_to_no_active_endpoint_says_why(db: Path) -> None:
+    endpoint_id = run(db, "endpoints", "add", "https://a.example/x", "-q").stdout.strip()
+    result = run(db, "publish", "message.sent", "--data", json.dumps(MESSAGE))
+    assert result.exit_code == 0, result.output
+    assert f"{endpoint_id} is verifying" in result.stderr and "webhooks serve" in result.stderr
+    nobody = run(tmp_db := db.with_name("other.db"), "publish", "message.sent", "--data",
+                 json.dumps(MESSAGE))  # fmt: skip
+    assert "no endpoint subscribes to message.sent" in nobody.stderr, tmp_db
+
+
+def test_publish_wait_fails_unless_every_delivery_was_delivered(db: Path) -> None:
+    with (
+        LoopbackReceiver() as rx,
+        ThreadedWebhookService(
+            SQLiteStore(db), allow_http=True, allowed_networks=LOOPBACK_NETWORKS
+        ),
+    ):
+        rx.route("/denied", handshake_then(Respond(401, b"who are you")))
+        added = run(db, "endpoints", "add", rx.url("/denied"), "--wait", "30", env=LOOPBACK_ENV)
+        assert "state:  active" in added.stdout, added.output
+        published = run(db, "publish", "message.sent", "--data", json.dumps(MESSAGE),
+                        "--wait", "1")  # fmt: skip
+    assert published.exit_code == 1, published.output
+    assert "retry_scheduled (attempt 1: HTTP 401)" in published.stdout
+    assert "1 of 1 deliveries not delivered" in published.stderr
+
+
+# -- deliveries list ----------------------------------------------------------------------
+
+
+def test_deliveries_list_takes_the_event_name_and_shows_it_in_json(db: Path) -> None:
+    endpoint_id = run(db, "endpoints", "add", "https://a.example/x", "-q").stdout.strip()
+    _activate(db, endpoint_id)
+    sent = json.loads(
+        run(db, "publish", "message.sent", "--data", json.dumps(MESSAGE), "--json").stdout
+    )
+    run(db, "publish", "message.read", "--data", json.dumps(MESSAGE))
+    by_name = json.loads(run(db, "deliveries", "list", "--event", "message.sent", "--json").stdout)
+    assert [(d["event_id"], d["event_name"]) for d in by_name] == [
+        (sent["event_id"], "message.sent")
+    ]
+    by_id = json.loads(
+        run(db, "deliveries", "list", "--event-id", sent["event_id"], "--json").stdout
+    )
+    assert by_id == by_name
