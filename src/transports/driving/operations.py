@@ -165,6 +165,60 @@ def add_endpoint(
     return endpoint
 
 
+def ensure_endpoint(
+    store: Store,
+    url: str,
+    now: float,
+    *,
+    secret: str | None = None,
+    events: Iterable[str] = ("*",),
+    headers: Mapping[str, str] | None = None,
+    description: str = "",
+    allow_http: bool = False,
+    outbound: OutboundPolicy | None = None,
+    catalog: EventCatalog | None = None,
+) -> Endpoint:
+    """The endpoint registered at ``url``, registered now if there is none (idempotent).
+
+    For a service that registers its own endpoint each time it starts: the
+    existing endpoint is returned as it is, whatever its state, keeping its
+    id, secret and verification. When ``events`` (or ``headers``, if given)
+    differ from what is stored, they are changed to the ones given: the code
+    that calls this is the endpoint's configuration. A ``secret`` the endpoint
+    does not hold is refused (``rotate_endpoint_secret`` changes it), as is a
+    URL that several endpoints share (``change_endpoint`` by id instead).
+    """
+    url = _checked_url(url, allow_http, outbound)
+    patterns = _checked_patterns(events, catalog)
+    found = [e for e in store.list_endpoints() if e.url == url]
+    if not found:
+        return add_endpoint(
+            store,
+            url,
+            now,
+            secret=secret,
+            events=patterns,
+            headers=headers,
+            description=description,
+            allow_http=allow_http,
+        )
+    if len(found) > 1:
+        raise ConfigError(
+            f"{len(found)} endpoints have URL {url!r} ({', '.join(e.id for e in found)}); "
+            "change the one you mean by its id"
+        )
+    (endpoint,) = found
+    if secret is not None and secret not in {s.value for s in endpoint.secrets}:
+        raise ConfigError(
+            f"endpoint {endpoint.id} at {url!r} has another secret; "
+            "change it with rotate_secret, or leave the secret out"
+        )
+    wanted_headers = None if headers is None else validate_headers(headers)
+    if patterns == endpoint.filters and wanted_headers in (None, endpoint.headers):
+        return endpoint
+    return change_endpoint(store, endpoint.id, now, events=patterns, headers=headers)
+
+
 def change_endpoint(
     store: Store,
     endpoint_id: str,
