@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
+from rich.table import Table
 
 from tests.cli.cli_helpers import LOOPBACK_ENV, handshake_then, one_line_error, process_env, run
 from tests.cli.test_cli import MESSAGE, _activate
 from transports.cli import cli
+from transports.cli.deliveries import DELIVERY_COLUMNS, delivery_rows
+from transports.cli.endpoints import ENDPOINT_COLUMNS, endpoint_rows
+from transports.cli.output import fitted_table
 from transports.stores.sqlite import SQLiteStore
 from transports.sync.service import ThreadedWebhookService
 from transports.testing import LoopbackReceiver, Respond
 from transports.testing.loopback import LOOPBACK_NETWORKS
+from webhook_core import DeliveryState
 from webhook_core.canonical import MAX_BODY
 
 # "Not installed" is faked by an import hook: a fresh virtualenv per test is too slow.
@@ -205,3 +214,53 @@ def test_deliveries_list_takes_the_event_name_and_shows_it_in_json(db: Path) -> 
         run(db, "deliveries", "list", "--event-id", sent["event_id"], "--json").stdout
     )
     assert by_id == by_name
+
+
+# -- listings fit 80 columns --------------------------------------------------------------
+
+
+def _rendered(grid: Any, width: int) -> list[str]:
+    screen = Console(width=width, record=True, file=io.StringIO(), highlight=False)
+    screen.print(grid)
+    return screen.export_text().splitlines()
+
+
+@pytest.mark.parametrize("width", [80, 100, 240])
+def test_listings_fit_the_terminal_and_never_break_an_id(db: Path, width: int) -> None:
+    long_url = "https://hooks.example.com/" + "netasampark/" * 8
+    first = run(db, "endpoints", "add", long_url, "--events", "message.*", "--events",
+                "payment.failed", "--events", "grievance.*", "-q").stdout.strip()  # fmt: skip
+    run(db, "endpoints", "add", "https://b.example/y", "--events", "campaign.*")
+    _activate(db, first)
+    for _ in range(2):
+        run(db, "publish", "message.delivered", "--data", json.dumps(MESSAGE))
+    store = SQLiteStore(db)
+    try:
+        endpoints = store.list_endpoints()
+        found = store.list_deliveries()
+        names = {d.event_id: "message.delivered" for d in found}
+        retrying = attrs.evolve(found[0], state=DeliveryState.RETRY_SCHEDULED, next_attempt_at=1.0)
+        listings: list[tuple[tuple[Table, list[str]], list[str]]] = [
+            (
+                fitted_table(ENDPOINT_COLUMNS, endpoint_rows(endpoints), width),
+                [e.id for e in endpoints],
+            ),
+            (
+                fitted_table(DELIVERY_COLUMNS, delivery_rows([retrying, *found], names), width),
+                [d.id for d in found],
+            ),
+        ]
+    finally:
+        store.close()
+    for (grid, dropped), records in listings:
+        lines = _rendered(grid, width)
+        assert all(len(line) <= width for line in lines), lines
+        assert len(lines) == grid.row_count + 1  # a header and one line a row: nothing wraps
+        for record_id in records:
+            assert any(record_id in line for line in lines), (record_id, lines)
+        if width == 240:
+            assert dropped == []
+    ((_, endpoint_dropped), _), ((_, delivery_dropped), _) = listings
+    if width == 80:
+        assert endpoint_dropped == [] and "ENDPOINT" in delivery_dropped
+        assert "STATE" not in delivery_dropped and "EVENT" not in delivery_dropped

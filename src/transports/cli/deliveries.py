@@ -10,17 +10,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from transports.cli.context import Context, UserError
 from transports.cli.output import (
+    Column,
     console,
     delivery_json,
     fields,
     print_json,
+    print_table,
     stderr_console,
     table,
     when,
 )
 from transports.driving import operations
 from transports.stores.interface import DeliveryFilter
-from webhook_core import DeliveryState, PayloadError, parse_rfc3339
+from webhook_core import Delivery, DeliveryState, PayloadError, parse_rfc3339
 
 pass_context = click.make_pass_decorator(Context)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
@@ -103,26 +105,44 @@ def list_(
     if not found:
         console.print("no deliveries match")
         return
-    grid = table("ID", "EVENT", "ENDPOINT", "STATE", "ATTEMPTS", "CREATED", "NOTE")
-    for d in found:
-        note = d.reason or ""
-        if d.state is DeliveryState.RETRY_SCHEDULED:
-            note = f"next attempt {when(d.next_attempt_at)}"
-        grid.add_row(
-            d.id,
-            names[d.event_id],
-            d.endpoint_id,
-            d.state.value,
-            str(d.attempts_made),
-            when(d.created_at),
-            note,
-        )
-    console.print(grid)
+    print_table(DELIVERY_COLUMNS, delivery_rows(found, names))
     if total > len(found):
         console.print(
             f"({start + 1}-{start + len(found)} of {total}, oldest first; "
             "use --limit for more, or --offset N to page)"
         )
+
+
+DELIVERY_COLUMNS = (
+    Column("ID", 0),
+    Column("EVENT", 2),
+    Column("ENDPOINT", 5),
+    Column("STATE", 1),
+    Column("TRIES", 3),
+    Column("CREATED", 6),
+    Column("NOTE", 4, shrink_to=10),
+)
+
+
+def delivery_rows(found: list[Delivery], names: dict[str, str]) -> list[list[str]]:
+    """``deliveries list``'s rows (``DELIVERY_COLUMNS``); ``names``: event names by id."""
+    rows = []
+    for d in found:
+        note = d.reason or ""
+        if d.state is DeliveryState.RETRY_SCHEDULED:
+            note = f"next attempt {when(d.next_attempt_at)}"
+        rows.append(
+            [
+                d.id,
+                names[d.event_id],
+                d.endpoint_id,
+                d.state.value,
+                str(d.attempts_made),
+                when(d.created_at) or "",
+                note,
+            ]
+        )
+    return rows
 
 
 @deliveries.command()

@@ -7,7 +7,15 @@ import time
 import click
 
 from transports.cli.context import WAIT_OPTION, Context, UserError, outbound_from_env, poll
-from transports.cli.output import console, endpoint_json, fields, print_json, table, when
+from transports.cli.output import (
+    Column,
+    console,
+    endpoint_json,
+    fields,
+    print_json,
+    print_table,
+    when,
+)
 from transports.driving import operations
 from transports.http.guard import ENV_ALLOW_HTTP
 from webhook_core import Endpoint, EndpointState, platform_catalog
@@ -141,10 +149,20 @@ def list_(state: Context, as_json: bool) -> None:
     if not found:
         console.print("no endpoints; add one with: webhooks endpoints add URL")
         return
-    grid = table("ID", "STATE", "EVENTS", "URL")
-    for e in found:
-        grid.add_row(e.id, e.state.value, ", ".join(e.filters), e.url)
-    console.print(grid)
+    print_table(ENDPOINT_COLUMNS, endpoint_rows(found))
+
+
+ENDPOINT_COLUMNS = (
+    Column("ID", 0),
+    Column("STATE", 2),
+    Column("EVENTS", 3, shrink_to=8),
+    Column("URL", 1, shrink_to=20),
+)
+
+
+def endpoint_rows(found: list[Endpoint]) -> list[list[str]]:
+    """``endpoints list``'s rows (``ENDPOINT_COLUMNS``)."""
+    return [[e.id, e.state.value, ", ".join(e.filters), e.url] for e in found]
 
 
 @endpoints.command()
