@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,14 @@ from click.testing import CliRunner
 from rich.console import Console
 from rich.table import Table
 
-from tests.cli.cli_helpers import LOOPBACK_ENV, handshake_then, one_line_error, process_env, run
+from tests.cli.cli_helpers import (
+    LOOPBACK_ENV,
+    Command,
+    handshake_then,
+    one_line_error,
+    process_env,
+    run,
+)
 from tests.cli.test_cli import MESSAGE, _activate
 from transports.cli import cli
 from transports.cli.deliveries import DELIVERY_COLUMNS, delivery_rows
@@ -25,7 +34,7 @@ from transports.stores.sqlite import SQLiteStore
 from transports.sync.service import ThreadedWebhookService
 from transports.testing import LoopbackReceiver, Respond
 from transports.testing.loopback import LOOPBACK_NETWORKS
-from webhook_core import DeliveryState
+from webhook_core import DeliveryState, RetryPolicy
 from webhook_core.canonical import MAX_BODY
 
 # "Not installed" is faked by an import hook: a fresh virtualenv per test is too slow.
@@ -264,3 +273,161 @@ def test_listings_fit_the_terminal_and_never_break_an_id(db: Path, width: int) -
     if width == 80:
         assert endpoint_dropped == [] and "ENDPOINT" in delivery_dropped
         assert "STATE" not in delivery_dropped and "EVENT" not in delivery_dropped
+
+
+# -- CLI parity with the library ----------------------------------------------------------
+
+
+def test_endpoints_update_and_headers(db: Path) -> None:
+    endpoint_id = run(db, "endpoints", "add", "https://a.example/x", "--header", "X-Team: billing",
+                      "-q").stdout.strip()  # fmt: skip
+    shown = json.loads(run(db, "endpoints", "show", endpoint_id, "--json").stdout)
+    assert shown["headers"] == {"X-Team": "billing"}
+    updated = run(db, "endpoints", "update", endpoint_id, "--url", "https://b.example/y",
+                  "--events", "payment.*", "--header", "X-Team: ops", "--description", "ops hook",
+                  "--max-in-flight", "4", "--json")  # fmt: skip
+    assert updated.exit_code == 0, updated.output
+    document = json.loads(updated.stdout)
+    assert (document["url"], document["events"], document["headers"], document["description"]) == (
+        "https://b.example/y", ["payment.*"], {"X-Team": "ops"}, "ops hook"
+    )  # fmt: skip
+    store = SQLiteStore(db)
+    endpoint = store.get_endpoint(endpoint_id)
+    store.close()
+    assert endpoint is not None and endpoint.max_in_flight == 4
+    cleared = json.loads(
+        run(db, "endpoints", "update", endpoint_id, "--no-headers", "--json").stdout
+    )
+    assert cleared["headers"] == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        ([], "nothing to change"),
+        (["--url", "https://10.1.2.3/x"], "private (10.0.0.0/8)"),
+        (["--events", "message.bogus"], "matches no known event"),
+        (["--header", "no colon"], "is not 'NAME: VALUE'"),
+    ],
+)
+def test_endpoints_update_refuses_bad_input(db: Path, args: list[str], reason: str) -> None:
+    endpoint_id = run(db, "endpoints", "add", "https://a.example/x", "-q").stdout.strip()
+    assert reason in one_line_error(run(db, "endpoints", "update", endpoint_id, *args))
+
+
+def test_endpoints_list_quiet_and_paging(db: Path) -> None:
+    ids = [
+        run(db, "endpoints", "add", f"https://{n}.example/x", "-q").stdout.strip()
+        for n in ("a", "b", "c")
+    ]
+    assert run(db, "endpoints", "list", "-q").stdout.split() == ids
+    assert run(db, "endpoints", "list", "-q", "--offset", "1", "--limit", "1").stdout.split() == [
+        ids[1]
+    ]
+    page = run(db, "endpoints", "list", "--limit", "2")
+    assert "(1-2 of 3; page with --offset N)" in page.stdout
+
+
+def test_deliveries_retry_makes_a_scheduled_retry_due_now(db: Path) -> None:
+    policy = RetryPolicy(schedule=(3600.0,), timeout=5.0)
+    with (
+        LoopbackReceiver() as rx,
+        ThreadedWebhookService(
+            SQLiteStore(db), allow_http=True, allowed_networks=LOOPBACK_NETWORKS, policy=policy
+        ) as hooks,
+    ):
+        rx.route("/down", handshake_then(Respond(503, b"maintenance")))
+        endpoint = hooks.add_endpoint(rx.url("/down"))
+        hooks.wait_until_verified(endpoint.id, 30)
+        hooks.publish("message.sent", MESSAGE)
+        while not (found := hooks.list_deliveries()) or not found[0].attempts:
+            time.sleep(0.02)
+    [waiting] = found
+    assert waiting.state is DeliveryState.RETRY_SCHEDULED
+    before = time.time()
+    retried = run(db, "deliveries", "retry", waiting.id)
+    assert retried.exit_code == 0, retried.output
+    assert f"delivery {waiting.id} is due now" in retried.stdout
+    store = SQLiteStore(db)
+    due = store.get_delivery(waiting.id)
+    store.close()
+    assert due is not None and due.next_attempt_at is not None
+    assert before <= due.next_attempt_at <= time.time() and due.attempts == waiting.attempts
+    line = one_line_error(run(db, "deliveries", "retry", "dlv_missing"))
+    assert "no delivery with id 'dlv_missing'" in line
+
+
+def test_deliveries_retry_refuses_a_delivery_not_waiting_to_retry(db: Path) -> None:
+    endpoint_id = run(db, "endpoints", "add", "https://a.example/x", "-q").stdout.strip()
+    _activate(db, endpoint_id)
+    run(db, "publish", "message.sent", "--data", json.dumps(MESSAGE))
+    [delivery_id] = run(db, "deliveries", "list", "-q").stdout.split()
+    line = one_line_error(run(db, "deliveries", "retry", delivery_id))
+    assert "is pending; only a retry_scheduled one can be retried now" in line
+
+
+def test_events_lists_the_catalog_and_shows_a_sample_that_publishes(db: Path) -> None:
+    listing = run(db, "events")
+    assert listing.exit_code == 0, listing.output
+    assert "payment.failed" in listing.stdout and "payment_id, amount, currency" in listing.stdout
+    one = run(db, "events", "payment.failed")
+    assert "refunded_amount" in one.stdout and "optional" in one.stdout
+    sample = one.stdout.split("--data '", 1)[1].rsplit("'", 1)[0]
+    published = run(db, "publish", "payment.failed", "--data", sample)
+    assert published.exit_code == 0, published.output
+    documents = json.loads(run(db, "events", "--json").stdout)
+    assert len(documents) == 13 and all(d["fields"] and d["sample"] for d in documents)
+    assert "unknown event 'payment.lost'" in one_line_error(run(db, "events", "payment.lost"))
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--retention", "soon"], "--retention 'soon' is not an age"),
+        (["--retention-failed", "0s"], "--retention-failed '0s' is not an age"),
+        (["--transport", "carrier-pigeon"], "Invalid value for '--transport'"),
+        (["--concurrency", "0"], "Invalid value for '--concurrency'"),
+        (["--ca-file", "/nonexistent.pem"], "Invalid value for '--ca-file'"),
+    ],
+)
+def test_serve_options_refuse_bad_values(db: Path, args: list[str], reason: str) -> None:
+    result = run(db, "serve", *args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert reason in result.stderr
+
+
+def test_serve_with_its_options_delivers(tmp_path: Path) -> None:
+    db = tmp_path / "webhooks.db"
+    with LoopbackReceiver() as rx:
+        rx.route("/hook", handshake_then())
+        serve = Command("--db", str(db), "serve", "--runtime", "threads", "--transport", "http1",
+                        "--concurrency", "2", "--poll-interval", "0.1", "--retention", "1h",
+                        "--retention-failed", "30d", cwd=tmp_path)  # fmt: skip
+        try:
+            serve.wait_for("dispatching from")
+            added = run(db, "endpoints", "add", rx.url("/hook"), "--wait", "30", env=LOOPBACK_ENV)
+            assert "state:  active" in added.stdout, added.output + serve.output
+            published = run(db, "publish", "message.sent", "--data", json.dumps(MESSAGE),
+                            "--wait", "30")  # fmt: skip
+            assert published.exit_code == 0, published.output + serve.output
+            assert serve.stop(signal.SIGTERM) == 0, serve.output
+        finally:
+            serve.kill()
+
+
+def test_shell_completion_as_docs_cli_md_shows_it(tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert '"$(_WEBHOOKS_COMPLETE=bash_source webhooks)"' in docs
+    command = [sys.executable, "-m", "transports.cli"]
+    script = subprocess.run(
+        command, env=process_env({"_WEBHOOKS_COMPLETE": "bash_source"}), cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert script.returncode == 0 and "_webhooks_completion" in script.stdout, script.stderr
+    words = {"_WEBHOOKS_COMPLETE": "bash_complete", "COMP_WORDS": "webhooks endpoints up",
+             "COMP_CWORD": "2"}  # fmt: skip
+    completed = subprocess.run(
+        command, env=process_env(words), cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert completed.stdout.split() == ["plain,update"], completed.stderr

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from transports.cli.context import Context, UserError
+from transports.cli.context import Context, UserError, parse_age
 from transports.cli.output import (
     Column,
     console,
@@ -25,15 +24,13 @@ from transports.stores.interface import DeliveryFilter
 from webhook_core import Delivery, DeliveryState, PayloadError, parse_rfc3339
 
 pass_context = click.make_pass_decorator(Context)
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
 def parse_since(text: str, now: float) -> float:
     """A time: RFC 3339 (``2024-01-01T00:00:00Z``) or an age (``90s``, ``30m``, ``2h``, ``7d``)."""
-    match = _DURATION.match(text.strip().lower())
-    if match:
-        return now - float(match.group(1)) * _UNIT[match.group(2)]
+    age = parse_age(text)
+    if age is not None:
+        return now - age
     try:
         return parse_rfc3339(text.strip(), "--failed-since")
     except PayloadError:
@@ -187,6 +184,23 @@ def show(state: Context, delivery_id: str, as_json: bool) -> None:
             a.error or (a.response_excerpt or "")[:80],
         )
     console.print(grid)
+
+
+@deliveries.command()
+@click.argument("delivery_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def retry(state: Context, delivery_id: str, as_json: bool) -> None:
+    """Make a retry_scheduled delivery due now (the running dispatcher sends it)."""
+    due = operations.retry_now(state.store(), delivery_id, time.time())
+    if as_json:
+        print_json(delivery_json(due))
+    else:
+        console.print(
+            f"delivery {due.id} is due now; the running dispatcher sends attempt "
+            f"{due.attempts_made + 1}",
+            markup=False,
+        )
 
 
 @deliveries.command()

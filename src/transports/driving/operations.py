@@ -46,6 +46,7 @@ from webhook_core import (
     validate_pattern,
     validate_url,
 )
+from webhook_core.delivery_machine import RetryNow
 from webhook_core.names import pattern_matches
 
 MIN_SECRET_BYTES = 24
@@ -246,6 +247,25 @@ def change_endpoint(
         endpoint = endpoint_machine.apply(endpoint, ChangeUrl(url, now))
         if endpoint.state is EndpointState.UNVERIFIED:
             endpoint = endpoint_machine.apply(endpoint, BeginVerification(new_token(), now))
+    store.save_endpoint(endpoint)
+    return endpoint
+
+
+def set_endpoint_details(
+    store: Store,
+    endpoint_id: str,
+    *,
+    description: str | None = None,
+    max_in_flight: int | None = None,
+) -> Endpoint:
+    """Change an endpoint's description or its cap on attempts under way at once."""
+    endpoint = _require_endpoint(store, endpoint_id)
+    if description is not None:
+        endpoint = attrs.evolve(endpoint, description=description)
+    if max_in_flight is not None:
+        if max_in_flight < 1:
+            raise ConfigError("max_in_flight must be at least 1")
+        endpoint = attrs.evolve(endpoint, max_in_flight=max_in_flight)
     store.save_endpoint(endpoint)
     return endpoint
 
@@ -515,6 +535,21 @@ def replay_delivery(store: Store, delivery_id: str, now: float) -> Delivery:
     fresh = replay(original, new_id("dlv"), now)
     store.save_deliveries([fresh])
     return fresh
+
+
+def retry_now(store: Store, delivery_id: str, now: float) -> Delivery:
+    """Make a ``retry_scheduled`` delivery due at once; the dispatcher sends it at its next poll."""
+    delivery = store.get_delivery(delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery with id {delivery_id!r}")
+    if delivery.state is not DeliveryState.RETRY_SCHEDULED:
+        raise ConfigError(
+            f"delivery {delivery_id} is {delivery.state.value}; only a retry_scheduled one can "
+            "be retried now (replay a delivered or failed one)"
+        )
+    due, _ = delivery_machine.apply(delivery, RetryNow(now), RetryPolicy())
+    store.save_deliveries([due])
+    return due
 
 
 def replay_failed_since(
