@@ -25,9 +25,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from webhook_core.errors import PayloadError
 
 MAX_SAFE_INTEGER = 2**53 - 1
+MAX_BODY = 1024 * 1024
+"""The largest body a receiver reads (1 MiB), and so the largest event a sender publishes."""
 _MAX_ARRAY_INDEX = 2**32 - 2
 _MAX_DEPTH = 64
 
@@ -54,6 +58,33 @@ def canonical_json(value: Any, path: str = "$") -> bytes:
     except UnicodeEncodeError:
         _find_surrogate(value, path)
         raise  # pragma: no cover - _find_surrogate always raises first
+
+
+def check_depth(value: Any, path: str = "$", depth: int = 0) -> None:
+    """Refuse ``value`` nested deeper than ``canonical_json`` allows, without recursing.
+
+    ``value`` sits ``depth`` levels down at ``path``; attrs instances count as
+    the objects they become. The ``PayloadError`` is the one ``canonical_json``
+    raises, so data nested thousands deep fails as data nested 65 deep does,
+    before anything recursive (a model's converter) sees it.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, path, depth)]
+    while stack:
+        item, where, level = stack.pop()
+        if level > _MAX_DEPTH:
+            raise PayloadError(where, f"nested deeper than {_MAX_DEPTH} levels")
+        if isinstance(item, Mapping):
+            children = [(v, _member_path(where, str(k))) for k, v in item.items()]
+        elif attrs.has(type(item)):
+            children = [
+                (getattr(item, f.name), _member_path(where, f.name))
+                for f in attrs.fields(type(item))
+            ]
+        elif isinstance(item, Sequence) and not isinstance(item, (str, bytes, bytearray)):
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        else:
+            continue
+        stack.extend((child, at, level + 1) for child, at in reversed(children))
 
 
 def _is_index_key(key: str) -> bool:

@@ -18,7 +18,8 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 from cattrs.v import format_exception
 
-from webhook_core.errors import PayloadError, UnknownEvent
+from webhook_core.canonical import MAX_BODY
+from webhook_core.errors import ConfigError, PayloadError, UnknownEvent
 from webhook_core.names import validate_event_name
 
 JSONObject = dict[str, Any]
@@ -158,9 +159,17 @@ class EventType:
 
 
 class EventCatalog:
-    """Event names known to the application, with the models of their ``data``."""
+    """Event names known to the application, with the models of their ``data``.
 
-    def __init__(self) -> None:
+    ``max_body``: the largest event body (in bytes) that may be published; by
+    default what the library's receiver accepts (``MAX_BODY``, 1 MiB), since a
+    larger one would be refused with 413 on every attempt.
+    """
+
+    def __init__(self, *, max_body: int = MAX_BODY) -> None:
+        if not (isinstance(max_body, int) and max_body > 0):
+            raise ConfigError("max_body must be a positive number of bytes")
+        self.max_body = max_body
         self._types: dict[str, EventType] = {}
         self._converter = make_converter()
 
@@ -247,9 +256,9 @@ class EventCatalog:
             raise PayloadError(path or "data", "; ".join([reason, *others])) from None
 
 
-def platform_catalog() -> EventCatalog:
-    """A new catalog holding the platform's 13 events."""
-    catalog = EventCatalog()
+def platform_catalog(*, max_body: int = MAX_BODY) -> EventCatalog:
+    """A new catalog holding the platform's 13 events (``max_body``: see ``EventCatalog``)."""
+    catalog = EventCatalog(max_body=max_body)
     for name, (model, description) in PLATFORM_EVENTS.items():
         catalog.register(name, model, description)
     return catalog

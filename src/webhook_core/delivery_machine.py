@@ -15,6 +15,8 @@ due again at once; ``policy.max_abandoned`` of those fail it. ``Cancel`` fails
 a waiting delivery (its endpoint was disabled or removed). ``Defer(until)``
 moves a claimed, waiting delivery to a later time without an attempt (the
 endpoint gate held it back: breaker open, endpoint busy or rate-limited).
+``RetryNow`` makes a ``retry_scheduled`` delivery due at once (an operator
+asked for it), keeping its attempts.
 
 Every transition keeps the record's ``lease_token``: the store's claim sets it,
 and the finished record carries it back so the store can tell a result of this
@@ -156,7 +158,14 @@ class Defer:
     reason: str
 
 
-DeliveryInput = Start | Finish | Abandon | Cancel | Defer
+@attrs.frozen
+class RetryNow:
+    """Make a delivery waiting for its next attempt due at ``now`` (an operator's request)."""
+
+    now: float
+
+
+DeliveryInput = Start | Finish | Abandon | Cancel | Defer | RetryNow
 
 
 @attrs.frozen
@@ -240,6 +249,7 @@ TRANSITIONS: dict[tuple[DeliveryState, type], frozenset[DeliveryState]] = {
     (RETRY_SCHEDULED, Cancel): frozenset({FAILED}),
     (PENDING, Defer): frozenset({PENDING}),
     (RETRY_SCHEDULED, Defer): frozenset({RETRY_SCHEDULED}),
+    (RETRY_SCHEDULED, RetryNow): frozenset({RETRY_SCHEDULED}),
 }
 check_table("delivery", TRANSITIONS, DeliveryState, PENDING, TERMINAL)
 
@@ -353,6 +363,12 @@ def _defer(
     return _moved(d, d.state, due, d.attempts, event.reason), ()
 
 
+def _retry_now(
+    d: Delivery, event: RetryNow, _: RetryPolicy
+) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
+    return _moved(d, d.state, event.now, d.attempts, d.reason), ()
+
+
 def _describe(attempt: Attempt) -> str:
     if attempt.status is not None:
         return f"HTTP {attempt.status}"
@@ -360,7 +376,14 @@ def _describe(attempt: Attempt) -> str:
     return f"{attempt.outcome.value}{detail}"
 
 
-_HANDLERS = {Start: _start, Finish: _finish, Abandon: _abandon, Cancel: _cancel, Defer: _defer}
+_HANDLERS = {
+    Start: _start,
+    Finish: _finish,
+    Abandon: _abandon,
+    Cancel: _cancel,
+    Defer: _defer,
+    RetryNow: _retry_now,
+}
 
 
 def apply(

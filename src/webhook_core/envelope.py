@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from webhook_core.canonical import canonical_json
+from webhook_core.canonical import canonical_json, check_depth
 from webhook_core.catalog import EventCatalog
 from webhook_core.errors import PayloadError
 from webhook_core.timefmt import rfc3339
@@ -51,13 +51,21 @@ def build_event(catalog: EventCatalog, name: str, data: Any, *, event_id: str, n
 
     Raises ``UnknownEvent``/``InvalidEventName`` for the name and ``PayloadError``
     (naming the field) for data that does not match the model or cannot survive
-    JavaScript's ``JSON.stringify(JSON.parse(body))`` round trip.
+    JavaScript's ``JSON.stringify(JSON.parse(body))`` round trip, or whose body
+    would be larger than the catalog's ``max_body``.
     """
     validate_id(event_id, "id")
+    check_depth(data, "$.data", 1)
     json_data = catalog.to_json(name, data)
     body = canonical_json(
         {"event": name, "timestamp": rfc3339(now), "data": json_data, "id": event_id}
     )
+    if len(body) > catalog.max_body:
+        raise PayloadError(
+            "data",
+            f"the event body would be {len(body)} bytes, over the limit of {catalog.max_body} "
+            "(receivers refuse larger bodies); send less data, e.g. a reference to fetch",
+        )
     return Event(id=event_id, name=name, created_at=now, body=body)
 
 

@@ -5,10 +5,13 @@ Theory of operation
 A receiver decides in steps, each a pure function of the request's raw body
 bytes, its headers and the time ``now``:
 
+0. A body over ``MAX_BODY`` bytes is refused unread: 413.
 1. ``Verifier.verify`` checks a signature over the raw body (never a
-   re-serialised one) and the timestamp's tolerance. Failure: 401.
+   re-serialised one) and the timestamp's tolerance. Failure: 401 (a body
+   that verifies but is not UTF-8: 400).
 2. ``parse_envelope`` reads the body as the wire contract's envelope
-   (``event``, ``timestamp``, ``data``, ``id``). Failure: 400.
+   (``event``, ``timestamp``, ``data``, ``id``). Failure, including JSON
+   nested too deep to read and ``NaN`` or ``Infinity``: 400.
 3. ``webhook.verification`` is the sender's handshake: ``handshake_reply``
    answers its token; nothing else happens.
 4. Anything else becomes a ``ReceivedEvent`` whose ``data`` is structured by
@@ -16,7 +19,7 @@ bytes, its headers and the time ``now``:
    The caller (``transports.receiving.Receiver``) de-duplicates it by
    ``dedup_key`` and runs the handlers whose pattern ``Routes`` matches.
 
-``check_request`` runs steps 1 and 2; ``rejection_reply`` turns either error
+``check_request`` runs steps 0 to 2; ``rejection_reply`` turns either error
 into the answer, so a verification problem is always a 4xx, never a 500.
 """
 
@@ -28,18 +31,17 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from webhook_core.canonical import MAX_BODY
 from webhook_core.catalog import EventCatalog
 from webhook_core.envelope import VERIFICATION_EVENT
 from webhook_core.errors import PayloadError, VerificationError, WebhookError
 from webhook_core.names import pattern_matches, validate_event_name, validate_pattern
-from webhook_core.signing import VerifiedRequest, Verifier
+from webhook_core.signing import BodyNotUTF8, VerifiedRequest, Verifier
 from webhook_core.timefmt import parse_rfc3339
 
 D = TypeVar("D")
 H = TypeVar("H")
 
-MAX_BODY = 1024 * 1024
-"""The largest body a receiver reads (1 MiB); adapters answer 413 above it."""
 
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
@@ -47,6 +49,14 @@ _TEXT = "text/plain; charset=utf-8"
 
 class MalformedBody(WebhookError, ValueError):
     """A signed body that is not the wire contract's envelope (the receiver answers 400)."""
+
+
+class BodyTooLarge(MalformedBody):
+    """A body over ``MAX_BODY`` bytes, refused before it is verified (the receiver answers 413)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise MalformedBody(f"the body holds {name}, which is not JSON; send numbers only")
 
 
 @attrs.frozen
@@ -92,9 +102,13 @@ class ReceivedEvent(Generic[D]):
 def parse_envelope(body: bytes) -> Envelope:
     """Read ``body`` as an envelope; ``MalformedBody`` naming what is wrong."""
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_constant=_refuse_constant)
+    except MalformedBody:
+        raise
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedBody(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedBody("the body is JSON nested too deeply to read") from None
     if not isinstance(document, dict):
         raise MalformedBody(f"the body is a JSON {type(document).__name__}, not an object")
     name = document.get("event")
@@ -128,8 +142,11 @@ def check_request(
 ) -> tuple[VerifiedRequest, Envelope]:
     """Verify the signature over the raw ``body``, then parse it.
 
-    Raises ``VerificationError`` (answer 401) or ``MalformedBody`` (answer 400).
+    Raises ``VerificationError`` (answer 401) or ``MalformedBody`` (answer 400;
+    ``BodyTooLarge``, 413).
     """
+    if len(body) > MAX_BODY:
+        raise BodyTooLarge(f"the body is larger than {MAX_BODY} bytes")
     verified = verifier.verify(body, headers, now, allow_platform_only=allow_platform_only)
     return verified, parse_envelope(body)
 
@@ -188,8 +205,10 @@ def decode_event(
 
 
 def rejection_reply(error: VerificationError | MalformedBody) -> Reply:
-    """401 for a signature that does not verify, 400 for a malformed body."""
-    status = 401 if isinstance(error, VerificationError) else 400
+    """401 for a signature that does not verify, 400 for a malformed body (413: too large)."""
+    if isinstance(error, BodyTooLarge):
+        return TOO_LARGE
+    status = 400 if isinstance(error, (MalformedBody, BodyNotUTF8)) else 401
     return Reply(status, str(error).encode("utf-8"))
 
 

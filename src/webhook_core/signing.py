@@ -297,8 +297,12 @@ def _v1_candidates(provided: bytes) -> list[bytes]:
     return candidates
 
 
+class BodyNotUTF8(VerificationError):
+    """The signature matched but the body is not UTF-8: the body is malformed (answer 400)."""
+
+
 def _require_utf8(body: bytes) -> None:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
-        raise VerificationError("the body is not UTF-8") from None
+        raise BodyNotUTF8("the body is not UTF-8") from None

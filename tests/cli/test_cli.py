@@ -309,12 +309,13 @@ def test_deliveries_list_filters_and_json(history: History) -> None:
     assert sorted(d["id"] for d in to_good) == sorted(history.delivered)
     event_id = to_good[0]["event_id"]
     of_event = json.loads(
-        run(history.db, "deliveries", "list", "--event", event_id, "--json").stdout
+        run(history.db, "deliveries", "list", "--event-id", event_id, "--json").stdout
     )
     assert [d["id"] for d in of_event] == [to_good[0]["id"]]
     limited = json.loads(run(history.db, "deliveries", "list", "--limit", "1", "--json").stdout)
     assert len(limited) == 1
-    assert "no deliveries match" in run(history.db, "deliveries", "list", "--event", "evt_x").stdout
+    nothing = run(history.db, "deliveries", "list", "--event-id", "evt_x")
+    assert "no deliveries match" in nothing.stdout
     bad_state = run(history.db, "deliveries", "list", "--state", "lost")
     assert bad_state.exit_code == 2
 
@@ -415,7 +416,7 @@ def test_commands_work_on_postgresql() -> None:
         run(url, "publish", "message.sent", "--data", json.dumps(MESSAGE), "--json").stdout
     )
     listed = json.loads(
-        run(url, "deliveries", "list", "--event", published["event_id"], "--json").stdout
+        run(url, "deliveries", "list", "--event-id", published["event_id"], "--json").stdout
     )
     assert len(listed) == published["deliveries"]
     assert run(url, "endpoints", "remove", endpoint_id).exit_code == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.cli_helpers import Command, handshake_then, run, run_process
+from tests.cli.cli_helpers import LOOPBACK_ENV, Command, handshake_then, run, run_process
 from tests.receiving.receiving_helpers import OTHER_SECRET, SECRET, event_request, handshake_request
 from transports.stores.sqlite import SQLiteStore
 from transports.testing import Delay, LoopbackReceiver, ReceivedRequest, Respond
@@ -277,8 +277,9 @@ def test_serve_keeps_the_address_guard_without_allowed_networks(
     serve = Command("--db", str(db), "serve", cwd=tmp_path, env={"WEBHOOKS_ALLOWED_NETWORKS": ""})
     try:
         serve.wait_for("dispatching from")
+        # Registered where the network was allowed; this dispatcher does not allow it.
         added = run(db, "endpoints", "add", receiver.url("/hook"), "--wait", "30",
-                    env={"WEBHOOKS_ALLOW_HTTP": "1"})  # fmt: skip
+                    env=LOOPBACK_ENV)  # fmt: skip
         assert added.exit_code == 0, added.output
         assert "unverified: verification failed: blocked: refused to connect" in added.stdout
         assert "127.0.0.1 is loopback" in added.stdout

@@ -31,6 +31,7 @@ from transports.testing import (
 )
 from webhook_core import (
     SIGNATURE_HEADER,
+    ConfigError,
     DeliveryState,
     EndpointState,
     Outcome,
@@ -212,10 +213,13 @@ def test_the_outbound_guard_blocks_loopback_unless_allowed(
         LoopbackReceiver(default=verifying()) as rx,
         running(driver, store_kind, transport, allowed_networks=()) as hooks,
     ):
-        endpoint = hooks.add_endpoint(rx.url("/hook"))
+        with pytest.raises(ConfigError, match=r"127\.0\.0\.1 is loopback"):
+            hooks.add_endpoint(rx.url("/hook"))  # an address literal: refused at once
+        # A host name is resolved and vetted when connecting.
+        endpoint = hooks.add_endpoint(rx.url("/hook").replace("127.0.0.1", "localhost"))
         unverified = wait_endpoint(hooks, endpoint.id, EndpointState.UNVERIFIED)
-        assert "blocked" in (unverified.last_error or "")
-        assert "127.0.0.1 is loopback" in (unverified.last_error or "")
+        assert "blocked: refused to connect to localhost" in (unverified.last_error or "")
+        assert "is loopback" in (unverified.last_error or "")
         assert rx.requests == []
 
 

@@ -27,6 +27,7 @@ from webhook_core.delivery_machine import (
     DisableEndpoint,
     Finish,
     Outcome,
+    RetryNow,
     Start,
     new_delivery,
     replay,
@@ -40,7 +41,7 @@ RS = DeliveryState.RETRY_SCHEDULED
 D = DeliveryState.DELIVERED
 F = DeliveryState.FAILED
 
-INPUT_KINDS: tuple[type, ...] = (Start, Finish, Abandon, Cancel, Defer)
+INPUT_KINDS: tuple[type, ...] = (Start, Finish, Abandon, Cancel, Defer, RetryNow)
 FAILURE_STATUSES = st.one_of(st.integers(100, 199), st.integers(300, 409), st.integers(411, 999))
 # Every error kind an attempt can end with (ABANDONED is fed as Abandon, not Finish).
 ERROR_KIND_LIST = sorted(ERROR_KINDS, key=lambda o: o.value)
@@ -197,6 +198,8 @@ def inputs_of(draw: st.DrawFn, kind: type, d: Delivery) -> DeliveryInput:
         # Drivers defer only claims that are due (``begin_attempt``), so not before ``base``.
         now = base + draw(st.floats(0, 100, allow_nan=False))
         return Defer(now, now + draw(st.floats(-100, 500, allow_nan=False)), "held back")
+    if kind is RetryNow:
+        return RetryNow(now)
     return Cancel(now, "endpoint removed")
 
 
@@ -281,6 +284,11 @@ def check_semantics(
         assert new.next_attempt_at is not None
         assert new.next_attempt_at >= event.until
         assert d.next_attempt_at is None or new.next_attempt_at >= d.next_attempt_at
+        assert effects == ()
+        return
+    if isinstance(event, RetryNow):
+        # An operator's "now": due at once, nothing else changes.
+        assert new == attrs.evolve(d, next_attempt_at=event.now)
         assert effects == ()
         return
     result = event.result

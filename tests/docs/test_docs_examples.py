@@ -115,3 +115,33 @@ def test_the_wire_contract_example_body_is_what_the_library_sends() -> None:
         now=1704067200,
     )
     assert event.body.decode() == example.group(1)
+
+
+def test_the_readme_sender_restarts_without_a_second_endpoint_or_waiting_for_retries(
+    tmp_path: Path,
+) -> None:
+    """README's sending example, run twice against a receiver that refuses events.
+
+    The second start finds its endpoint (no second one) and waits for its
+    handshake only, not for the first run's delivery that is being retried.
+    """
+    from tests.cli.cli_helpers import handshake_then
+    from transports.stores.sqlite import SQLiteStore
+    from transports.testing import LoopbackReceiver, Respond
+
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    [sending] = [b for b in BLOCK.findall(readme) if "WebhookService(" in b]
+    with LoopbackReceiver() as rx:
+        rx.route("/webhooks", handshake_then(Respond(500, b"down")))
+        code = sending.replace("https://receiver.example.com/webhooks", rx.url("/webhooks"))
+        code = code.replace(
+            'WebhookService(SQLiteStore("webhooks.db"))',
+            'WebhookService(SQLiteStore("webhooks.db"), allow_http=True,'
+            ' allowed_networks="127.0.0.0/8")',
+        )
+        assert rx.url("/webhooks") in code and "allowed_networks" in code
+        for _ in range(2):
+            run_as_pasted(code, tmp_path)
+    store = SQLiteStore(tmp_path / "webhooks.db")
+    assert len(store.list_endpoints()) == 1
+    store.close()

@@ -499,3 +499,42 @@ def test_respond_fast_from_an_event_loop(anyio_backend: str) -> None:
         release.set()
         work.join()
     assert done == ["evt_1"]
+
+
+def _envelope(data: bytes) -> bytes:
+    return b'{"event":"message.sent","timestamp":"2026-01-01T00:00:00Z","data":' + data + b"}"
+
+
+HOSTILE_BODIES = [
+    pytest.param(_envelope(b'{"a":' + b"[" * 1_000 + b"]" * 1_000 + b"}"), 400,
+                 "nested too deeply", id="nested-1000"),
+    pytest.param(_envelope(b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"), 400,
+                 "nested too deeply", id="nested-100000"),
+    pytest.param(_envelope(b'{"amount":NaN}'), 400, "holds NaN", id="nan"),
+    pytest.param(_envelope(b'{"amount":-Infinity}'), 400, "holds -Infinity", id="inf"),
+    pytest.param(_envelope(b'{"note":"\xff"}'), 400, "not UTF-8", id="not-utf8"),
+    pytest.param(_envelope(b'{"note":"' + b"x" * 1_200_000 + b'"}'), 413,
+                 "larger than 1048576 bytes", id="1.2MB"),
+]  # fmt: skip
+"""Signed bodies (signed when the test runs) and the answer each must get."""
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), HOSTILE_BODIES)
+def test_hostile_signed_bodies_get_their_documented_answer(
+    body: bytes, status: int, reason: str
+) -> None:
+    receiver = Receiver(SECRET)
+    calls: list[str] = []
+    receiver.add_handler("*", lambda e: calls.append(e.name))
+    reply = receiver.handle(body, sign(body))
+    assert (reply.status, calls) == (status, [])
+    assert reason in reply.body.decode()
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), HOSTILE_BODIES)
+def test_hostile_signed_bodies_get_their_documented_answer_async(
+    body: bytes, status: int, reason: str
+) -> None:
+    receiver = Receiver(SECRET)
+    reply = anyio.run(receiver.handle_async, body, sign(body))
+    assert reply.status == status and reason in reply.body.decode()

@@ -34,7 +34,7 @@ from transports.stores.memory import MemoryStore
 from transports.sync.service import ThreadedWebhookService
 from transports.testing.loopback import LOOPBACK_NETWORKS
 from webhook_core import EndpointState, MessageData
-from webhook_core.receiving import MAX_BODY
+from webhook_core.canonical import MAX_BODY
 
 FRAMEWORKS = ("asgi", "starlette-route", "starlette-mount", "fastapi", "wsgi", "flask", "django")
 PATH = "/webhooks/netasampark"
@@ -272,3 +272,29 @@ def test_respond_fast_through_a_framework(framework: str) -> None:
             release.set()
             work.join()
     assert done == ["evt_fast"]
+
+
+def _signed_envelope(data: bytes) -> tuple[bytes, dict[str, str]]:
+    body = b'{"event":"message.sent","timestamp":"2026-01-01T00:00:00Z","data":' + data + b"}"
+    return body, sign(body)
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_a_signed_body_nested_too_deep_is_400(site: Site, depth: int) -> None:
+    response = site.post(*_signed_envelope(b'{"a":' + b"[" * depth + b"]" * depth + b"}"))
+    assert response.status_code == 400, response.text
+    assert "nested too deeply" in response.text
+    assert site.seen == []
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_a_signed_body_with_nan_is_400(site: Site, constant: bytes) -> None:
+    response = site.post(*_signed_envelope(b'{"amount":' + constant + b"}"))
+    assert response.status_code == 400, response.text
+    assert "not JSON" in response.text
+
+
+def test_a_signed_body_that_is_not_utf8_is_400(site: Site) -> None:
+    response = site.post(*_signed_envelope(b'{"note":"\xff\xfe"}'))
+    assert response.status_code == 400, response.text
+    assert "not UTF-8" in response.text

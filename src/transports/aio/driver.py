@@ -29,6 +29,7 @@ from webhook_core import (
     DeliveryState,
     DisableEndpoint,
     Endpoint,
+    EndpointState,
     HttpRequest,
     handshake_result,
     verification_event,
@@ -107,6 +108,10 @@ class AsyncDriver(DriverConfig, abc.ABC):
         ``TimeoutError`` past ``deadline`` (the driver's own time base)."""
 
     @abc.abstractmethod
+    def _deadline_after(self, seconds: float) -> float:
+        """The deadline ``seconds`` from now, in ``_wait_for_progress``'s time base."""
+
+    @abc.abstractmethod
     def _running(self) -> bool:
         """True while the driver runs and is not stopping."""
 
@@ -133,8 +138,14 @@ class AsyncDriver(DriverConfig, abc.ABC):
         events: Iterable[str] = ("*",),
         headers: Mapping[str, str] | None = None,
         description: str = "",
+        allow_duplicate: bool = False,
     ) -> Endpoint:
-        """Register an endpoint and start its verification handshake."""
+        """Register an endpoint and start its verification handshake.
+
+        Refused (``ConfigError``, naming the rule): an IP-literal host the
+        outbound guard refuses, a pattern that selects no catalog event, a
+        secret under 24 bytes, a URL another endpoint has (unless ``allow_duplicate``).
+        """
         endpoint = await self._call(
             operations.add_endpoint,
             self.store,
@@ -145,9 +156,74 @@ class AsyncDriver(DriverConfig, abc.ABC):
             headers=headers,
             description=description,
             allow_http=self.allow_http,
+            outbound=self.outbound,
+            catalog=self.catalog,
+            allow_duplicate=allow_duplicate,
         )
         self._start_handshake(endpoint)
         return endpoint
+
+    async def ensure_endpoint(
+        self,
+        url: str,
+        *,
+        secret: str | None = None,
+        events: Iterable[str] = ("*",),
+        headers: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> Endpoint:
+        """The endpoint at ``url``, registered (and its handshake started) only if there is none.
+
+        Call it each time your service starts: the same URL gives back the same
+        endpoint, never a second one. Events or headers that differ from the
+        stored ones are changed to those given; a secret the endpoint does not
+        hold is refused (``rotate_secret`` changes it). See
+        ``operations.ensure_endpoint``.
+        """
+        endpoint = await self._call(
+            operations.ensure_endpoint,
+            self.store,
+            url,
+            self.clock.now(),
+            secret=secret,
+            events=events,
+            headers=headers,
+            description=description,
+            allow_http=self.allow_http,
+            outbound=self.outbound,
+            catalog=self.catalog,
+        )
+        self._start_handshake(endpoint)
+        return endpoint
+
+    async def wait_until_verified(self, endpoint_id: str, timeout: float | None = None) -> Endpoint:
+        """Wait until the endpoint's handshake has finished; return the endpoint.
+
+        It is then ``active`` (verified), or ``unverified`` with the reason in
+        ``last_error`` (``verify_endpoint`` sends the handshake again), or
+        ``disabled``. Waits on the driver's own progress, re-reading the store
+        when something changed (and every ``poll_interval`` for a store other
+        processes write). Raises ``TimeoutError`` after ``timeout`` seconds and
+        ``NotFound`` if the endpoint is removed. Unlike ``drain`` it does not
+        wait for deliveries, so a web application's start-up is not held up by
+        retries.
+        """
+        deadline = None if timeout is None else self._deadline_after(timeout)
+        while True:
+            with self._locked():
+                seen = self._state.progress
+            endpoint = await self._call(self.store.get_endpoint, endpoint_id)
+            if endpoint is None:
+                raise operations.NotFound(f"no endpoint with id {endpoint_id!r}")
+            if endpoint.state is not EndpointState.VERIFYING:
+                return endpoint
+            try:
+                await self._wait_for_progress(seen, self._store_recheck, deadline)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"endpoint {endpoint_id} is still verifying after {timeout:g} s; is the "
+                    "driver running, and does the endpoint answer the handshake?"
+                ) from None
 
     async def change_endpoint(
         self,
@@ -167,6 +243,8 @@ class AsyncDriver(DriverConfig, abc.ABC):
             events=events,
             headers=headers,
             allow_http=self.allow_http,
+            outbound=self.outbound,
+            catalog=self.catalog,
         )
         self._start_handshake(endpoint)
         return endpoint
@@ -265,8 +343,13 @@ class AsyncDriver(DriverConfig, abc.ABC):
         """Deliveries matching ``where``, oldest first."""
         return await self._call(self.store.list_deliveries, where, limit, offset)
 
+    @property
+    def _store_recheck(self) -> float | None:
+        """How long to wait on progress before reading a store other processes write again."""
+        return max(self.poll_interval, 0.05) if self.store.blocking else None
+
     async def _drain(self, deadline: float | None) -> None:
-        recheck = max(self.poll_interval, 0.05) if self.store.blocking else None
+        recheck = self._store_recheck
         while True:
             with self._locked():
                 seen, idle = self._state.progress, self._state.idle

@@ -298,12 +298,20 @@ class WebhookService(AsyncDriver):
     async def _wait_for_progress(
         self, seen: int, wait: float | None, deadline: float | None
     ) -> None:
+        if deadline is not None:
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                raise TimeoutError("the wait's timeout ran out")
+            wait = left if wait is None else min(wait, left)
         if self._state.progress != seen:
             return
         if self._progress.is_set():
             self._progress = anyio.Event()
         with anyio.move_on_after(math.inf if wait is None else wait):
             await self._progress.wait()
+
+    def _deadline_after(self, seconds: float) -> float:
+        return anyio.current_time() + seconds
 
     def _running(self) -> bool:
         return self._tg is not None and not self._state.stopping

@@ -1,5 +1,5 @@
 """``python -m transports.cli``: the ``webhooks`` command."""
 
-from transports.cli.app import main
+from transports.cli import main
 
 main()

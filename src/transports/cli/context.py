@@ -7,6 +7,7 @@ traceback.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -68,6 +69,16 @@ class Context:
 def outbound_from_env() -> OutboundPolicy:
     """``WEBHOOKS_ALLOW_HTTP`` and ``WEBHOOKS_ALLOWED_NETWORKS``; a malformed value is exit 2."""
     return OutboundPolicy.from_env()
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_age(text: str) -> float | None:
+    """Seconds in an age (``90s``, ``30m``, ``2h``, ``7d``, ``2w``); None if it is not one."""
+    match = _DURATION.match(text.strip().lower())
+    return None if match is None else float(match.group(1)) * _UNIT[match.group(2)]
 
 
 def first_line(exc: BaseException) -> str:

@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from transports.cli.context import Context, UserError
+from transports.cli.context import Context, UserError, parse_age
 from transports.cli.output import (
+    Column,
     console,
     delivery_json,
     fields,
     print_json,
+    print_table,
     stderr_console,
     table,
     when,
 )
 from transports.driving import operations
 from transports.stores.interface import DeliveryFilter
-from webhook_core import DeliveryState, PayloadError, parse_rfc3339
+from webhook_core import Delivery, DeliveryState, PayloadError, parse_rfc3339
 
 pass_context = click.make_pass_decorator(Context)
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
 def parse_since(text: str, now: float) -> float:
     """A time: RFC 3339 (``2024-01-01T00:00:00Z``) or an age (``90s``, ``30m``, ``2h``, ``7d``)."""
-    match = _DURATION.match(text.strip().lower())
-    if match:
-        return now - float(match.group(1)) * _UNIT[match.group(2)]
+    age = parse_age(text)
+    if age is not None:
+        return now - age
     try:
         return parse_rfc3339(text.strip(), "--failed-since")
     except PayloadError:
@@ -54,8 +53,15 @@ def deliveries() -> None:
     help="Only deliveries in this state.",
 )
 @click.option("--endpoint", "endpoint_id", metavar="ID", help="Only deliveries to this endpoint.")
-@click.option("--event", "event_id", metavar="ID", help="Only deliveries of this event.")
+@click.option("--event", "event_name", metavar="NAME", help="Only deliveries of events named NAME.")
+@click.option("--event-id", "event_id", metavar="ID", help="Only deliveries of this event.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--offset",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Page from the oldest: skip OFFSET deliveries, then show --limit (default: the newest).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the delivery ids.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
@@ -63,18 +69,31 @@ def list_(
     state: Context,
     state_name: str | None,
     endpoint_id: str | None,
+    event_name: str | None,
     event_id: str | None,
     limit: int,
+    offset: int | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """List deliveries, newest last."""
     store = state.store()
-    where = DeliveryFilter(DeliveryState(state_name) if state_name else None, endpoint_id, event_id)
+    where = DeliveryFilter(
+        DeliveryState(state_name) if state_name else None,
+        endpoint_id,
+        event_id,
+        event_name=event_name,
+    )
     total = store.count_deliveries(where)
-    found = store.list_deliveries(where, limit=limit, offset=max(total - limit, 0))
+    start = max(total - limit, 0) if offset is None else offset
+    found = store.list_deliveries(where, limit=limit, offset=start)
+    names: dict[str, str] = {}
+    for d in found:
+        if d.event_id not in names:
+            event = store.get_event(d.event_id)
+            names[d.event_id] = event.name if event is not None else "?"
     if as_json:
-        print_json([delivery_json(d) for d in found])
+        print_json([{**delivery_json(d), "event_name": names[d.event_id]} for d in found])
         return
     if quiet:
         for d in found:
@@ -83,27 +102,44 @@ def list_(
     if not found:
         console.print("no deliveries match")
         return
-    names: dict[str, str] = {}
-    grid = table("ID", "EVENT", "ENDPOINT", "STATE", "ATTEMPTS", "CREATED", "NOTE")
+    print_table(DELIVERY_COLUMNS, delivery_rows(found, names))
+    if total > len(found):
+        console.print(
+            f"({start + 1}-{start + len(found)} of {total}, oldest first; "
+            "use --limit for more, or --offset N to page)"
+        )
+
+
+DELIVERY_COLUMNS = (
+    Column("ID", 0),
+    Column("EVENT", 2),
+    Column("ENDPOINT", 5),
+    Column("STATE", 1),
+    Column("TRIES", 3),
+    Column("CREATED", 6),
+    Column("NOTE", 4, shrink_to=10),
+)
+
+
+def delivery_rows(found: list[Delivery], names: dict[str, str]) -> list[list[str]]:
+    """``deliveries list``'s rows (``DELIVERY_COLUMNS``); ``names``: event names by id."""
+    rows = []
     for d in found:
-        if d.event_id not in names:
-            event = store.get_event(d.event_id)
-            names[d.event_id] = event.name if event is not None else "?"
         note = d.reason or ""
         if d.state is DeliveryState.RETRY_SCHEDULED:
             note = f"next attempt {when(d.next_attempt_at)}"
-        grid.add_row(
-            d.id,
-            names[d.event_id],
-            d.endpoint_id,
-            d.state.value,
-            str(d.attempts_made),
-            when(d.created_at),
-            note,
+        rows.append(
+            [
+                d.id,
+                names[d.event_id],
+                d.endpoint_id,
+                d.state.value,
+                str(d.attempts_made),
+                when(d.created_at) or "",
+                note,
+            ]
         )
-    console.print(grid)
-    if total > len(found):
-        console.print(f"(the last {len(found)} of {total}; use --limit for more)")
+    return rows
 
 
 @deliveries.command()
@@ -148,6 +184,23 @@ def show(state: Context, delivery_id: str, as_json: bool) -> None:
             a.error or (a.response_excerpt or "")[:80],
         )
     console.print(grid)
+
+
+@deliveries.command()
+@click.argument("delivery_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def retry(state: Context, delivery_id: str, as_json: bool) -> None:
+    """Make a retry_scheduled delivery due now (the running dispatcher sends it)."""
+    due = operations.retry_now(state.store(), delivery_id, time.time())
+    if as_json:
+        print_json(delivery_json(due))
+    else:
+        console.print(
+            f"delivery {due.id} is due now; the running dispatcher sends attempt "
+            f"{due.attempts_made + 1}",
+            markup=False,
+        )
 
 
 @deliveries.command()

@@ -7,12 +7,44 @@ import time
 import click
 
 from transports.cli.context import WAIT_OPTION, Context, UserError, outbound_from_env, poll
-from transports.cli.output import console, endpoint_json, fields, print_json, table, when
+from transports.cli.output import (
+    Column,
+    console,
+    endpoint_json,
+    fields,
+    print_json,
+    print_table,
+    when,
+)
 from transports.driving import operations
 from transports.http.guard import ENV_ALLOW_HTTP
-from webhook_core import Endpoint, EndpointState
+from webhook_core import Endpoint, EndpointState, platform_catalog
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+HEADER_OPTION = click.option(
+    "--header",
+    "header_lines",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="A header sent with every delivery to the endpoint; repeatable.",
+)
+EVENTS_HELP = (
+    "Event name or pattern to subscribe to (message.delivered, message.*, *); repeatable. "
+    "'webhooks events' lists them."
+)
+
+
+def parse_headers(lines: tuple[str, ...]) -> dict[str, str]:
+    """``--header 'Name: value'`` options as a mapping."""
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise UserError(f"--header {line!r} is not 'NAME: VALUE' (e.g. 'X-Team: billing')")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
 pass_context = click.make_pass_decorator(Context)
 
 
@@ -38,8 +70,9 @@ def _await_handshake(state: Context, endpoint: Endpoint, timeout: float | None) 
     done = poll(finished, timeout)
     if done is None:
         raise UserError(
-            f"endpoint {endpoint.id} is still verifying after {timeout:g} s; "
-            "is 'webhooks serve' running against this database?"
+            f"endpoint {endpoint.id} is stored but still verifying after {timeout:g} s; "
+            f"is 'webhooks serve' running against this database? (check: webhooks endpoints "
+            f"show {endpoint.id})"
         )
     return done
 
@@ -64,11 +97,16 @@ def endpoints() -> None:
     "patterns",
     multiple=True,
     metavar="PATTERN",
-    help="Event name or pattern to subscribe to (message.delivered, message.*, *); repeatable. "
-    "Default: every event.",
+    help=EVENTS_HELP + " Default: every event.",
 )
-@click.option("--secret", help="The signing secret (default: a new whsec_ secret).")
+@HEADER_OPTION
+@click.option(
+    "--secret", help="The signing secret, at least 24 bytes (default: a new whsec_ secret)."
+)
 @click.option("--description", default="", help="A note for operators.")
+@click.option(
+    "--allow-duplicate", is_flag=True, help="Register URL even if another endpoint has it."
+)
 @WAIT_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="Print only the endpoint id.")
 @JSON_OPTION
@@ -77,17 +115,21 @@ def add(
     state: Context,
     url: str,
     patterns: tuple[str, ...],
+    header_lines: tuple[str, ...],
     secret: str | None,
     description: str,
+    allow_duplicate: bool,
     wait_seconds: float | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Register URL; prints its id and secret. The running dispatcher sends the handshake.
 
-    Plain http URLs are refused unless WEBHOOKS_ALLOW_HTTP=1.
+    Plain http URLs are refused unless WEBHOOKS_ALLOW_HTTP=1, and loopback or private
+    addresses unless WEBHOOKS_ALLOWED_NETWORKS allows them.
     """
-    allow_http = outbound_from_env().allow_http
+    outbound = outbound_from_env()
+    allow_http = outbound.allow_http
     if url.lower().startswith("http://") and not allow_http:
         raise UserError(
             f"URL {url!r} uses plain http; use https, or set {ENV_ALLOW_HTTP}=1 to allow it"
@@ -98,8 +140,12 @@ def add(
         time.time(),
         secret=secret,
         events=patterns or ("*",),
+        headers=parse_headers(header_lines),
         description=description,
         allow_http=allow_http,
+        outbound=outbound,
+        catalog=platform_catalog(),
+        allow_duplicate=allow_duplicate,
     )
     if quiet:
         console.print(endpoint.id, markup=False)
@@ -120,21 +166,99 @@ def add(
 
 
 @endpoints.command(name="list")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most N.")
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, help="Skip the first N (oldest first)."
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the endpoint ids.")
 @JSON_OPTION
 @pass_context
-def list_(state: Context, as_json: bool) -> None:
-    """List every endpoint."""
-    found = state.store().list_endpoints()
+def list_(state: Context, limit: int | None, offset: int, quiet: bool, as_json: bool) -> None:
+    """List the endpoints, oldest first."""
+    everything = state.store().list_endpoints()
+    found = everything[offset : None if limit is None else offset + limit]
+    if quiet:
+        for e in found:
+            console.print(e.id, markup=False)
+        return
     if as_json:
         print_json([endpoint_json(e) for e in found])
         return
     if not found:
         console.print("no endpoints; add one with: webhooks endpoints add URL")
         return
-    grid = table("ID", "STATE", "EVENTS", "URL")
-    for e in found:
-        grid.add_row(e.id, e.state.value, ", ".join(e.filters), e.url)
-    console.print(grid)
+    print_table(ENDPOINT_COLUMNS, endpoint_rows(found))
+    if len(found) < len(everything):
+        console.print(
+            f"({offset + 1}-{offset + len(found)} of {len(everything)}; page with --offset N)",
+            markup=False,
+        )
+
+
+ENDPOINT_COLUMNS = (
+    Column("ID", 0),
+    Column("STATE", 2),
+    Column("EVENTS", 3, shrink_to=8),
+    Column("URL", 1, shrink_to=20),
+)
+
+
+def endpoint_rows(found: list[Endpoint]) -> list[list[str]]:
+    """``endpoints list``'s rows (``ENDPOINT_COLUMNS``)."""
+    return [[e.id, e.state.value, ", ".join(e.filters), e.url] for e in found]
+
+
+@endpoints.command()
+@click.argument("endpoint_id", metavar="ID")
+@click.option("--url", help="A new URL (the endpoint is verified again before it gets events).")
+@click.option("--events", "patterns", multiple=True, metavar="PATTERN", help=EVENTS_HELP)
+@HEADER_OPTION
+@click.option("--no-headers", is_flag=True, help="Remove every header set with --header.")
+@click.option("--description", default=None, help="A note for operators.")
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most N attempts to this endpoint at once.",
+)
+@JSON_OPTION
+@pass_context
+def update(
+    state: Context,
+    endpoint_id: str,
+    url: str | None,
+    patterns: tuple[str, ...],
+    header_lines: tuple[str, ...],
+    no_headers: bool,
+    description: str | None,
+    max_in_flight: int | None,
+    as_json: bool,
+) -> None:
+    """Change an endpoint's URL, events, headers, description or concurrency cap."""
+    headers = parse_headers(header_lines) if header_lines or no_headers else None
+    if (url, patterns, headers, description, max_in_flight) == (None, (), None, None, None):
+        raise UserError(
+            "nothing to change; give --url, --events, --header, --no-headers, --description "
+            "or --max-in-flight"
+        )
+    store, now = state.store(), time.time()
+    outbound = outbound_from_env()
+    endpoint = operations.change_endpoint(
+        store,
+        endpoint_id,
+        now,
+        url=url,
+        events=patterns or None,
+        headers=headers,
+        allow_http=outbound.allow_http,
+        outbound=outbound,
+        catalog=platform_catalog(),
+    )
+    if description is not None or max_in_flight is not None:
+        endpoint = operations.set_endpoint_details(
+            store, endpoint_id, description=description, max_in_flight=max_in_flight
+        )
+    _summary(endpoint, "updated", as_json)
 
 
 @endpoints.command()
@@ -156,6 +280,8 @@ def show(state: Context, endpoint_id: str, as_json: bool) -> None:
             ("state", endpoint.state.value),
             ("events", ", ".join(endpoint.filters)),
             ("description", endpoint.description),
+            ("headers", ", ".join(f"{k}: {v}" for k, v in endpoint.headers)),
+            ("max in flight", endpoint.max_in_flight),
             ("created", when(endpoint.created_at)),
             ("verified url", endpoint.verified_url),
             ("disabled", endpoint.disabled_reason),

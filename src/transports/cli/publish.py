@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,20 +11,39 @@ from typing import Any
 import click
 
 from transports.cli.context import WAIT_OPTION, Context, UserError, poll
-from transports.cli.output import console, delivery_json, print_json
+from transports.cli.output import console, delivery_json, print_json, stderr_console
 from transports.driving import operations
 from transports.stores.interface import DeliveryFilter
-from webhook_core import Delivery, PayloadError, platform_catalog, validate_event_name
+from webhook_core import (
+    Delivery,
+    DeliveryState,
+    EndpointState,
+    PayloadError,
+    platform_catalog,
+    validate_event_name,
+)
+from webhook_core.names import any_pattern_matches
+
+
+class NotDelivered(click.ClickException):
+    """``publish --wait``: some delivery did not succeed in time (exit status 1)."""
+
+    exit_code = 1
+
 
 pass_context = click.make_pass_decorator(Context)
 
 
 def parse_data(text: str | None) -> Any:
-    """``--data``: a JSON object, or ``@FILE`` holding one; None if not given."""
+    """``--data``: a JSON object, ``@FILE`` holding one or ``@-`` (standard input); None if
+    not given."""
     if text is None:
         return None
     source = "--data"
-    if text.startswith("@"):
+    if text == "@-":
+        text = sys.stdin.read()
+        source = "standard input"
+    elif text.startswith("@"):
         path = Path(text[1:])
         try:
             text = path.read_text(encoding="utf-8")
@@ -43,8 +63,8 @@ def parse_data(text: str | None) -> Any:
 @click.argument("event")
 @click.option(
     "--data",
-    metavar="JSON|@FILE",
-    help="The event's data: a JSON object, or @FILE to read one from a file.",
+    metavar="JSON|@FILE|@-",
+    help="The event's data: a JSON object, @FILE to read one from a file, @- from stdin.",
 )
 @WAIT_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="Print only the event id.")
@@ -79,6 +99,8 @@ def publish(
         console.print(
             f"published {result.event.id} ({event}): {result.deliveries} {noun}", markup=False
         )
+    if not result.deliveries:
+        _explain_no_deliveries(state, event)
     finished = [] if wait_seconds is None else _await_deliveries(state, result, wait_seconds)
     if as_json:
         document: dict[str, Any] = {
@@ -97,6 +119,37 @@ def publish(
                 answer = f"HTTP {last.status}" if last.status is not None else last.error
                 detail = f" (attempt {last.number}: {answer})"
             console.print(f"{d.id} to {d.endpoint_id}: {d.state.value}{detail}", markup=False)
+    if wait_seconds is not None:
+        _require_delivered(finished, wait_seconds)
+
+
+def _explain_no_deliveries(state: Context, event: str) -> None:
+    """On standard error: why an event went nowhere (no subscriber, or none active yet)."""
+    waiting = [
+        e
+        for e in state.store().list_endpoints()
+        if e.state is not EndpointState.ACTIVE and any_pattern_matches(e.filters, event)
+    ]
+    if not waiting:
+        note = f"no endpoint subscribes to {event}; add one with: webhooks endpoints add URL"
+    else:
+        states = ", ".join(f"{e.id} is {e.state.value}" for e in waiting)
+        note = (
+            f"no delivery: every endpoint subscribed to {event} is inactive ({states}); "
+            "run 'webhooks serve' to verify them, or see 'webhooks endpoints show ID'"
+        )
+    stderr_console().print(note, markup=False, soft_wrap=True)
+
+
+def _require_delivered(finished: list[Delivery], timeout: float) -> None:
+    """``--wait``: exit status 1 unless every delivery was delivered."""
+    undelivered = [d for d in finished if d.state is not DeliveryState.DELIVERED]
+    if undelivered:
+        states = ", ".join(f"{d.id} {d.state.value}" for d in undelivered)
+        raise NotDelivered(
+            f"{len(undelivered)} of {len(finished)} deliveries not delivered within "
+            f"{timeout:g} s ({states}); see 'webhooks deliveries show ID'"
+        )
 
 
 def _await_deliveries(

@@ -11,13 +11,15 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import click
 
 from transports.aio.service import WebhookService
-from transports.cli.context import Context, outbound_from_env
+from transports.cli.context import Context, UserError, outbound_from_env, parse_age
 from transports.cli.output import console
+from transports.driving.operations import Retention
 from transports.http.guard import OutboundPolicy
 from transports.stores.interface import Store
 from transports.sync.service import ThreadedWebhookService
@@ -26,10 +28,15 @@ RUNTIMES = ("trio", "asyncio", "threads")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def _serve_async(store: Store, outbound: OutboundPolicy, ready: Callable[[], None]) -> str:
+async def _serve_async(
+    store: Store, outbound: OutboundPolicy, ready: Callable[[], None], options: dict[str, Any]
+) -> str:
     with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
         async with WebhookService(
-            store, allow_http=outbound.allow_http, allowed_networks=outbound.allowed_networks
+            store,
+            allow_http=outbound.allow_http,
+            allowed_networks=outbound.allowed_networks,
+            **options,
         ):
             ready()
             async for signum in signals:
@@ -37,7 +44,9 @@ async def _serve_async(store: Store, outbound: OutboundPolicy, ready: Callable[[
     return "end"  # pragma: no cover - the signal receiver never ends by itself
 
 
-def _serve_threads(store: Store, outbound: OutboundPolicy, ready: Callable[[], None]) -> str:
+def _serve_threads(
+    store: Store, outbound: OutboundPolicy, ready: Callable[[], None], options: dict[str, Any]
+) -> str:
     received: list[str] = []
     stop = threading.Event()
 
@@ -48,7 +57,10 @@ def _serve_threads(store: Store, outbound: OutboundPolicy, ready: Callable[[], N
     previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
     try:
         service = ThreadedWebhookService(
-            store, allow_http=outbound.allow_http, allowed_networks=outbound.allowed_networks
+            store,
+            allow_http=outbound.allow_http,
+            allowed_networks=outbound.allowed_networks,
+            **options,
         )
         service.start()
         try:
@@ -70,14 +82,73 @@ def _serve_threads(store: Store, outbound: OutboundPolicy, ready: Callable[[], N
     show_default=True,
     help="Run the dispatcher on trio, asyncio or plain threads.",
 )
+@click.option(
+    "--transport",
+    type=click.Choice(("httpx", "http1")),
+    default="httpx",
+    show_default=True,
+    help="The HTTP client: httpx, or http1 (the lean HTTP/1.1 transport, for high fan-out).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="At most N attempts under way at once (default: 64).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    metavar="SECONDS",
+    help="How often the database is checked for work other processes stored (default: 1).",
+)
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A PEM file of certificate authorities trusted besides the public ones.",
+)
+@click.option(
+    "--retention",
+    metavar="AGE",
+    default="7d",
+    show_default=True,
+    help="Delete delivered records older than AGE (30m, 12h, 7d, 2w), or 'forever'.",
+)
+@click.option(
+    "--retention-failed",
+    metavar="AGE",
+    default="forever",
+    show_default=True,
+    help="Delete failed records older than AGE, or 'forever' (keep them to replay).",
+)
 @click.pass_obj
-def serve(state: Context, runtime: str) -> None:
+def serve(
+    state: Context,
+    runtime: str,
+    transport: str,
+    concurrency: int | None,
+    poll_interval: float | None,
+    ca_file: str | None,
+    retention: str,
+    retention_failed: str,
+) -> None:
     """Run the dispatcher: handshakes, deliveries and retries, until SIGINT or SIGTERM.
 
     Plain http endpoints are delivered to only with WEBHOOKS_ALLOW_HTTP=1, and loopback or
     private addresses only within WEBHOOKS_ALLOWED_NETWORKS (comma-separated CIDRs).
     """
     outbound = outbound_from_env()
+    options: dict[str, Any] = {
+        "http": transport,
+        "max_in_flight": concurrency,
+        "poll_interval": poll_interval,
+        "ca_file": ca_file,
+        "retention": Retention(
+            _kept_for(retention, "--retention"), _kept_for(retention_failed, "--retention-failed")
+        ),
+    }
     store = state.store()
 
     def ready() -> None:
@@ -88,7 +159,19 @@ def serve(state: Context, runtime: str) -> None:
         )
 
     if runtime == "threads":
-        name = _serve_threads(store, outbound, ready)
+        name = _serve_threads(store, outbound, ready, options)
     else:
-        name = anyio.run(_serve_async, store, outbound, ready, backend=runtime)
+        name = anyio.run(_serve_async, store, outbound, ready, options, backend=runtime)
     console.print(f"{name}: stopped; attempts in flight finished and were recorded", markup=False)
+
+
+def _kept_for(text: str, option: str) -> float | None:
+    """``--retention``'s AGE in seconds; None for ``forever``."""
+    if text.strip().lower() == "forever":
+        return None
+    age = parse_age(text)
+    if age is None or age <= 0:
+        raise UserError(
+            f"{option} {text!r} is not an age such as 30m, 12h, 7d or 2w, nor 'forever'"
+        )
+    return age

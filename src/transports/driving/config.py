@@ -38,6 +38,9 @@ class DriverSettings:
     """What a driver runs with; every field is also a keyword argument of the drivers.
 
     ``policy``: the retry schedule, attempt cap and the attempt's total deadline.
+    ``catalog``: the events that may be published and subscribed to; its
+    ``max_body`` refuses larger events at publish (default 1 MiB, what the
+    library's receiver accepts).
     ``max_in_flight``: attempts under way at once (None: the driver's default).
     ``lease``: how long a claim is held; defaults to the deadline plus at least
     30 s and must outlive the deadline by more than ``LEASE_MARGIN`` (a shorter

@@ -8,11 +8,13 @@ them in worker threads when the store is blocking.
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import attrs
 
+from transports.http.guard import ENV_ALLOWED_NETWORKS, OutboundPolicy, refusal_at_registration
 from transports.ids import new_id, new_secret, new_token
 from transports.stores.interface import DeliveryFilter, DuplicateEvent, EventBatch, Store
 from webhook_core import (
@@ -33,6 +35,7 @@ from webhook_core import (
     HealthPolicy,
     IllegalTransition,
     RetryPolicy,
+    Secret,
     build_event,
     delivery_machine,
     endpoint_machine,
@@ -43,6 +46,11 @@ from webhook_core import (
     validate_pattern,
     validate_url,
 )
+from webhook_core.delivery_machine import RetryNow
+from webhook_core.names import pattern_matches
+
+MIN_SECRET_BYTES = 24
+"""The shortest secret an endpoint may be given (a ``whsec_`` secret: its decoded key)."""
 
 EventSpec: TypeAlias = tuple[str, Any, str | None]
 """An event to publish: its name, its data and its id (None: a new one)."""
@@ -67,6 +75,55 @@ def _require_endpoint(store: Store, endpoint_id: str) -> Endpoint:
     return endpoint
 
 
+def _checked_url(url: str, allow_http: bool, outbound: OutboundPolicy | None) -> str:
+    """The validated URL; an IP literal the outbound guard would refuse is refused now."""
+    url = validate_url(url, allow_http=allow_http)
+    host = urllib.parse.urlsplit(url).hostname or ""
+    refusal = None if outbound is None else refusal_at_registration(host, outbound)
+    if refusal is not None:
+        raise ConfigError(
+            f"URL {url!r} would never be delivered to ({refusal}); use a public address, "
+            f"or allow its network with allowed_networks / {ENV_ALLOWED_NETWORKS}"
+        )
+    return url
+
+
+def _checked_patterns(events: Iterable[str], catalog: EventCatalog | None) -> tuple[str, ...]:
+    """The validated patterns; with a catalog, each must select at least one of its events."""
+    patterns = tuple(validate_pattern(p) for p in ([events] if isinstance(events, str) else events))
+    if catalog is not None:
+        for pattern in patterns:
+            if not any(pattern_matches(pattern, t.name) for t in catalog):
+                raise ConfigError(
+                    f"event pattern {pattern!r} matches no known event; use one of "
+                    f"{', '.join(t.name for t in catalog)} or a wildcard over them "
+                    "('group.*', '*'), or register the event in the catalog first"
+                )
+    return patterns
+
+
+def _checked_secret(secret: str | None) -> str:
+    """``secret`` (at least ``MIN_SECRET_BYTES`` of key), or a new one."""
+    if secret is None:
+        return new_secret()
+    size = len(Secret.parse(secret).standard_key)
+    if size < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"the secret holds {size} bytes; give at least {MIN_SECRET_BYTES} bytes "
+            "(or leave it out to get a new whsec_ secret)"
+        )
+    return secret
+
+
+def _refuse_duplicate(store: Store, url: str) -> None:
+    for existing in store.list_endpoints():
+        if existing.url == url:
+            raise ConfigError(
+                f"endpoint {existing.id} already has URL {url!r}; use it, or register the URL "
+                "again with allow_duplicate=True (--allow-duplicate)"
+            )
+
+
 def add_endpoint(
     store: Store,
     url: str,
@@ -77,17 +134,28 @@ def add_endpoint(
     headers: Mapping[str, str] | None = None,
     description: str = "",
     allow_http: bool = False,
+    outbound: OutboundPolicy | None = None,
+    catalog: EventCatalog | None = None,
+    allow_duplicate: bool = False,
 ) -> Endpoint:
     """Register an endpoint; it is ``verifying`` until the driver's handshake succeeds.
 
-    An internationalised host is stored in its IDNA (``xn--``) form.
+    An internationalised host is stored in its IDNA (``xn--``) form. With
+    ``outbound``, an IP-literal host that policy refuses is refused here (host
+    names are vetted when connecting); with ``catalog``, every pattern must
+    select one of its events. A given ``secret`` must hold at least
+    ``MIN_SECRET_BYTES`` bytes. A URL that another endpoint has is refused
+    unless ``allow_duplicate``.
     """
-    url = validate_url(url, allow_http=allow_http)
-    patterns = tuple(validate_pattern(p) for p in ([events] if isinstance(events, str) else events))
+    url = _checked_url(url, allow_http, outbound)
+    patterns = _checked_patterns(events, catalog)
+    checked_secret = _checked_secret(secret)
+    if not allow_duplicate:
+        _refuse_duplicate(store, url)
     endpoint = Endpoint(
         id=new_id("ep"),
         url=url,
-        secrets=(EndpointSecret(secret or new_secret(), now),),
+        secrets=(EndpointSecret(checked_secret, now),),
         created_at=now,
         filters=patterns,
         headers=validate_headers(headers or {}),
@@ -96,6 +164,60 @@ def add_endpoint(
     endpoint = endpoint_machine.apply(endpoint, BeginVerification(new_token(), now))
     store.save_endpoint(endpoint)
     return endpoint
+
+
+def ensure_endpoint(
+    store: Store,
+    url: str,
+    now: float,
+    *,
+    secret: str | None = None,
+    events: Iterable[str] = ("*",),
+    headers: Mapping[str, str] | None = None,
+    description: str = "",
+    allow_http: bool = False,
+    outbound: OutboundPolicy | None = None,
+    catalog: EventCatalog | None = None,
+) -> Endpoint:
+    """The endpoint registered at ``url``, registered now if there is none (idempotent).
+
+    For a service that registers its own endpoint each time it starts: the
+    existing endpoint is returned as it is, whatever its state, keeping its
+    id, secret and verification. When ``events`` (or ``headers``, if given)
+    differ from what is stored, they are changed to the ones given: the code
+    that calls this is the endpoint's configuration. A ``secret`` the endpoint
+    does not hold is refused (``rotate_endpoint_secret`` changes it), as is a
+    URL that several endpoints share (``change_endpoint`` by id instead).
+    """
+    url = _checked_url(url, allow_http, outbound)
+    patterns = _checked_patterns(events, catalog)
+    found = [e for e in store.list_endpoints() if e.url == url]
+    if not found:
+        return add_endpoint(
+            store,
+            url,
+            now,
+            secret=secret,
+            events=patterns,
+            headers=headers,
+            description=description,
+            allow_http=allow_http,
+        )
+    if len(found) > 1:
+        raise ConfigError(
+            f"{len(found)} endpoints have URL {url!r} ({', '.join(e.id for e in found)}); "
+            "change the one you mean by its id"
+        )
+    (endpoint,) = found
+    if secret is not None and secret not in {s.value for s in endpoint.secrets}:
+        raise ConfigError(
+            f"endpoint {endpoint.id} at {url!r} has another secret; "
+            "change it with rotate_secret, or leave the secret out"
+        )
+    wanted_headers = None if headers is None else validate_headers(headers)
+    if patterns == endpoint.filters and wanted_headers in (None, endpoint.headers):
+        return endpoint
+    return change_endpoint(store, endpoint.id, now, events=patterns, headers=headers)
 
 
 def change_endpoint(
@@ -107,22 +229,43 @@ def change_endpoint(
     events: Iterable[str] | None = None,
     headers: Mapping[str, str] | None = None,
     allow_http: bool = False,
+    outbound: OutboundPolicy | None = None,
+    catalog: EventCatalog | None = None,
 ) -> Endpoint:
-    """Change an endpoint's URL, patterns or headers; a new URL is verified again."""
+    """Change an endpoint's URL, patterns or headers; a new URL is verified again.
+
+    ``outbound`` and ``catalog`` check the new URL and patterns as ``add_endpoint`` does.
+    """
     endpoint = _require_endpoint(store, endpoint_id)
     if events is not None:
-        patterns = tuple(
-            validate_pattern(p) for p in ([events] if isinstance(events, str) else events)
-        )
-        endpoint = attrs.evolve(endpoint, filters=patterns)
+        endpoint = attrs.evolve(endpoint, filters=_checked_patterns(events, catalog))
     if headers is not None:
         endpoint = attrs.evolve(endpoint, headers=validate_headers(headers))
     if url is not None:
-        url = validate_url(url, allow_http=allow_http)
+        url = _checked_url(url, allow_http, outbound)
     if url is not None and url != endpoint.url:
         endpoint = endpoint_machine.apply(endpoint, ChangeUrl(url, now))
         if endpoint.state is EndpointState.UNVERIFIED:
             endpoint = endpoint_machine.apply(endpoint, BeginVerification(new_token(), now))
+    store.save_endpoint(endpoint)
+    return endpoint
+
+
+def set_endpoint_details(
+    store: Store,
+    endpoint_id: str,
+    *,
+    description: str | None = None,
+    max_in_flight: int | None = None,
+) -> Endpoint:
+    """Change an endpoint's description or its cap on attempts under way at once."""
+    endpoint = _require_endpoint(store, endpoint_id)
+    if description is not None:
+        endpoint = attrs.evolve(endpoint, description=description)
+    if max_in_flight is not None:
+        if max_in_flight < 1:
+            raise ConfigError("max_in_flight must be at least 1")
+        endpoint = attrs.evolve(endpoint, max_in_flight=max_in_flight)
     store.save_endpoint(endpoint)
     return endpoint
 
@@ -392,6 +535,21 @@ def replay_delivery(store: Store, delivery_id: str, now: float) -> Delivery:
     fresh = replay(original, new_id("dlv"), now)
     store.save_deliveries([fresh])
     return fresh
+
+
+def retry_now(store: Store, delivery_id: str, now: float) -> Delivery:
+    """Make a ``retry_scheduled`` delivery due at once; the dispatcher sends it at its next poll."""
+    delivery = store.get_delivery(delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery with id {delivery_id!r}")
+    if delivery.state is not DeliveryState.RETRY_SCHEDULED:
+        raise ConfigError(
+            f"delivery {delivery_id} is {delivery.state.value}; only a retry_scheduled one can "
+            "be retried now (replay a delivered or failed one)"
+        )
+    due, _ = delivery_machine.apply(delivery, RetryNow(now), RetryPolicy())
+    store.save_deliveries([due])
+    return due
 
 
 def replay_failed_since(

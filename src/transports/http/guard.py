@@ -133,6 +133,20 @@ def _literal(host: str) -> IPAddress | None:
         raise BlockedAddress(f"refused to connect: {exc}") from None
 
 
+def refusal_at_registration(host: str, policy: OutboundPolicy) -> str | None:
+    """Why the guard would refuse ``host`` when it is an IP literal, else None.
+
+    A host name is not resolved here: its addresses are vetted at connect time.
+    """
+    try:
+        literal = _literal(host)
+        if literal is not None:
+            vetted(host, [literal], policy)
+    except BlockedAddress as exc:
+        return exc.detail
+    return None
+
+
 def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[IPAddress]:
     found: list[IPAddress] = []
     for info in infos:

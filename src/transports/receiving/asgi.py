@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from transports.receiving.receiver import Receiver
-from webhook_core.receiving import MAX_BODY, NOT_POST, TOO_LARGE, Reply
+from webhook_core.canonical import MAX_BODY
+from webhook_core.receiving import NOT_POST, TOO_LARGE, Reply
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

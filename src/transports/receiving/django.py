@@ -17,7 +17,8 @@ from django.views.decorators.http import require_POST
 
 from transports.receiving.receiver import Receiver
 from transports.receiving.wsgi import content_length
-from webhook_core.receiving import MAX_BODY, TOO_LARGE, Reply
+from webhook_core.canonical import MAX_BODY
+from webhook_core.receiving import TOO_LARGE, Reply
 
 
 def _response(reply: Reply) -> HttpResponse:

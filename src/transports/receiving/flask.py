@@ -12,7 +12,8 @@ from collections.abc import Callable
 import flask
 
 from transports.receiving.receiver import Receiver
-from webhook_core.receiving import MAX_BODY, TOO_LARGE, Reply
+from webhook_core.canonical import MAX_BODY
+from webhook_core.receiving import TOO_LARGE, Reply
 
 
 def _response(reply: Reply) -> flask.Response:

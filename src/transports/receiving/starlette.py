@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from transports.receiving.receiver import Receiver
-from webhook_core.receiving import MAX_BODY, NOT_POST, TOO_LARGE, Reply
+from webhook_core.canonical import MAX_BODY
+from webhook_core.receiving import NOT_POST, TOO_LARGE, Reply
 
 
 def _response(reply: Reply) -> Response:

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from transports.receiving.receiver import Receiver
-from webhook_core.receiving import MAX_BODY, NOT_POST, TOO_LARGE, Reply
+from webhook_core.canonical import MAX_BODY
+from webhook_core.receiving import NOT_POST, TOO_LARGE, Reply
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

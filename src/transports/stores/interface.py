@@ -112,6 +112,7 @@ class DeliveryFilter:
     event_id: str | None = None
     created_since: float | None = None
     created_before: float | None = None
+    event_name: str | None = None
 
 
 ALL_DELIVERIES = DeliveryFilter()

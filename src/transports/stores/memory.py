@@ -229,6 +229,7 @@ class MemoryStore(ClosesOnExit):
                 if (where.state is None or d.state is where.state)
                 and (where.endpoint_id is None or d.endpoint_id == where.endpoint_id)
                 and (where.event_id is None or d.event_id == where.event_id)
+                and (where.event_name is None or self._events[d.event_id].name == where.event_name)
                 and (where.created_since is None or d.created_at >= where.created_since)
                 and (where.created_before is None or d.created_at < where.created_before)
             ]

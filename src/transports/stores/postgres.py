@@ -492,7 +492,7 @@ class PostgresStore(ClosesOnExit):
         self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
     ) -> list[Delivery]:
         """Deliveries matching ``where``, oldest first."""
-        clause, params = filter_sql(where, "%s")
+        clause, params = filter_sql(where, "%s", "{s}.events")
         with self._connection() as conn:
             rows = conn.execute(
                 self._sql(
@@ -505,7 +505,7 @@ class PostgresStore(ClosesOnExit):
 
     def count_deliveries(self, where: DeliveryFilter = ALL_DELIVERIES) -> int:
         """How many deliveries match ``where``."""
-        clause, params = filter_sql(where, "%s")
+        clause, params = filter_sql(where, "%s", "{s}.events")
         with self._connection() as conn:
             row = conn.execute(
                 self._sql(f"SELECT count(*) FROM {{s}}.deliveries{clause}"), params

@@ -131,16 +131,22 @@ def delivery_from_row(row: tuple[Any, ...], lease_token: str | None = None) -> D
     )
 
 
-def filter_sql(where: DeliveryFilter, mark: str) -> tuple[str, list[Any]]:
-    """A ``WHERE`` clause (or nothing) selecting ``where``, with ``mark`` as placeholder."""
+def filter_sql(where: DeliveryFilter, mark: str, events: str = "events") -> tuple[str, list[Any]]:
+    """A ``WHERE`` clause (or nothing) selecting ``where``, with ``mark`` as placeholder
+    (``events``: the events table's name, for ``event_name``)."""
     tests = (
         ("state", "=", None if where.state is None else where.state.value),
         ("endpoint_id", "=", where.endpoint_id),
         ("event_id", "=", where.event_id),
         ("created_at", ">=", where.created_since),
         ("created_at", "<", where.created_before),
+        ("event_id", f"IN (SELECT id FROM {events} WHERE name =", where.event_name),
     )
-    clauses = [f"{column} {op} {mark}" for column, op, value in tests if value is not None]
+    clauses = [
+        f"{column} {op} {mark}" + (")" if op.startswith("IN") else "")
+        for column, op, value in tests
+        if value is not None
+    ]
     params = [value for _, _, value in tests if value is not None]
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 

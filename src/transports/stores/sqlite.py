@@ -141,7 +141,7 @@ _WORKING_SET = {
 def _filtered(where: DeliveryFilter) -> tuple[str, list[Any]]:
     """``deliveries`` with the ``WHERE`` clause selecting ``where``, and its parameters."""
     sql, params = filter_sql(where, "?")
-    named = where.endpoint_id is not None or where.event_id is not None
+    named = (where.endpoint_id, where.event_id, where.event_name) != (None, None, None)
     working = None if where.state is None or named else _WORKING_SET.get(where.state)
     if working is None:
         return "deliveries" + sql, params

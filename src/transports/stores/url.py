@@ -21,6 +21,7 @@ from transports.stores.sqlite import DEFAULT_PATH, SQLiteStore
 from webhook_core import ConfigError
 
 ENV_VAR = "WEBHOOKS_DB"
+POSTGRES_EXTRA = "pip install 'webhooks-delivery[postgres]'"
 
 
 def resolve_db_url(url: str | None = None) -> str:
@@ -36,8 +37,15 @@ def open_store(url: str | None = None) -> Store:
     scheme, sep, rest = target.partition(":")
     scheme = scheme.lower()
     if sep and scheme in ("postgresql", "postgres"):
-        from transports.stores.postgres import PostgresStore  # noqa: PLC0415 (optional extra)
-
+        try:
+            from transports.stores.postgres import PostgresStore  # noqa: PLC0415 (optional extra)
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("psycopg"):
+                raise
+            raise ConfigError(
+                f"a postgresql:// database needs {exc.name}, which is not installed; "
+                f"install the postgres extra: {POSTGRES_EXTRA}"
+            ) from None
         return PostgresStore(target)
     if sep and scheme == "memory":
         return MemoryStore()

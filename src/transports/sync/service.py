@@ -330,6 +330,9 @@ class ThreadedWebhookService(SyncDriver):
             if self._state.progress == seen:
                 self._changed.wait(wait)
 
+    def _deadline_after(self, seconds: float) -> float:
+        return time.monotonic() + seconds
+
     def _running(self) -> bool:
         return self._started and not self._state.stopping
 
