@@ -11,12 +11,15 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
 
 import anyio
 import click
 
 from transports.aio.service import WebhookService
-from transports.cli.context import Context, outbound_from_env
+from transports.cli.context import Context, UserError, outbound_from_env
+from transports.cli.logs import FORMATS, configure_logging
 from transports.cli.output import console
 from transports.http.guard import OutboundPolicy
 from transports.stores.interface import Store
@@ -26,10 +29,15 @@ RUNTIMES = ("trio", "asyncio", "threads")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def _serve_async(store: Store, outbound: OutboundPolicy, ready: Callable[[], None]) -> str:
+async def _serve_async(
+    store: Store, outbound: OutboundPolicy, ready: Callable[[], None], options: dict[str, Any]
+) -> str:
     with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
         async with WebhookService(
-            store, allow_http=outbound.allow_http, allowed_networks=outbound.allowed_networks
+            store,
+            allow_http=outbound.allow_http,
+            allowed_networks=outbound.allowed_networks,
+            **options,
         ):
             ready()
             async for signum in signals:
@@ -37,7 +45,9 @@ async def _serve_async(store: Store, outbound: OutboundPolicy, ready: Callable[[
     return "end"  # pragma: no cover - the signal receiver never ends by itself
 
 
-def _serve_threads(store: Store, outbound: OutboundPolicy, ready: Callable[[], None]) -> str:
+def _serve_threads(
+    store: Store, outbound: OutboundPolicy, ready: Callable[[], None], options: dict[str, Any]
+) -> str:
     received: list[str] = []
     stop = threading.Event()
 
@@ -48,7 +58,10 @@ def _serve_threads(store: Store, outbound: OutboundPolicy, ready: Callable[[], N
     previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
     try:
         service = ThreadedWebhookService(
-            store, allow_http=outbound.allow_http, allowed_networks=outbound.allowed_networks
+            store,
+            allow_http=outbound.allow_http,
+            allowed_networks=outbound.allowed_networks,
+            **options,
         )
         service.start()
         try:
@@ -70,14 +83,64 @@ def _serve_threads(store: Store, outbound: OutboundPolicy, ready: Callable[[], N
     show_default=True,
     help="Run the dispatcher on trio, asyncio or plain threads.",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log to stderr failures and more: -v adds handshakes, -vv every attempt.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text: readable lines; json: one JSON object a line, with the record's fields.",
+)
+@click.option(
+    "--metrics",
+    "metrics_address",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (the 'metrics' extra).",
+)
 @click.pass_obj
-def serve(state: Context, runtime: str) -> None:
+def serve(
+    state: Context, runtime: str, verbose: int, log_format: str, metrics_address: str | None
+) -> None:
     """Run the dispatcher: handshakes, deliveries and retries, until SIGINT or SIGTERM.
 
     Plain http endpoints are delivered to only with WEBHOOKS_ALLOW_HTTP=1, and loopback or
     private addresses only within WEBHOOKS_ALLOWED_NETWORKS (comma-separated CIDRs).
     """
+    configure_logging(verbose, log_format)
     outbound = outbound_from_env()
+    with ExitStack() as stack:
+        options: dict[str, Any] = {}
+        if metrics_address is not None:
+            options["metrics"] = _metrics(metrics_address, stack)
+        _serve(state, runtime, outbound, options)
+
+
+def _metrics(address: str, stack: ExitStack) -> Any:
+    """A ``WebhookMetrics`` on the default registry, served at ``address`` until ``stack`` ends."""
+    try:
+        from transports.driving.metrics import (  # noqa: PLC0415 - the metrics extra
+            WebhookMetrics,
+            serve_metrics,
+        )
+    except ImportError:
+        raise UserError(
+            "--metrics needs prometheus_client: pip install 'webhooks-delivery[metrics]'"
+        ) from None
+    try:
+        stack.callback(serve_metrics(address))
+    except ValueError as exc:
+        raise UserError(f"--metrics: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"--metrics: cannot listen on {address}: {exc.strerror}") from None
+    return WebhookMetrics()
+
+
+def _serve(state: Context, runtime: str, outbound: OutboundPolicy, options: dict[str, Any]) -> None:
     store = state.store()
 
     def ready() -> None:
@@ -88,7 +151,7 @@ def serve(state: Context, runtime: str) -> None:
         )
 
     if runtime == "threads":
-        name = _serve_threads(store, outbound, ready)
+        name = _serve_threads(store, outbound, ready, options)
     else:
-        name = anyio.run(_serve_async, store, outbound, ready, backend=runtime)
+        name = anyio.run(_serve_async, store, outbound, ready, options, backend=runtime)
     console.print(f"{name}: stopped; attempts in flight finished and were recorded", markup=False)

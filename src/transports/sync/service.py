@@ -144,6 +144,7 @@ class ThreadedWebhookService(SyncDriver):
             retention=self.retention,
             retention_interval=self.retention_interval,
             gate=self.gate,
+            refresh_interval=self.observer.refresh_interval,
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -307,11 +308,22 @@ class ThreadedWebhookService(SyncDriver):
         return True
 
     def _publish_specs(
-        self, specs: list[operations.EventSpec], now: float, connection: Any
+        self,
+        specs: list[operations.EventSpec],
+        now: float,
+        connection: Any,
+        trace_context: str | None,
     ) -> list[operations.PublishResult]:
         # Threads publishing at once are not serialised here: a store that groups
         # commits (SQLite) makes one commit of many.
-        return operations.publish_many(self.store, self.catalog, specs, now, connection=connection)
+        return operations.publish_many(
+            self.store,
+            self.catalog,
+            specs,
+            now,
+            connection=connection,
+            trace_context=trace_context,
+        )
 
     def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         """Wait for a wake-up or ``timeout`` seconds; under ``VirtualClock`` see the module."""
