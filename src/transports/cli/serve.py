@@ -132,7 +132,7 @@ def _metrics(address: str, stack: ExitStack) -> Any:
             "--metrics needs prometheus_client: pip install 'webhooks-delivery[metrics]'"
         ) from None
     try:
-        stack.callback(serve_metrics(address))
+        stack.callback(serve_metrics(address).close)
     except ValueError as exc:
         raise UserError(f"--metrics: {exc}") from None
     except OSError as exc:

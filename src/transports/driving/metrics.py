@@ -21,7 +21,7 @@ rest share ``endpoint="other"``, so the series stay bounded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -138,26 +138,32 @@ class WebhookMetrics(Observer):
         self.oldest_due_age.set(snapshot.oldest_due_age)
 
 
-def serve_metrics(address: str, registry: CollectorRegistry = REGISTRY) -> Callable[[], None]:
-    """Serve ``registry`` at ``http://address/metrics`` from a daemon thread; the stop function.
+class MetricsServer:
+    """``registry`` served at ``url`` from a daemon thread until ``close``."""
 
-    ``address`` is ``host:port`` (``127.0.0.1:9464``; ``[::1]:9464`` for IPv6).
-    """
-    host, port = parse_address(address)
-    server, thread = _exposition.start_http_server(port, host, registry)
+    def __init__(self, address: str, registry: CollectorRegistry = REGISTRY) -> None:
+        host, port = parse_address(address)
+        self._server, self._thread = _exposition.start_http_server(port, host, registry)
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self._server.server_port}/metrics"
 
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    def close(self) -> None:
+        """Stop serving and wait for the thread to end."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
 
-    return stop
+
+def serve_metrics(address: str, registry: CollectorRegistry = REGISTRY) -> MetricsServer:
+    """Serve ``registry`` at ``http://address/metrics`` (``host:port``: ``127.0.0.1:9464``,
+    ``[::1]:9464``; port 0 picks a free one, see ``MetricsServer.url``)."""
+    return MetricsServer(address, registry)
 
 
 def parse_address(address: str) -> tuple[str, int]:
     """``host:port`` as a pair, or a ``ValueError`` that says what is expected."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"{address!r} is not host:port (for example 127.0.0.1:9464)")
     return host.strip("[]"), int(port)
 

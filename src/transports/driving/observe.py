@@ -218,7 +218,7 @@ class LoggingObserver(Observer):
             fields["outcome"] = "verified"
             self.log.info("endpoint %s verified", endpoint.id, extra=fields)
         else:
-            fields["outcome"] = saved.state.value
+            fields["outcome"] = "failed"
             self.log.warning(
                 "endpoint %s failed its handshake: %s", endpoint.id, saved.last_error, extra=fields
             )
