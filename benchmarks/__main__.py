@@ -4,7 +4,7 @@ Run from the repository root::
 
     PYTHONPATH=src python -m benchmarks [--quick] [--scale 0.1] [--rounds 1]
         [--shapes fanout,events,failing,dead] [--rows aiohttp,asyncio+memory,...]
-        [--receiver nginx|python] [--diagnostics] [--markdown FILE]
+        [--receiver nginx|python] [--diagnostics] [--observed] [--markdown FILE]
     PYTHONPATH=src python -m benchmarks --profile asyncio+memory [--shape events]
 
 A local receiver that is not the bottleneck is started (nginx where it is
@@ -19,7 +19,10 @@ runs every shape (``benchmarks.workload``), each in its own forked process
   every registered store (memory, SQLite, and PostgreSQL when it is
   reachable; ``--no-postgres`` leaves it out), sending through the lean HTTP/1.1 transport; with
   ``--diagnostics`` also asyncio on memory through httpx and through a null
-  transport (no network: the driver's own ceiling).
+  transport (no network: the driver's own ceiling); with ``--observed``
+  each driver row also runs as ``ROW+observed``, with Prometheus metrics (its
+  own registry, store gauges refreshed every second) and logging at INFO to
+  JSON lines (into /dev/null), and the overhead is given as a ratio.
 
 The table gives successful deliveries per second, p50/p99 publish-to-delivered
 latency, the time ``publish`` took (the fan-out), peak RSS, and each rate as a
@@ -61,14 +64,26 @@ class Row:
     driver: str | None = None
     store: str = "memory"
     transport: str = "http1"
+    observed: bool = False
 
 
-def all_rows(diagnostics: bool) -> list[Row]:
-    """Baselines, every driver on every store, and the diagnostic rows if asked for."""
+def all_rows(diagnostics: bool, observed: bool = False) -> list[Row]:
+    """Baselines, every driver on every store, the diagnostic rows if asked for, and the
+    driver rows with metrics and logging on if ``observed``."""
     rows = [Row(name, label) for name, (label, _) in BASELINES.items()]
     for driver in DRIVERS:
         for store, kind in STORES.items():
             rows.append(Row(f"{driver}+{store}", f"ours: {driver}, {kind.label}", driver, store))
+            if observed:
+                rows.append(
+                    Row(
+                        f"{driver}+{store}+observed",
+                        f"ours: {driver}, {kind.label}, metrics+logging",
+                        driver,
+                        store,
+                        observed=True,
+                    )
+                )
     if diagnostics:
         rows.append(
             Row(
@@ -99,7 +114,9 @@ def run_row(
     urls = shape.urls(base_url, dead_url)
     if row.driver is None:
         return BASELINES[row.name][1](urls, shape)
-    return run_ours(row.driver, row.store, row.transport, urls, shape, directory)
+    return run_ours(
+        row.driver, row.store, row.transport, urls, shape, directory, observed=row.observed
+    )
 
 
 def _child(row: Row, shape: Shape, base_url: str, dead_url: str, results: Connection) -> None:
@@ -287,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="", help="comma-separated row names (default: all)")
     parser.add_argument("--receiver", choices=("nginx", "python"), default="nginx")
     parser.add_argument("--diagnostics", action="store_true")
+    parser.add_argument(
+        "--observed", action="store_true", help="also each driver row with metrics+logging on"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
     parser.add_argument("--profile", metavar="ROW", default=None)
     parser.add_argument("--shape", default="events", help="the shape --profile runs")
@@ -303,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown shape(s) {sorted(unknown)}; choose from {SHAPE_NAMES}")
     shapes = [scaled(s, scale, args.quick) for s in SHAPES if s.name in args.shapes.split(",")]
-    rows = all_rows(args.diagnostics or bool(args.profile))
+    rows = all_rows(args.diagnostics or bool(args.profile), args.observed)
     if args.rows:
         wanted = args.rows.split(",")
         missing = set(wanted) - {r.name for r in rows}
@@ -408,9 +428,33 @@ def report(
         console.print(f"target: {target.text}: {measured} {verdict}", highlight=False)
     for error in errors:
         console.print(f"error: {error}", highlight=False)
+    overheads = observed_overheads(rows, shapes, best)
+    for line in overheads:
+        console.print(line, highlight=False)
     text += ["### Targets", "", *verdicts, "", *(f"error: {e}" for e in errors)]
+    text += ["", *overheads]
     if markdown_path is not None:
         markdown_path.write_text("\n".join(text) + "\n", encoding="utf-8")
+
+
+def observed_overheads(
+    rows: list[Row], shapes: list[Shape], best: dict[tuple[str, str], dict[str, Any]]
+) -> list[str]:
+    """For each ``+observed`` row: its rate against the same row's without (target: > 0.95)."""
+    lines = []
+    for row in rows:
+        if not row.observed:
+            continue
+        plain = row.name.removesuffix("+observed")
+        for shape in shapes:
+            on = best.get((row.name, shape.name), {}).get("rate")
+            off = best.get((plain, shape.name), {}).get("rate")
+            if on and off:
+                lines.append(
+                    f"metrics+logging overhead: {plain} {shape.name}: {on:,.0f}/s on, "
+                    f"{off:,.0f}/s off: ratio {on / off:.3f} ({(1 - on / off) * 100:+.1f} % fewer)"
+                )
+    return lines
 
 
 def profile(

@@ -149,16 +149,41 @@ class Settling:
         return time.monotonic() - self._since > _STALL * self.shape.timeout
 
 
-def _options(shape: Shape, in_flight: int) -> dict[str, Any]:
-    return {
+def _options(shape: Shape, in_flight: int, observed: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {
         "allow_http": True,
         "allowed_networks": LOOPBACK_NETWORKS,
         "max_in_flight": in_flight,
         "policy": RetryPolicy(schedule=(), timeout=shape.timeout),
     }
+    if observed:
+        options["metrics"] = observe()
+    return options
 
 
-async def run_async(store: Store, shape: Shape, transport: str) -> dict[str, Any]:
+def observe() -> Any:
+    """Metrics on a registry of their own, and the library's records at INFO as JSON lines
+    into /dev/null (as ``webhooks serve --log-format json -v`` writes them to stderr)."""
+    import logging
+    import os
+
+    from prometheus_client import CollectorRegistry
+
+    from transports.cli.logs import JsonFormatter
+    from transports.driving.metrics import WebhookMetrics
+
+    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - the child's life
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("transports")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return WebhookMetrics(CollectorRegistry(), refresh_interval=1.0)
+
+
+async def run_async(
+    store: Store, shape: Shape, transport: str, observed: bool = False
+) -> dict[str, Any]:
     """``WebhookService`` (trio or asyncio, whichever runs this) publishing ``shape``."""
     import anyio
 
@@ -167,7 +192,8 @@ async def run_async(store: Store, shape: Shape, transport: str) -> dict[str, Any
 
     # "http1" and "httpx" are made by the service, with its outbound policy.
     http = NullTransport() if transport == "null" else transport
-    async with WebhookService(store, http=http, **_options(shape, ASYNC_IN_FLIGHT)) as hooks:
+    options = _options(shape, ASYNC_IN_FLIGHT, observed)
+    async with WebhookService(store, http=http, **options) as hooks:
 
         async def publisher(count: int) -> None:
             for _ in range(count):
@@ -188,12 +214,14 @@ async def run_async(store: Store, shape: Shape, transport: str) -> dict[str, Any
     return timing.results()
 
 
-def run_threads(store: Store, shape: Shape, transport: str) -> dict[str, Any]:
+def run_threads(
+    store: Store, shape: Shape, transport: str, observed: bool = False
+) -> dict[str, Any]:
     """``ThreadedWebhookService`` publishing ``shape``."""
     from transports.sync.service import ThreadedWebhookService
 
     with ThreadedWebhookService(
-        store, http=transport, **_options(shape, THREADED_IN_FLIGHT)
+        store, http=transport, **_options(shape, THREADED_IN_FLIGHT, observed)
     ) as hooks:
 
         def publisher(count: int) -> None:
@@ -218,18 +246,26 @@ def run_threads(store: Store, shape: Shape, transport: str) -> dict[str, Any]:
 
 
 def run_ours(
-    driver: str, store_name: str, transport: str, urls: list[str], shape: Shape, directory: Path
+    driver: str,
+    store_name: str,
+    transport: str,
+    urls: list[str],
+    shape: Shape,
+    directory: Path,
+    *,
+    observed: bool = False,
 ) -> dict[str, Any]:
-    """One row of ours: set up the store, run the driver, report."""
+    """One row of ours: set up the store, run the driver (with metrics and logging on if
+    ``observed``), report."""
     kind = STORES[store_name]
     try:
         store = prepared_store(kind, directory, urls, time.time())
         try:
             if driver == "threads":
-                return run_threads(store, shape, transport)
+                return run_threads(store, shape, transport, observed)
             import anyio
 
-            return anyio.run(run_async, store, shape, transport, backend=driver)
+            return anyio.run(run_async, store, shape, transport, observed, backend=driver)
         finally:
             store.close()
     finally:
