@@ -14,7 +14,8 @@ its traceback the first time, at DEBUG after that) and the driver goes on.
 ``LoggingObserver`` is always there: one record per attempt, handshake and
 endpoint disabled on the ``transports.driver`` logger (the logger of the
 driver's store errors, whose records carry ``store_call``), each with its
-fields in ``extra`` (``FIELDS``). Successes are DEBUG (a verified endpoint
+fields in ``extra`` (``FIELDS``); until the host configures logging they go
+nowhere (a ``NullHandler`` on ``transports``). Successes are DEBUG (a verified endpoint
 INFO), failures WARNING, an endpoint disabled ERROR. Secrets, tokens and
 bodies are never logged; a failed attempt's error text is the transport's
 one-line summary.
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
     from transports.driving.operations import PublishResult
 
 log = logging.getLogger("transports.driver")
+# A library's records go where the host's logging sends them, and nowhere (not to
+# logging's last-resort stderr handler) when the host configures none.
+logging.getLogger("transports").addHandler(logging.NullHandler())
 
 FIELDS = (
     "event_id",
@@ -178,7 +182,7 @@ class LoggingObserver(Observer):
         )
         self.log.log(
             level,
-            "%s %s attempt %d to %s: %s in %.0f ms; %s",
+            "%s %s attempt %d to %s: %s (%.0f ms); %s",
             claim.event.name,
             delivery.id,
             attempt.number,
@@ -258,14 +262,33 @@ class HookObserver(Observer):
             self.on_endpoint_disabled(endpoint)
 
 
+def _overriding(observers: Sequence[Observer], method: str) -> tuple[Observer, ...]:
+    """The observers whose ``method`` is their own (the others would do nothing)."""
+    base = getattr(Observer, method)
+    return tuple(o for o in observers if getattr(type(o), method) is not base)
+
+
 class Observers(Observer):
-    """Several observers as one; one that raises is logged and cannot break the driver."""
+    """Several observers as one; one that raises is logged and cannot break the driver.
+
+    Each call goes only to the observers that override it, and an attempt's
+    tokens only to those that made one, so what nobody watches costs a loop
+    over an empty tuple.
+    """
 
     def __init__(self, observers: Iterable[Observer]) -> None:
         self.observers = tuple(observers)
         intervals = [o.refresh_interval for o in self.observers if o.refresh_interval]
         self.refresh_interval = min(intervals) if intervals else None
         self._failed: set[tuple[str, type[Observer]]] = set()
+        self._starting = _overriding(self.observers, "attempt_started")
+        takers = {id(o): i for i, o in enumerate(self._starting)}
+        self._ending = tuple(
+            (o, takers.get(id(o), -1)) for o in _overriding(self.observers, "attempt_ended")
+        )
+        self._abandoning = tuple(
+            (o, takers.get(id(o), -1)) for o in _overriding(self.observers, "attempt_abandoned")
+        )
 
     def _raised(self, where: str, observer: Observer) -> None:
         key = (where, type(observer))
@@ -300,7 +323,7 @@ class Observers(Observer):
 
     def attempt_started(self, claim: Claimed, request: HttpRequest) -> tuple[HttpRequest, Any]:
         tokens = []
-        for o in self.observers:
+        for o in self._starting:
             try:
                 request, token = o.attempt_started(claim, request)
             except Exception:
@@ -310,16 +333,16 @@ class Observers(Observer):
         return request, tokens
 
     def attempt_ended(self, claim: Claimed, delivery: Delivery, token: Any) -> None:
-        for o, t in zip(self.observers, token, strict=True):
+        for o, index in self._ending:
             try:
-                o.attempt_ended(claim, delivery, t)
+                o.attempt_ended(claim, delivery, None if index < 0 else token[index])
             except Exception:
                 self._raised("attempt_ended", o)
 
     def attempt_abandoned(self, claim: Claimed, token: Any) -> None:
-        for o, t in zip(self.observers, token, strict=True):
+        for o, index in self._abandoning:
             try:
-                o.attempt_abandoned(claim, t)
+                o.attempt_abandoned(claim, None if index < 0 else token[index])
             except Exception:
                 self._raised("attempt_abandoned", o)
 
