@@ -100,7 +100,7 @@ def run(seconds: float) -> list[tuple[float, Sample]]:
                 MemoryStore(),
                 allow_http=True,
                 allowed_networks=LOOPBACK_NETWORKS,
-                max_in_flight=8,
+                max_in_flight=24,
                 policy=RetryPolicy(schedule=(3, 6, 12), timeout=1.0),
                 gate=None,
                 metrics=WebhookMetrics(registry, refresh_interval=1.0),
@@ -118,9 +118,9 @@ def run(seconds: float) -> list[tuple[float, Sample]]:
                 sent = 0
                 while not stop.is_set():
                     t = time.monotonic() - start
-                    rate = 6 + 5 * math.sin(t / seconds * 2 * math.pi)
+                    rate = 2.5 + 2 * math.sin(t / seconds * 2 * math.pi)
                     if abs(t - seconds * 0.65) < 0.5:
-                        rate = 120  # a burst: a backlog builds behind max_in_flight
+                        rate = 60  # a burst: a backlog builds behind max_in_flight
                     if sent < rate * 0.1:
                         service.publish("message.sent", message(sent))
                         sent += 1

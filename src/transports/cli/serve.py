@@ -111,12 +111,12 @@ def serve(
     Plain http endpoints are delivered to only with WEBHOOKS_ALLOW_HTTP=1, and loopback or
     private addresses only within WEBHOOKS_ALLOWED_NETWORKS (comma-separated CIDRs).
     """
-    configure_logging(verbose, log_format)
     outbound = outbound_from_env()
     with ExitStack() as stack:
         options: dict[str, Any] = {}
         if metrics_address is not None:
             options["metrics"] = _metrics(metrics_address, stack)
+        configure_logging(verbose, log_format)
         _serve(state, runtime, outbound, options)
 
 
