@@ -100,7 +100,7 @@ def run(seconds: float) -> list[tuple[float, Sample]]:
                 MemoryStore(),
                 allow_http=True,
                 allowed_networks=LOOPBACK_NETWORKS,
-                max_in_flight=24,
+                max_in_flight=48,
                 policy=RetryPolicy(schedule=(3, 6, 12), timeout=1.0),
                 gate=None,
                 metrics=WebhookMetrics(registry, refresh_interval=1.0),
@@ -115,18 +115,18 @@ def run(seconds: float) -> list[tuple[float, Sample]]:
             stop = threading.Event()
 
             def publish() -> None:
-                sent = 0
+                credit, sent = 0.0, 0
                 while not stop.is_set():
                     t = time.monotonic() - start
                     rate = 2.5 + 2 * math.sin(t / seconds * 2 * math.pi)
                     if abs(t - seconds * 0.65) < 0.5:
                         rate = 60  # a burst: a backlog builds behind max_in_flight
-                    if sent < rate * 0.1:
+                    credit += rate * 0.1
+                    while credit >= 1:
                         service.publish("message.sent", message(sent))
+                        credit -= 1
                         sent += 1
-                    else:
-                        time.sleep(0.1)
-                        sent = 0
+                    time.sleep(0.1)
 
             publisher = threading.Thread(target=publish, daemon=True)
             publisher.start()
