@@ -4,7 +4,7 @@ Run from the repository root::
 
     PYTHONPATH=src python -m benchmarks [--quick] [--scale 0.1] [--rounds 1]
         [--shapes fanout,events,failing,dead] [--rows aiohttp,asyncio+memory,...]
-        [--receiver nginx|python] [--diagnostics] [--markdown FILE]
+        [--receiver nginx|python] [--diagnostics] [--observed] [--markdown FILE]
     PYTHONPATH=src python -m benchmarks --profile asyncio+memory [--shape events]
 
 A local receiver that is not the bottleneck is started (nginx where it is
@@ -23,7 +23,11 @@ runs every shape (``benchmarks.workload``), each in its own forked process
 * the defaults rows (``asyncio+defaults``, ``trio+defaults``,
   ``threads+defaults``): each driver with no store or transport argument (a
   SQLite file, the lean transport), its default ``max_in_flight``, fed by 64
-  concurrent publishers of one event per call: what a user gets untuned.
+  concurrent publishers of one event per call: what a user gets untuned;
+* with ``--observed``, each driver row again as ``ROW+observed``, with
+  Prometheus metrics (its own registry, store gauges refreshed every second)
+  and logging at INFO to JSON lines (into /dev/null); the overhead is given
+  as a ratio.
 
 The table gives successful deliveries per second, p50/p99 latency from
 publish to the receiver's 2xx, the time ``publish`` took (the fan-out), peak RSS, and each rate as a
@@ -73,17 +77,29 @@ class Row:
     store: str = "memory"
     transport: str = "http1"
     defaults: bool = False
+    observed: bool = False
 
 
 DEFAULTS_LABEL = "ours: {}, defaults, 64 publishers"
 
 
-def all_rows(diagnostics: bool) -> list[Row]:
-    """Baselines, every driver on every store, and the diagnostic rows if asked for."""
+def all_rows(diagnostics: bool, observed: bool = False) -> list[Row]:
+    """Baselines, every driver on every store, the diagnostic rows if asked for, and the
+    driver rows with metrics and logging on if ``observed``."""
     rows = [Row(name, label) for name, (label, _) in BASELINES.items()]
     for driver in DRIVERS:
         for store, kind in STORES.items():
             rows.append(Row(f"{driver}+{store}", f"ours: {driver}, {kind.label}", driver, store))
+            if observed:
+                rows.append(
+                    Row(
+                        f"{driver}+{store}+observed",
+                        f"ours: {driver}, {kind.label}, metrics+logging",
+                        driver,
+                        store,
+                        observed=True,
+                    )
+                )
     for driver in DRIVERS:
         label = DEFAULTS_LABEL.format(driver)
         rows.append(Row(f"{driver}+defaults", label, driver, "sqlite", defaults=True))
@@ -119,7 +135,9 @@ def run_row(
         return BASELINES[row.name][1](urls, shape)
     if row.defaults:
         return run_defaults(row.driver, urls, shape, directory)
-    return run_ours(row.driver, row.store, row.transport, urls, shape, directory)
+    return run_ours(
+        row.driver, row.store, row.transport, urls, shape, directory, observed=row.observed
+    )
 
 
 def _child(row: Row, shape: Shape, base_url: str, dead_url: str, results: Connection) -> None:
@@ -346,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="", help="comma-separated row names (default: all)")
     parser.add_argument("--receiver", choices=("nginx", "python"), default="nginx")
     parser.add_argument("--diagnostics", action="store_true")
+    parser.add_argument(
+        "--observed", action="store_true", help="also each driver row with metrics+logging on"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
     parser.add_argument("--profile", metavar="ROW", default=None)
     parser.add_argument("--shape", default="events", help="the shape --profile runs")
@@ -362,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown shape(s) {sorted(unknown)}; choose from {SHAPE_NAMES}")
     shapes = [scaled(s, scale, args.quick) for s in SHAPES if s.name in args.shapes.split(",")]
-    rows = all_rows(args.diagnostics or bool(args.profile))
+    rows = all_rows(args.diagnostics or bool(args.profile), args.observed)
     if args.rows:
         wanted = args.rows.split(",")
         missing = set(wanted) - {r.name for r in rows}
@@ -474,8 +495,32 @@ def report(
     if latency:
         text += ["### Latency under load (events shape)", "", *(f"- {x}" for x in latency), ""]
     text += [f"error: {e}" for e in errors]
+    overheads = observed_overheads(rows, shapes, best)
+    for line in overheads:
+        console.print(line, highlight=False)
+    text += ["", *overheads]
     if markdown_path is not None:
         markdown_path.write_text("\n".join(text) + "\n", encoding="utf-8")
+
+
+def observed_overheads(
+    rows: list[Row], shapes: list[Shape], best: dict[tuple[str, str], dict[str, Any]]
+) -> list[str]:
+    """For each ``+observed`` row: its rate against the same row's without (target: > 0.95)."""
+    lines = []
+    for row in rows:
+        if not row.observed:
+            continue
+        plain = row.name.removesuffix("+observed")
+        for shape in shapes:
+            on = best.get((row.name, shape.name), {}).get("rate")
+            off = best.get((plain, shape.name), {}).get("rate")
+            if on and off:
+                lines.append(
+                    f"metrics+logging overhead: {plain} {shape.name}: {on:,.0f}/s on, "
+                    f"{off:,.0f}/s off: ratio {on / off:.3f} ({(1 - on / off) * 100:+.1f} % fewer)"
+                )
+    return lines
 
 
 def profile(

@@ -28,6 +28,7 @@ concurrent callers each publishing one event per call.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -157,8 +158,9 @@ class Settling:
         return time.monotonic() - self._since > _STALL * self.shape.timeout
 
 
-def _options(shape: Shape, in_flight: int | None) -> dict[str, Any]:
-    """Loopback allowed, one attempt per delivery; ``in_flight`` None: the driver's default."""
+def _options(shape: Shape, in_flight: int | None, observed: bool = False) -> dict[str, Any]:
+    """Loopback allowed, one attempt per delivery; ``in_flight`` None: the driver's default;
+    ``observed``: metrics and logging on."""
     options: dict[str, Any] = {
         "allow_http": True,
         "allowed_networks": LOOPBACK_NETWORKS,
@@ -166,17 +168,43 @@ def _options(shape: Shape, in_flight: int | None) -> dict[str, Any]:
     }
     if in_flight is not None:
         options["max_in_flight"] = in_flight
+    if observed:
+        options["metrics"] = observe()
     return options
 
 
+def observe() -> Any:
+    """Metrics on a registry of their own, and the library's records at INFO as JSON lines
+    into /dev/null (as ``webhooks serve --log-format json -v`` writes them to stderr)."""
+    import logging
+    import os
+
+    from prometheus_client import CollectorRegistry
+
+    from transports.cli.logs import JsonFormatter
+    from transports.driving.metrics import WebhookMetrics
+
+    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - the child's life
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("transports")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return WebhookMetrics(CollectorRegistry(), refresh_interval=1.0)
+
+
 def _service_args(
-    store: Store | None, transport: str | None, shape: Shape, in_flight: int | None
+    store: Store | None,
+    transport: str | None,
+    shape: Shape,
+    in_flight: int | None,
+    observed: bool = False,
 ) -> dict[str, Any]:
     """The driver's arguments; None leaves the store or transport to the driver's default.
 
     "http1" and "httpx" are made by the service, with its outbound policy.
     """
-    args = _options(shape, in_flight)
+    args = _options(shape, in_flight, observed)
     if store is not None:
         args["store"] = store
     if transport == "null":
@@ -194,13 +222,16 @@ async def run_async(
     transport: str | None,
     publishers: int = PUBLISHERS,
     in_flight: int | None = ASYNC_IN_FLIGHT,
+    observed: bool = False,
 ) -> dict[str, Any]:
     """``WebhookService`` (trio or asyncio, whichever runs this) publishing ``shape``."""
     import anyio
 
     from transports.aio.service import WebhookService
 
-    async with WebhookService(**_service_args(store, transport, shape, in_flight)) as hooks:
+    async with WebhookService(
+        **_service_args(store, transport, shape, in_flight, observed)
+    ) as hooks:
 
         async def publisher(count: int) -> None:
             for _ in range(count):
@@ -227,11 +258,14 @@ def run_threads(
     transport: str | None,
     publishers: int = PUBLISHERS,
     in_flight: int | None = THREADED_IN_FLIGHT,
+    observed: bool = False,
 ) -> dict[str, Any]:
     """``ThreadedWebhookService`` publishing ``shape``."""
     from transports.sync.service import ThreadedWebhookService
 
-    with ThreadedWebhookService(**_service_args(store, transport, shape, in_flight)) as hooks:
+    with ThreadedWebhookService(
+        **_service_args(store, transport, shape, in_flight, observed)
+    ) as hooks:
 
         def publisher(count: int) -> None:
             for _ in range(count):
@@ -257,18 +291,32 @@ def run_threads(
 
 
 def run_ours(
-    driver: str, store_name: str, transport: str, urls: list[str], shape: Shape, directory: Path
+    driver: str,
+    store_name: str,
+    transport: str,
+    urls: list[str],
+    shape: Shape,
+    directory: Path,
+    *,
+    observed: bool = False,
 ) -> dict[str, Any]:
-    """One row of ours: set up the store, run the driver, report."""
+    """One row of ours: set up the store, run the driver (with metrics and logging on if
+    ``observed``), report."""
     kind = STORES[store_name]
     try:
         store = prepared_store(kind, directory, urls, time.time())
         try:
             if driver == "threads":
-                return run_threads(store, shape, transport)
+                return run_threads(store, shape, transport, observed=observed)
             import anyio
 
-            return anyio.run(run_async, store, shape, transport, backend=driver)
+            return anyio.run(
+                functools.partial(run_async, observed=observed),
+                store,
+                shape,
+                transport,
+                backend=driver,
+            )
         finally:
             store.close()
     finally:

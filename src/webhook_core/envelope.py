@@ -28,12 +28,17 @@ def validate_id(value: object, what: str) -> str:
 
 @attrs.frozen
 class Event:
-    """A published event: its id, name, creation time and the exact bytes that are sent."""
+    """A published event: its id, name, creation time and the exact bytes that are sent.
+
+    ``trace_context`` is the W3C ``traceparent`` of the span current when it was
+    published (stored beside the body, never in it), when tracing is on.
+    """
 
     id: str
     name: str
     created_at: float
     body: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+    trace_context: str | None = None
 
     @property
     def timestamp(self) -> str:
@@ -46,7 +51,15 @@ def envelope_bytes(name: str, timestamp: str, data: Any, event_id: str) -> bytes
     return canonical_json({"event": name, "timestamp": timestamp, "data": data, "id": event_id})
 
 
-def build_event(catalog: EventCatalog, name: str, data: Any, *, event_id: str, now: float) -> Event:
+def build_event(
+    catalog: EventCatalog,
+    name: str,
+    data: Any,
+    *,
+    event_id: str,
+    now: float,
+    trace_context: str | None = None,
+) -> Event:
     """Validate ``data`` against the catalog and encode the event's body.
 
     Raises ``UnknownEvent``/``InvalidEventName`` for the name and ``PayloadError``
@@ -66,7 +79,7 @@ def build_event(catalog: EventCatalog, name: str, data: Any, *, event_id: str, n
             f"the event body would be {len(body)} bytes, over the limit of {catalog.max_body} "
             "(receivers refuse larger bodies); send less data, e.g. a reference to fetch",
         )
-    return Event(id=event_id, name=name, created_at=now, body=body)
+    return Event(id=event_id, name=name, created_at=now, body=body, trace_context=trace_context)
 
 
 def verification_event(token: str, *, event_id: str, now: float) -> Event:

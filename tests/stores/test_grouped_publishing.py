@@ -54,13 +54,14 @@ def test_publish_groups_keeps_each_groups_outcome_its_own(kind: str, tmp_path: P
         store,
         CATALOG,
         [
-            ([("message.sent", message(1), "evt_a")], T0),
-            ([("message.sent", {"channel": "sms"}, "evt_bad")], T0),
+            ([("message.sent", message(1), "evt_a")], T0, None),
+            ([("message.sent", {"channel": "sms"}, "evt_bad")], T0, None),
             (
                 [("message.sent", message(2), "evt_b"), ("message.sent", message(3), "evt_taken")],
                 T0,
+                None,
             ),
-            ([("message.sent", message(4), "evt_c")], T0 + 1),
+            ([("message.sent", message(4), "evt_c")], T0 + 1, None),
         ],
     )
     first, invalid, duplicate, last = outcomes

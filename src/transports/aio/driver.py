@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar, assert_never
 from transports.clocks import Clock
 from transports.driving import operations
 from transports.driving.config import DriverConfig
+from transports.driving.observe import store_snapshot
 from transports.driving.state import ACTIVITIES, COALESCE, DriverState
 from transports.ids import new_id
 from transports.stores.interface import ALL_DELIVERIES, Claimed, DeliveryFilter
@@ -92,9 +93,14 @@ class AsyncDriver(DriverConfig, abc.ABC):
 
     @abc.abstractmethod
     async def _publish_specs(
-        self, specs: list[operations.EventSpec], now: float, connection: Any
+        self,
+        specs: list[operations.EventSpec],
+        now: float,
+        connection: Any,
+        trace_context: str | None,
     ) -> list[operations.PublishResult]:
-        """Store events, fanned out (``operations.publish_many``, or grouped with others)."""
+        """Store events, fanned out (``operations.publish_many``, or grouped with others),
+        each with ``trace_context``."""
 
     @abc.abstractmethod
     async def _sleep_until(self, timeout: float, next_due: float | None) -> None:
@@ -126,6 +132,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
             retention=self.retention,
             retention_interval=self.retention_interval,
             gate=self.gate,
+            refresh_interval=self.observer.refresh_interval,
         )
 
     # -- the sender's API --------------------------------------------------------
@@ -312,7 +319,10 @@ class AsyncDriver(DriverConfig, abc.ABC):
         Concurrent publishes share one store transaction where the store and
         the driver can group them, each caller getting its own results or errors.
         """
-        results = await self._publish_specs(list(events), self.clock.now(), connection)
+        results = await self._publish_specs(
+            list(events), self.clock.now(), connection, self.observer.publishing()
+        )
+        self.observer.published(results)
         if any(r.deliveries for r in results):
             self._signal()
         return results
@@ -422,7 +432,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
             )
             result, body = await self._send(request)
             answer = handshake_result(result, body)
-            await self._retrying(
+            saved = await self._retrying(
                 "record_handshake",
                 operations.record_handshake,
                 self.store,
@@ -430,6 +440,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
                 token,
                 answer,
             )
+            self.observer.handshake_ended(endpoint, answer, saved)
         except Exception:
             log.exception(
                 "handshake with endpoint %s abandoned; it is sent again later", endpoint.id
@@ -460,6 +471,10 @@ class AsyncDriver(DriverConfig, abc.ABC):
         with self._locked():
             scan = self._state.scan_due(now)
             retention = self._state.prune_due(now)
+            refresh = self._state.refresh_due(now)
+        if refresh:
+            snapshot = await self._retrying("snapshot", store_snapshot, self.store, now)
+            self.observer.store_snapshot(snapshot)
         if scan:
             for endpoint in await self._retrying("list_endpoints", self.store.list_endpoints):
                 self._start_handshake(endpoint)
@@ -514,14 +529,17 @@ class AsyncDriver(DriverConfig, abc.ABC):
             delivery, request = self._state.begin(claim, now)
         effects: tuple[DeliveryEffect, ...] = ()
         if request is not None:
+            request, token = self.observer.attempt_started(claim, request)
             try:
                 result, _ = await self._send(request)
             except BaseException:
                 with self._locked():
                     self._state.abandoned(claim, self.clock.now())
+                self.observer.attempt_abandoned(claim, token)
                 raise
             with self._locked():
                 delivery, effects = self._state.finish(claim, delivery, result, self.clock.now())
+            self.observer.attempt_ended(claim, delivery, token)
         if not self._queue_result(delivery):
             return
         for effect in effects:
@@ -529,7 +547,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
 
     async def _carry_out(self, effect: DeliveryEffect) -> None:
         if isinstance(effect, DisableEndpoint):
-            await self._retrying(
+            disabled = await self._retrying(
                 "disable_endpoint",
                 operations.disable_if_enabled,
                 self.store,
@@ -537,25 +555,33 @@ class AsyncDriver(DriverConfig, abc.ABC):
                 self.clock.now(),
                 effect.reason,
             )
+            if disabled is not None:
+                self.observer.endpoint_disabled(disabled)
         else:
             assert_never(effect)
 
     async def _write_batch(self, batch: Sequence[Delivery]) -> None:
-        """Write finished records (retried while their leases last), then signal."""
+        """Write finished records (retried while their leases last), tell the observer of
+        failed deliveries and disabled endpoints, then signal."""
         try:
-            await self._retrying(
+            disabled = await self._retrying(
                 "complete",
                 operations.write_results,
                 self.store,
                 batch,
                 self.worker_id,
                 self.health,
-                self.on_endpoint_disabled,
             )
         except Exception:
             log.error(
                 "gave up writing %d results; they are retried when their leases end", len(batch)
             )
+        else:
+            for delivery in batch:
+                if delivery.state is DeliveryState.FAILED:
+                    self.observer.delivery_failed(delivery)
+            for endpoint in disabled:
+                self.observer.endpoint_disabled(endpoint)
         finally:
             with self._locked():
                 self._state.written(len(batch))

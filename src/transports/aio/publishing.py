@@ -41,11 +41,12 @@ _GATHER_TURNS = 2
 class _Waiting:
     """One caller's events, its turn to lead, and the outcome once written."""
 
-    __slots__ = ("events", "now", "outcome", "turn")
+    __slots__ = ("events", "now", "outcome", "trace_context", "turn")
 
-    def __init__(self, events: Sequence[EventSpec], now: float) -> None:
+    def __init__(self, events: Sequence[EventSpec], now: float, trace_context: str | None) -> None:
         self.events = events
         self.now = now
+        self.trace_context = trace_context
         self.turn = anyio.Event()
         self.outcome: list[operations.PublishResult] | Exception | None = None
 
@@ -60,15 +61,16 @@ class GroupedPublisher:
         self._writing = False
 
     async def publish(
-        self, events: Sequence[EventSpec], now: float
+        self, events: Sequence[EventSpec], now: float, trace_context: str | None = None
     ) -> list[operations.PublishResult]:
-        """Validate, fan out and store ``events`` (name, data, event id or None) at ``now``.
+        """Validate, fan out and store ``events`` (name, data, event id or None) at ``now``,
+        each with ``trace_context``.
 
         Raises what publishing these events alone would raise (invalid data, a
         duplicate event id, a store error), and nothing caused by other callers'
         events.
         """
-        mine = _Waiting(events, now)
+        mine = _Waiting(events, now, trace_context)
         self._queue.append(mine)
         while mine.outcome is None:
             if self._writing:
@@ -103,7 +105,7 @@ class GroupedPublisher:
                     operations.publish_groups,
                     self.store,
                     self.catalog,
-                    [(w.events, w.now) for w in group],
+                    [(w.events, w.now, w.trace_context) for w in group],
                 )
             for waiting, outcome in zip(group, outcomes, strict=True):
                 waiting.outcome = outcome

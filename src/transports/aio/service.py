@@ -279,13 +279,22 @@ class WebhookService(AsyncDriver):
         return True
 
     async def _publish_specs(
-        self, specs: list[operations.EventSpec], now: float, connection: Any
+        self,
+        specs: list[operations.EventSpec],
+        now: float,
+        connection: Any,
+        trace_context: str | None,
     ) -> list[operations.PublishResult]:
         if connection is not None or not self.store.blocking:
             return operations.publish_many(
-                self.store, self.catalog, specs, now, connection=connection
+                self.store,
+                self.catalog,
+                specs,
+                now,
+                connection=connection,
+                trace_context=trace_context,
             )
-        return await self._publisher.publish(specs, now)
+        return await self._publisher.publish(specs, now, trace_context)
 
     async def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         if timeout > 0 and not self._wake.is_set():

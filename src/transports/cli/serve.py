@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import anyio
@@ -18,6 +19,7 @@ import click
 
 from transports.aio.service import WebhookService
 from transports.cli.context import Context, UserError, outbound_from_env, parse_age
+from transports.cli.logs import FORMATS, configure_logging
 from transports.cli.output import console
 from transports.driving.operations import Retention
 from transports.http.guard import OutboundPolicy
@@ -84,10 +86,10 @@ def _serve_threads(
 )
 @click.option(
     "--transport",
-    type=click.Choice(("httpx", "http1")),
-    default="httpx",
+    type=click.Choice(("http1", "httpx")),
+    default="http1",
     show_default=True,
-    help="The HTTP client: httpx, or http1 (the lean HTTP/1.1 transport, for high fan-out).",
+    help="The HTTP client: http1 (the lean HTTP/1.1 transport), or httpx (for proxies).",
 )
 @click.option(
     "--concurrency",
@@ -123,6 +125,25 @@ def _serve_threads(
     show_default=True,
     help="Delete failed records older than AGE, or 'forever' (keep them to replay).",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log to stderr failures and more: -v adds handshakes, -vv every attempt.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text: readable lines; json: one JSON object a line, with the record's fields.",
+)
+@click.option(
+    "--metrics",
+    "metrics_address",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (the 'metrics' extra).",
+)
 @click.pass_obj
 def serve(
     state: Context,
@@ -133,6 +154,9 @@ def serve(
     ca_file: str | None,
     retention: str,
     retention_failed: str,
+    verbose: int,
+    log_format: str,
+    metrics_address: str | None,
 ) -> None:
     """Run the dispatcher: handshakes, deliveries and retries, until SIGINT or SIGTERM.
 
@@ -149,6 +173,34 @@ def serve(
             _kept_for(retention, "--retention"), _kept_for(retention_failed, "--retention-failed")
         ),
     }
+    with ExitStack() as stack:
+        if metrics_address is not None:
+            options["metrics"] = _metrics(metrics_address, stack)
+        configure_logging(verbose, log_format)
+        _serve(state, runtime, outbound, options)
+
+
+def _metrics(address: str, stack: ExitStack) -> Any:
+    """A ``WebhookMetrics`` on the default registry, served at ``address`` until ``stack`` ends."""
+    try:
+        from transports.driving.metrics import (  # noqa: PLC0415 - the metrics extra
+            WebhookMetrics,
+            serve_metrics,
+        )
+    except ImportError:
+        raise UserError(
+            "--metrics needs prometheus_client: pip install 'webhooks-delivery[metrics]'"
+        ) from None
+    try:
+        stack.callback(serve_metrics(address).close)
+    except ValueError as exc:
+        raise UserError(f"--metrics: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"--metrics: cannot listen on {address}: {exc.strerror}") from None
+    return WebhookMetrics()
+
+
+def _serve(state: Context, runtime: str, outbound: OutboundPolicy, options: dict[str, Any]) -> None:
     store = state.store()
 
     def ready() -> None:

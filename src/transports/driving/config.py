@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 import attrs
 
+from transports.driving.observe import observer_for
 from transports.driving.operations import Retention
 from transports.http.guard import OutboundPolicy
 from transports.ids import new_id
@@ -16,7 +17,9 @@ from transports.stores.url import open_store
 from webhook_core import (
     LEASE_MARGIN,
     USER_AGENT,
+    Attempt,
     ConfigError,
+    Delivery,
     Endpoint,
     EndpointGate,
     EventCatalog,
@@ -28,6 +31,9 @@ from webhook_core import (
 from webhook_core.addresses import Network
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from transports.driving.metrics import WebhookMetrics
 
 DEFAULT_GATE = GatePolicy()
 DEFAULT_HEALTH = HealthPolicy()
@@ -56,6 +62,16 @@ class DriverSettings:
     disables an endpoint after a run of failed deliveries (None: never) and then
     calls ``on_endpoint_disabled`` with it, from the writer (a worker thread when
     the store blocks).
+    ``on_attempt(delivery, attempt)`` is called after every attempt (``delivery``
+    as it is after ``attempt``, its last) and ``on_delivery_failed(delivery)``
+    when a delivery the driver handles is ``failed``; none of the three hooks
+    can break the driver: what they raise is logged.
+    ``metrics``: a ``WebhookMetrics`` (``transports.driving.metrics``, the
+    ``metrics`` extra) the driver counts into and refreshes from the store.
+    ``tracing``: a ``webhook.attempt`` OpenTelemetry span per attempt, linked
+    to the span current when the event was published (the ``otel`` extra);
+    ``traceparent`` also sends the attempt's span to receivers in a
+    ``traceparent`` header (off by default: receivers see it).
     """
 
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
@@ -73,8 +89,15 @@ class DriverSettings:
     gate: GatePolicy | None = DEFAULT_GATE
     health: HealthPolicy | None = DEFAULT_HEALTH
     on_endpoint_disabled: Callable[[Endpoint], object] | None = None
+    on_attempt: Callable[[Delivery, Attempt], object] | None = None
+    on_delivery_failed: Callable[[Delivery], object] | None = None
+    metrics: WebhookMetrics | None = None
+    tracing: bool = False
+    traceparent: bool = False
 
     def __attrs_post_init__(self) -> None:
+        if self.traceparent and not self.tracing:
+            raise ConfigError("traceparent=True sends the attempt's span: set tracing=True too")
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ConfigError("max_in_flight must be at least 1")
         if not self.retention_interval > 0:
@@ -105,6 +128,11 @@ class DriverOptions(TypedDict, total=False):
     gate: GatePolicy | None
     health: HealthPolicy | None
     on_endpoint_disabled: Callable[[Endpoint], object] | None
+    on_attempt: Callable[[Delivery, Attempt], object] | None
+    on_delivery_failed: Callable[[Delivery], object] | None
+    metrics: WebhookMetrics | None
+    tracing: bool
+    traceparent: bool
 
 
 def settings_from(settings: DriverSettings | None, options: DriverOptions) -> DriverSettings:
@@ -179,4 +207,4 @@ class DriverConfig:
         self.retention_interval = chosen.retention_interval
         self.gate = None if chosen.gate is None else EndpointGate(chosen.gate)
         self.health = chosen.health
-        self.on_endpoint_disabled = chosen.on_endpoint_disabled
+        self.observer = observer_for(chosen)

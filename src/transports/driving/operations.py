@@ -339,14 +339,15 @@ def record_outcomes(
     return disabled
 
 
-def disable_if_enabled(store: Store, endpoint_id: str, now: float, reason: str) -> None:
-    """Disable an endpoint unless it is gone or already disabled.
+def disable_if_enabled(store: Store, endpoint_id: str, now: float, reason: str) -> Endpoint | None:
+    """Disable an endpoint unless it is gone or already disabled; the endpoint if this did.
 
     Attempts that end at the same time may each ask (two answers of 410 Gone);
     whichever comes second finds nothing left to do, and that is not an error.
     """
     with contextlib.suppress(NotFound, IllegalTransition):
-        disable_endpoint(store, endpoint_id, now, reason)
+        return disable_endpoint(store, endpoint_id, now, reason)
+    return None
 
 
 def record_handshake(
@@ -375,13 +376,14 @@ def write_results(
     deliveries: Sequence[Delivery],
     worker: str,
     health: HealthPolicy | None,
-    on_disabled: Callable[[Endpoint], object] | None = None,
-) -> None:
+) -> list[Endpoint]:
     """Store a batch of finished attempts (those whose claim still holds), then feed the
-    endpoints their outcomes (``record_outcomes``) when ``health`` is set."""
+    endpoints their outcomes (``record_outcomes``) when ``health`` is set; the endpoints
+    that disabled."""
     store.complete(deliveries, worker)
-    if health is not None:
-        record_outcomes(store, deliveries, health, on_disabled)
+    if health is None:
+        return []
+    return record_outcomes(store, deliveries, health)
 
 
 def enable_endpoint(store: Store, endpoint_id: str, now: float) -> Endpoint:
@@ -448,13 +450,15 @@ def publish_many(
     *,
     endpoints: list[Endpoint] | None = None,
     connection: Any = None,
+    trace_context: str | None = None,
 ) -> list[PublishResult]:
     """Publish many ``(name, data, event_id or None)`` events in one store transaction.
 
     Every event is validated before anything is stored: one bad event stores none.
+    ``trace_context`` (a ``traceparent``) is stored with each event.
     """
     targets = store.list_endpoints() if endpoints is None else endpoints
-    batch = _fanned_out(catalog, events, now, targets)
+    batch = _fanned_out(catalog, events, now, targets, trace_context)
     store.add_events(batch, connection=connection)
     return _results(batch)
 
@@ -464,10 +468,18 @@ def _fanned_out(
     events: Iterable[EventSpec],
     now: float,
     targets: list[Endpoint],
+    trace_context: str | None,
 ) -> list[EventBatch]:
     """Every event built (all validated first), each with its deliveries."""
     built = [
-        build_event(catalog, name, data, event_id=event_id or new_id("evt"), now=now)
+        build_event(
+            catalog,
+            name,
+            data,
+            event_id=event_id or new_id("evt"),
+            now=now,
+            trace_context=trace_context,
+        )
         for name, data, event_id in events
     ]
     return fan_out_many(built, targets, new_id=lambda: new_id("dlv"), now=now)
@@ -480,9 +492,10 @@ def _results(batch: list[EventBatch]) -> list[PublishResult]:
 def publish_groups(
     store: Store,
     catalog: EventCatalog,
-    groups: Sequence[tuple[Iterable[EventSpec], float]],
+    groups: Sequence[tuple[Iterable[EventSpec], float, str | None]],
 ) -> list[list[PublishResult] | Exception]:
-    """Publish several callers' ``(events, now)`` groups with one endpoint read and one write.
+    """Publish several callers' ``(events, now, trace_context)`` groups with one endpoint
+    read and one write.
 
     Each group's outcome is its results or its own error: a group that fails
     validation is left out, and if the shared write is refused for a
@@ -493,9 +506,9 @@ def publish_groups(
     targets = store.list_endpoints()
     outcomes: list[list[PublishResult] | Exception] = []
     batches: list[list[EventBatch]] = []
-    for events, now in groups:
+    for events, now, trace_context in groups:
         try:
-            batch = _fanned_out(catalog, events, now, targets)
+            batch = _fanned_out(catalog, events, now, targets, trace_context)
         except Exception as exc:
             outcomes.append(exc)
             continue

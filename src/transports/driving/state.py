@@ -17,10 +17,11 @@ no I/O (as aioquic's protocol objects are told ``now`` and answer
   quicker). When only a few claims are wanted while others are in flight,
   ``coalesce`` says to wait a moment for more, so a busy driver claims a
   batch at a time rather than one delivery per finished attempt;
-* when to look for endpoints left in ``verifying`` (``scan_due``) and to
-  prune finished deliveries (``prune_due``), and how long the dispatcher may
-  sleep (``timer``): until the store's next due time, the poll interval or
-  the next prune, whichever comes first;
+* when to look for endpoints left in ``verifying`` (``scan_due``), to
+  prune finished deliveries (``prune_due``) and to count the store for the
+  observers' gauges (``refresh_due``), and how long the dispatcher may
+  sleep (``timer``): until the store's next due time, the poll interval,
+  the next prune or the next count, whichever comes first;
 * which handshakes to send (``handshake_wanted``): one per endpoint and
   verification token at a time, none once stopping;
 * what an attempt means: ``begin`` (the core's ``begin_attempt`` under the
@@ -97,6 +98,9 @@ ACTIVITIES = {
         Activity("record_handshake", "recording a handshake's answer", Patience.WHILE_RUNNING),
         Activity("disable_endpoint", "disabling an endpoint that asked", Patience.LEASE),
         Activity("count_deliveries", "counting open deliveries", Patience.FOREVER),
+        Activity(
+            "snapshot", "counting deliveries and endpoints for metrics", Patience.WHILE_RUNNING
+        ),
     )
 }
 """Every store activity of a driver, by the ``store_call`` its log records carry."""
@@ -151,6 +155,7 @@ class DriverState:
         retention: Retention | None,
         retention_interval: float,
         gate: EndpointGate | None,
+        refresh_interval: float | None = None,
     ) -> None:
         self.policy = policy
         self.lease = lease
@@ -160,6 +165,7 @@ class DriverState:
         self.retention = retention
         self.retention_interval = retention_interval
         self.gate = gate
+        self.refresh_interval = refresh_interval
         self.faults = StoreFaults()
         self.stopping = False
         self.held = 0  # claims taken from the store and not yet ended: queued or being sent
@@ -172,6 +178,7 @@ class DriverState:
         self._claim_batch = max(1, max_in_flight // 8)
         self._next_scan = -math.inf
         self._next_prune = -math.inf
+        self._next_refresh = -math.inf
 
     # -- store faults --------------------------------------------------------------
 
@@ -221,11 +228,21 @@ class DriverState:
         self._next_prune = now + self.retention_interval
         return self.retention
 
+    def refresh_due(self, now: float) -> bool:
+        """True when the store should be counted for the observers (the next count is then
+        scheduled)."""
+        if self.refresh_interval is None or now < self._next_refresh:
+            return False
+        self._next_refresh = now + self.refresh_interval
+        return True
+
     def timer(self, now: float, next_due: float | None) -> float:
-        """Seconds the dispatcher may sleep: poll interval, next prune, or next due time."""
+        """Seconds the dispatcher may sleep: poll interval, next prune or count, or next due."""
         timeout = self.poll_interval
         if self.retention is not None:
             timeout = min(timeout, max(self._next_prune - now, 0.0))
+        if self.refresh_interval is not None:
+            timeout = min(timeout, max(self._next_refresh - now, 0.0))
         if next_due is not None:
             timeout = min(timeout, max(next_due - now, 0.0))
         return timeout

@@ -105,6 +105,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE {s}.deliveries ADD COLUMN lease_token text;
     """,
+    # The traceparent of the span current at publish (tracing on), beside the body.
+    """
+    ALTER TABLE {s}.events ADD COLUMN trace_context text;
+    """,
 )
 
 
@@ -307,10 +311,10 @@ class PostgresStore(ClosesOnExit):
             with conn.cursor() as cursor:
                 cursor.executemany(
                     self._sql(
-                        "INSERT INTO {s}.events (id, name, created_at, body) "
-                        "VALUES (%s, %s, %s, %s)"
+                        "INSERT INTO {s}.events (id, name, created_at, body, trace_context) "
+                        "VALUES (%s, %s, %s, %s, %s)"
                     ),
-                    [(e.id, e.name, e.created_at, e.body) for e, _ in batch],
+                    [(e.id, e.name, e.created_at, e.body, e.trace_context) for e, _ in batch],
                 )
         except psycopg.errors.UniqueViolation as exc:
             raise DuplicateEvent([e.id for e, _ in batch]) from exc
@@ -338,10 +342,12 @@ class PostgresStore(ClosesOnExit):
         """The event, or None."""
         with self._connection() as conn:
             row = conn.execute(
-                self._sql("SELECT id, name, created_at, body FROM {s}.events WHERE id = %s"),
+                self._sql(
+                    "SELECT id, name, created_at, body, trace_context FROM {s}.events WHERE id = %s"
+                ),
                 (event_id,),
             ).fetchone()
-        return Event(row[0], row[1], row[2], bytes(row[3])) if row else None
+        return Event(row[0], row[1], row[2], bytes(row[3]), row[4]) if row else None
 
     def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries (expired leases first) in one statement.
@@ -383,17 +389,17 @@ class PostgresStore(ClosesOnExit):
             deliveries = [delivery_from_row(r, prefix + r[0]) for r in rows]
             events: dict[str, Event] = {}
             endpoints: dict[str, Endpoint] = {}
-            for kind, key, name, created_at, body, record in conn.execute(
+            for kind, key, name, created_at, body, trace_context, record in conn.execute(
                 self._sql(
-                    "SELECT 'event', id, name, created_at, body, NULL FROM {s}.events"
-                    " WHERE id = ANY(%s) UNION ALL"
-                    " SELECT 'endpoint', id, NULL, NULL, NULL, record FROM {s}.endpoints"
+                    "SELECT 'event', id, name, created_at, body, trace_context, NULL"
+                    " FROM {s}.events WHERE id = ANY(%s) UNION ALL"
+                    " SELECT 'endpoint', id, NULL, NULL, NULL, NULL, record FROM {s}.endpoints"
                     " WHERE id = ANY(%s)"
                 ),
                 (list({d.event_id for d in deliveries}), list({d.endpoint_id for d in deliveries})),
             ):
                 if kind == "event":
-                    events[key] = Event(key, name, created_at, bytes(body))
+                    events[key] = Event(key, name, created_at, bytes(body), trace_context)
                 else:
                     endpoints[key] = endpoint_from_json(record)
         return [

@@ -124,6 +124,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE deliveries ADD COLUMN lease_token TEXT;
     """,
+    # The traceparent of the span current at publish (tracing on), beside the body.
+    """
+    ALTER TABLE events ADD COLUMN trace_context TEXT;
+    """,
 )
 
 
@@ -150,13 +154,21 @@ def _filtered(where: DeliveryFilter) -> tuple[str, list[Any]]:
 
 
 # Rows per statement, under the oldest SQLite's limit of 999 parameters.
-_EVENTS_PER_INSERT = 200  # 4 parameters each
+_EVENTS_PER_INSERT = 160  # 5 parameters each
 _DELIVERY_WIDTH = len(DELIVERY_COLUMNS.split(","))
 _DELIVERIES_PER_INSERT = 100  # 9 parameters each
 _RESULTS_PER_UPDATE = 150  # 6 each, and the worker
 _IDS_PER_QUERY = 500
 # UPDATE ... FROM came with SQLite 3.33; before it, results take a statement each.
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+
+
+_EVENT_COLUMNS = "id, name, created_at, body, trace_context"
+
+
+def _event(row: Sequence[Any]) -> Event:
+    """An ``Event`` from a row of ``_EVENT_COLUMNS``."""
+    return Event(row[0], row[1], row[2], bytes(row[3]), row[4])
 
 
 def _flat(rows: Sequence[tuple[Any, ...]], per: int) -> list[list[Any]]:
@@ -194,7 +206,8 @@ class _Rows:
     def __init__(self, batch: Sequence[EventBatch]) -> None:
         self.event_ids = [e.id for e, _ in batch]
         self.events = _flat(
-            [(e.id, e.name, e.created_at, e.body) for e, _ in batch], _EVENTS_PER_INSERT
+            [(e.id, e.name, e.created_at, e.body, e.trace_context) for e, _ in batch],
+            _EVENTS_PER_INSERT,
         )
         self.deliveries = _delivery_params([d for _, ds in batch for d in ds])
 
@@ -433,7 +446,8 @@ class SQLiteStore(ClosesOnExit):
         try:
             for values in rows.events:
                 db.execute(
-                    f"INSERT INTO events (id, name, created_at, body) VALUES {_marks(values, 4)}",
+                    "INSERT INTO events (id, name, created_at, body, trace_context) "
+                    f"VALUES {_marks(values, 5)}",
                     values,
                 )
         except sqlite3.IntegrityError as exc:
@@ -458,9 +472,9 @@ class SQLiteStore(ClosesOnExit):
         """The event, or None."""
         with self._read() as db:
             row = db.execute(
-                "SELECT id, name, created_at, body FROM events WHERE id = ?", (event_id,)
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
             ).fetchone()
-        return Event(row[0], row[1], row[2], bytes(row[3])) if row else None
+        return _event(row) if row else None
 
     def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries (expired leases first) in one transaction.
@@ -492,11 +506,9 @@ class SQLiteStore(ClosesOnExit):
                     f"WHERE id IN ({marks})",
                     [worker, lease_until, prefix, *some],
                 )
-            event_rows = _select_by_ids(
-                db, "id, name, created_at, body FROM events", {r[1] for r in rows}
-            )
+            event_rows = _select_by_ids(db, f"{_EVENT_COLUMNS} FROM events", {r[1] for r in rows})
             records = _select_by_ids(db, "record FROM endpoints", {r[2] for r in rows})
-        events = {r[0]: Event(r[0], r[1], r[2], bytes(r[3])) for r in event_rows}
+        events = {r[0]: _event(r) for r in event_rows}
         endpoints = {e.id: e for e in (endpoint_from_json(r[0]) for r in records)}
         return [
             Claimed(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar, assert_never
 from transports.clocks import Clock
 from transports.driving import operations
 from transports.driving.config import DriverConfig
+from transports.driving.observe import store_snapshot
 from transports.driving.state import ACTIVITIES, COALESCE, DriverState
 from transports.ids import new_id
 from transports.stores.interface import ALL_DELIVERIES, Claimed, DeliveryFilter
@@ -87,9 +88,14 @@ class SyncDriver(DriverConfig, abc.ABC):
 
     @abc.abstractmethod
     def _publish_specs(
-        self, specs: list[operations.EventSpec], now: float, connection: Any
+        self,
+        specs: list[operations.EventSpec],
+        now: float,
+        connection: Any,
+        trace_context: str | None,
     ) -> list[operations.PublishResult]:
-        """Store events, fanned out (``operations.publish_many``, or grouped with others)."""
+        """Store events, fanned out (``operations.publish_many``, or grouped with others),
+        each with ``trace_context``."""
 
     @abc.abstractmethod
     def _sleep_until(self, timeout: float, next_due: float | None) -> None:
@@ -119,6 +125,7 @@ class SyncDriver(DriverConfig, abc.ABC):
             retention=self.retention,
             retention_interval=self.retention_interval,
             gate=self.gate,
+            refresh_interval=self.observer.refresh_interval,
         )
 
     # -- the sender's API --------------------------------------------------------
@@ -301,7 +308,10 @@ class SyncDriver(DriverConfig, abc.ABC):
         Concurrent publishes share one store transaction where the store and
         the driver can group them, each caller getting its own results or errors.
         """
-        results = self._publish_specs(list(events), self.clock.now(), connection)
+        results = self._publish_specs(
+            list(events), self.clock.now(), connection, self.observer.publishing()
+        )
+        self.observer.published(results)
         if any(r.deliveries for r in results):
             self._signal()
         return results
@@ -407,7 +417,7 @@ class SyncDriver(DriverConfig, abc.ABC):
             )
             result, body = self._send(request)
             answer = handshake_result(result, body)
-            self._retrying(
+            saved = self._retrying(
                 "record_handshake",
                 operations.record_handshake,
                 self.store,
@@ -415,6 +425,7 @@ class SyncDriver(DriverConfig, abc.ABC):
                 token,
                 answer,
             )
+            self.observer.handshake_ended(endpoint, answer, saved)
         except Exception:
             log.exception(
                 "handshake with endpoint %s abandoned; it is sent again later", endpoint.id
@@ -445,6 +456,10 @@ class SyncDriver(DriverConfig, abc.ABC):
         with self._locked():
             scan = self._state.scan_due(now)
             retention = self._state.prune_due(now)
+            refresh = self._state.refresh_due(now)
+        if refresh:
+            snapshot = self._retrying("snapshot", store_snapshot, self.store, now)
+            self.observer.store_snapshot(snapshot)
         if scan:
             for endpoint in self._retrying("list_endpoints", self.store.list_endpoints):
                 self._start_handshake(endpoint)
@@ -499,14 +514,17 @@ class SyncDriver(DriverConfig, abc.ABC):
             delivery, request = self._state.begin(claim, now)
         effects: tuple[DeliveryEffect, ...] = ()
         if request is not None:
+            request, token = self.observer.attempt_started(claim, request)
             try:
                 result, _ = self._send(request)
             except BaseException:
                 with self._locked():
                     self._state.abandoned(claim, self.clock.now())
+                self.observer.attempt_abandoned(claim, token)
                 raise
             with self._locked():
                 delivery, effects = self._state.finish(claim, delivery, result, self.clock.now())
+            self.observer.attempt_ended(claim, delivery, token)
         if not self._queue_result(delivery):
             return
         for effect in effects:
@@ -514,7 +532,7 @@ class SyncDriver(DriverConfig, abc.ABC):
 
     def _carry_out(self, effect: DeliveryEffect) -> None:
         if isinstance(effect, DisableEndpoint):
-            self._retrying(
+            disabled = self._retrying(
                 "disable_endpoint",
                 operations.disable_if_enabled,
                 self.store,
@@ -522,25 +540,33 @@ class SyncDriver(DriverConfig, abc.ABC):
                 self.clock.now(),
                 effect.reason,
             )
+            if disabled is not None:
+                self.observer.endpoint_disabled(disabled)
         else:
             assert_never(effect)
 
     def _write_batch(self, batch: Sequence[Delivery]) -> None:
-        """Write finished records (retried while their leases last), then signal."""
+        """Write finished records (retried while their leases last), tell the observer of
+        failed deliveries and disabled endpoints, then signal."""
         try:
-            self._retrying(
+            disabled = self._retrying(
                 "complete",
                 operations.write_results,
                 self.store,
                 batch,
                 self.worker_id,
                 self.health,
-                self.on_endpoint_disabled,
             )
         except Exception:
             log.error(
                 "gave up writing %d results; they are retried when their leases end", len(batch)
             )
+        else:
+            for delivery in batch:
+                if delivery.state is DeliveryState.FAILED:
+                    self.observer.delivery_failed(delivery)
+            for endpoint in disabled:
+                self.observer.endpoint_disabled(endpoint)
         finally:
             with self._locked():
                 self._state.written(len(batch))

@@ -32,11 +32,12 @@ from webhook_core import EventCatalog
 class _Waiting:
     """One caller's events, and the outcome once written."""
 
-    __slots__ = ("events", "now", "outcome")
+    __slots__ = ("events", "now", "outcome", "trace_context")
 
-    def __init__(self, events: Sequence[EventSpec], now: float) -> None:
+    def __init__(self, events: Sequence[EventSpec], now: float, trace_context: str | None) -> None:
         self.events = events
         self.now = now
+        self.trace_context = trace_context
         self.outcome: list[operations.PublishResult] | BaseException | None = None
 
 
@@ -51,14 +52,17 @@ class ThreadedGroupedPublisher:
         self._queue: list[_Waiting] = []
         self._writing = False
 
-    def publish(self, events: Sequence[EventSpec], now: float) -> list[operations.PublishResult]:
-        """Validate, fan out and store ``events`` (name, data, event id or None) at ``now``.
+    def publish(
+        self, events: Sequence[EventSpec], now: float, trace_context: str | None = None
+    ) -> list[operations.PublishResult]:
+        """Validate, fan out and store ``events`` (name, data, event id or None) at ``now``,
+        each with ``trace_context``.
 
         Raises what publishing these events alone would raise (invalid data, a
         duplicate event id, a store error), and nothing caused by other callers'
         events.
         """
-        mine = _Waiting(events, now)
+        mine = _Waiting(events, now, trace_context)
         with self._written:
             self._queue.append(mine)
             while self._writing and mine.outcome is None:
@@ -78,7 +82,7 @@ class ThreadedGroupedPublisher:
     def _write(self, group: list[_Waiting], leader: _Waiting) -> None:
         try:
             outcomes = operations.publish_groups(
-                self.store, self.catalog, [(w.events, w.now) for w in group]
+                self.store, self.catalog, [(w.events, w.now, w.trace_context) for w in group]
             )
             for waiting, outcome in zip(group, outcomes, strict=True):
                 waiting.outcome = outcome

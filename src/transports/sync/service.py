@@ -297,13 +297,22 @@ class ThreadedWebhookService(SyncDriver):
         return True
 
     def _publish_specs(
-        self, specs: list[operations.EventSpec], now: float, connection: Any
+        self,
+        specs: list[operations.EventSpec],
+        now: float,
+        connection: Any,
+        trace_context: str | None,
     ) -> list[operations.PublishResult]:
         if connection is not None or not self.store.blocking:
             return operations.publish_many(
-                self.store, self.catalog, specs, now, connection=connection
+                self.store,
+                self.catalog,
+                specs,
+                now,
+                connection=connection,
+                trace_context=trace_context,
             )
-        return self._publisher.publish(specs, now)
+        return self._publisher.publish(specs, now, trace_context)
 
     def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         """Wait for a wake-up or ``timeout`` seconds; under ``VirtualClock`` see the module."""
