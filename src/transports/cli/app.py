@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from transports.cli import deliveries, endpoints, listen, publish, serve, tester
+from transports.cli import admin, deliveries, endpoints, listen, publish, serve, tester
 from transports.cli.context import Context, UserError, database_errors, first_line
 from transports.driving.operations import NotFound
 from transports.stores.url import ENV_VAR
@@ -62,3 +62,5 @@ cli.add_command(publish.publish)
 cli.add_command(deliveries.deliveries)
 cli.add_command(tester.test)
 cli.add_command(listen.listen)
+cli.add_command(admin.admin)
+cli.add_command(admin.tokens)
