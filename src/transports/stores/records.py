@@ -145,12 +145,14 @@ def filter_sql(where: DeliveryFilter, mark: str, events: str = "events") -> tupl
     )
     clauses = [f"{column} {op} {mark}" for column, op, value in tests if value is not None]
     params = [value for _, _, value in tests if value is not None]
-    if where.tenant is not None:
-        clauses.append(f"event_id IN (SELECT id FROM {events} WHERE tenant = {mark})")
-        params.append(where.tenant)
-    if where.event_name is not None:
-        clauses.append(f"event_id IN (SELECT id FROM {events} WHERE name = {mark})")
-        params.append(where.event_name)
+    # One primary-key lookup per row considered: a paged listing stops at its limit
+    # instead of first collecting every id of the tenant's (or the name's) events.
+    for column, value in (("tenant", where.tenant), ("name", where.event_name)):
+        if value is not None:
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM {events} e WHERE e.id = event_id AND e.{column} = {mark})"
+            )
+            params.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
