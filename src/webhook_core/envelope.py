@@ -10,6 +10,7 @@ import attrs
 from webhook_core.canonical import canonical_json, check_depth
 from webhook_core.catalog import EventCatalog
 from webhook_core.errors import PayloadError
+from webhook_core.tenants import DEFAULT_TENANT
 from webhook_core.timefmt import rfc3339
 
 _ID = re.compile(r"[A-Za-z0-9_\-:]{1,128}\Z")
@@ -38,6 +39,8 @@ class Event:
     name: str
     created_at: float
     body: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+    tenant: str = DEFAULT_TENANT
+    """Whose event it is (see ``webhook_core.tenants``)."""
     trace_context: str | None = None
 
     @property
@@ -58,6 +61,7 @@ def build_event(
     *,
     event_id: str,
     now: float,
+    tenant: str = DEFAULT_TENANT,
     trace_context: str | None = None,
 ) -> Event:
     """Validate ``data`` against the catalog and encode the event's body.
@@ -79,7 +83,14 @@ def build_event(
             f"the event body would be {len(body)} bytes, over the limit of {catalog.max_body} "
             "(receivers refuse larger bodies); send less data, e.g. a reference to fetch",
         )
-    return Event(id=event_id, name=name, created_at=now, body=body, trace_context=trace_context)
+    return Event(
+        id=event_id,
+        name=name,
+        created_at=now,
+        body=body,
+        tenant=tenant,
+        trace_context=trace_context,
+    )
 
 
 def verification_event(token: str, *, event_id: str, now: float) -> Event:

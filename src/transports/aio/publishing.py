@@ -41,11 +41,14 @@ _GATHER_TURNS = 2
 class _Waiting:
     """One caller's events, its turn to lead, and the outcome once written."""
 
-    __slots__ = ("events", "now", "outcome", "trace_context", "turn")
+    __slots__ = ("events", "now", "outcome", "tenant", "trace_context", "turn")
 
-    def __init__(self, events: Sequence[EventSpec], now: float, trace_context: str | None) -> None:
+    def __init__(
+        self, events: Sequence[EventSpec], now: float, tenant: str, trace_context: str | None
+    ) -> None:
         self.events = events
         self.now = now
+        self.tenant = tenant
         self.trace_context = trace_context
         self.turn = anyio.Event()
         self.outcome: list[operations.PublishResult] | Exception | None = None
@@ -61,16 +64,20 @@ class GroupedPublisher:
         self._writing = False
 
     async def publish(
-        self, events: Sequence[EventSpec], now: float, trace_context: str | None = None
+        self,
+        events: Sequence[EventSpec],
+        now: float,
+        tenant: str,
+        trace_context: str | None = None,
     ) -> list[operations.PublishResult]:
-        """Validate, fan out and store ``events`` (name, data, event id or None) at ``now``,
-        each with ``trace_context``.
+        """Validate, fan out and store ``events`` (name, data, event id or None) of ``tenant``
+        at ``now``, each with ``trace_context``.
 
         Raises what publishing these events alone would raise (invalid data, a
         duplicate event id, a store error), and nothing caused by other callers'
         events.
         """
-        mine = _Waiting(events, now, trace_context)
+        mine = _Waiting(events, now, tenant, trace_context)
         self._queue.append(mine)
         while mine.outcome is None:
             if self._writing:
@@ -105,7 +112,7 @@ class GroupedPublisher:
                     operations.publish_groups,
                     self.store,
                     self.catalog,
-                    [(w.events, w.now, w.trace_context) for w in group],
+                    [(w.events, w.now, w.tenant, w.trace_context) for w in group],
                 )
             for waiting, outcome in zip(group, outcomes, strict=True):
                 waiting.outcome = outcome

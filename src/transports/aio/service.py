@@ -283,6 +283,7 @@ class WebhookService(AsyncDriver):
         specs: list[operations.EventSpec],
         now: float,
         connection: Any,
+        tenant: str,
         trace_context: str | None,
     ) -> list[operations.PublishResult]:
         if connection is not None or not self.store.blocking:
@@ -292,9 +293,10 @@ class WebhookService(AsyncDriver):
                 specs,
                 now,
                 connection=connection,
+                tenant=tenant,
                 trace_context=trace_context,
             )
-        return await self._publisher.publish(specs, now, trace_context)
+        return await self._publisher.publish(specs, now, tenant, trace_context)
 
     async def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         if timeout > 0 and not self._wake.is_set():

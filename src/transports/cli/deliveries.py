@@ -83,6 +83,7 @@ def list_(
         endpoint_id,
         event_id,
         event_name=event_name,
+        tenant=state.tenant,
     )
     total = store.count_deliveries(where)
     start = max(total - limit, 0) if offset is None else offset
@@ -149,7 +150,7 @@ def delivery_rows(found: list[Delivery], names: dict[str, str]) -> list[list[str
 def show(state: Context, delivery_id: str, as_json: bool) -> None:
     """Show one delivery with its event and every attempt."""
     store = state.store()
-    delivery = store.get_delivery(delivery_id)
+    delivery = operations.find_delivery(store, delivery_id, state.tenant)
     if delivery is None:
         raise operations.NotFound(f"no delivery with id {delivery_id!r}")
     event = store.get_event(delivery.event_id)
@@ -192,7 +193,7 @@ def show(state: Context, delivery_id: str, as_json: bool) -> None:
 @pass_context
 def retry(state: Context, delivery_id: str, as_json: bool) -> None:
     """Make a retry_scheduled delivery due now (the running dispatcher sends it)."""
-    due = operations.retry_now(state.store(), delivery_id, time.time())
+    due = operations.retry_now(state.store(), delivery_id, time.time(), state.tenant)
     if as_json:
         print_json(delivery_json(due))
     else:
@@ -225,7 +226,7 @@ def replay(
     if (delivery_id is None) == (failed_since is None):
         raise UserError("give either a delivery ID or --failed-since TIME")
     if delivery_id is not None:
-        fresh = operations.replay_delivery(state.store(), delivery_id, now)
+        fresh = operations.replay_delivery(state.store(), delivery_id, now, state.tenant)
         if as_json:
             print_json(delivery_json(fresh))
         else:
@@ -247,7 +248,12 @@ def replay(
             progress.update(task, completed=done, total=total)
 
         replayed = operations.replay_failed_since(
-            state.store(), since, now, endpoint_id=endpoint_id, on_progress=on_progress
+            state.store(),
+            since,
+            now,
+            endpoint_id=endpoint_id,
+            on_progress=on_progress,
+            tenant=state.tenant,
         )
     if as_json:
         print_json({"replayed": replayed, "since": when(since)})

@@ -89,7 +89,9 @@ def publish(
     if payload is None:
         payload = {}
     try:
-        result = operations.publish(state.store(), catalog, event, payload, time.time())
+        result = operations.publish(
+            state.store(), catalog, event, payload, time.time(), tenant=state.tenant
+        )
     except PayloadError as exc:
         raise UserError(f"{exc} (give the event's data with --data JSON or --data @FILE)") from None
     if quiet:
@@ -127,7 +129,7 @@ def _explain_no_deliveries(state: Context, event: str) -> None:
     """On standard error: why an event went nowhere (no subscriber, or none active yet)."""
     waiting = [
         e
-        for e in state.store().list_endpoints()
+        for e in operations.list_endpoints(state.store(), state.tenant)
         if e.state is not EndpointState.ACTIVE and any_pattern_matches(e.filters, event)
     ]
     if not waiting:
@@ -157,7 +159,7 @@ def _await_deliveries(
 ) -> list[Delivery]:
     """The event's deliveries once none is waiting or in flight (or as they are at ``timeout``)."""
     store = state.store()
-    where = DeliveryFilter(event_id=result.event.id)
+    where = DeliveryFilter(event_id=result.event.id, tenant=state.tenant)
 
     def settled() -> list[Delivery] | None:
         found = store.list_deliveries(where, limit=max(result.deliveries, 1))

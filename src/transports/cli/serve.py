@@ -18,6 +18,7 @@ import anyio
 import click
 
 from transports.aio.service import WebhookService
+from transports.cli.admin import admin_in_thread
 from transports.cli.context import Context, UserError, outbound_from_env, parse_age
 from transports.cli.logs import FORMATS, configure_logging
 from transports.cli.output import console
@@ -144,6 +145,12 @@ def _serve_threads(
     metavar="HOST:PORT",
     help="Serve Prometheus metrics at http://HOST:PORT/metrics (the 'metrics' extra).",
 )
+@click.option(
+    "--admin",
+    "admin_listen",
+    metavar="HOST:PORT",
+    help="Serve the management API there too, in the same process (e.g. 127.0.0.1:8400).",
+)
 @click.pass_obj
 def serve(
     state: Context,
@@ -157,6 +164,7 @@ def serve(
     verbose: int,
     log_format: str,
     metrics_address: str | None,
+    admin_listen: str | None,
 ) -> None:
     """Run the dispatcher: handshakes, deliveries and retries, until SIGINT or SIGTERM.
 
@@ -177,7 +185,7 @@ def serve(
         if metrics_address is not None:
             options["metrics"] = _metrics(metrics_address, stack)
         configure_logging(verbose, log_format)
-        _serve(state, runtime, outbound, options)
+        _serve(state, runtime, outbound, options, admin_listen)
 
 
 def _metrics(address: str, stack: ExitStack) -> Any:
@@ -200,7 +208,13 @@ def _metrics(address: str, stack: ExitStack) -> Any:
     return WebhookMetrics()
 
 
-def _serve(state: Context, runtime: str, outbound: OutboundPolicy, options: dict[str, Any]) -> None:
+def _serve(
+    state: Context,
+    runtime: str,
+    outbound: OutboundPolicy,
+    options: dict[str, Any],
+    admin_listen: str | None,
+) -> None:
     store = state.store()
 
     def ready() -> None:
@@ -210,10 +224,14 @@ def _serve(state: Context, runtime: str, outbound: OutboundPolicy, options: dict
             markup=False,
         )
 
-    if runtime == "threads":
-        name = _serve_threads(store, outbound, ready, options)
-    else:
-        name = anyio.run(_serve_async, store, outbound, ready, options, backend=runtime)
+    with ExitStack() as stack:
+        if admin_listen is not None:
+            url = stack.enter_context(admin_in_thread(store, admin_listen))
+            console.print(f"webhooks serve: management API on {url}/api/v1", markup=False)
+        if runtime == "threads":
+            name = _serve_threads(store, outbound, ready, options)
+        else:
+            name = anyio.run(_serve_async, store, outbound, ready, options, backend=runtime)
     console.print(f"{name}: stopped; attempts in flight finished and were recorded", markup=False)
 
 

@@ -137,14 +137,14 @@ class Observer:
 
 
 def identity(claim: Claimed) -> dict[str, Any]:
-    """The fields that name what an attempt is about (a tenant joins them once records
-    carry one)."""
+    """The fields that name what an attempt is about."""
     delivery = claim.delivery
     return {
         "event_id": delivery.event_id,
         "event": claim.event.name,
         "delivery_id": delivery.id,
         "endpoint_id": delivery.endpoint_id,
+        "tenant": claim.event.tenant,
     }
 
 

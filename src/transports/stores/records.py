@@ -132,8 +132,10 @@ def delivery_from_row(row: tuple[Any, ...], lease_token: str | None = None) -> D
 
 
 def filter_sql(where: DeliveryFilter, mark: str, events: str = "events") -> tuple[str, list[Any]]:
-    """A ``WHERE`` clause (or nothing) selecting ``where``, with ``mark`` as placeholder
-    (``events``: the events table's name, for ``event_name``)."""
+    """A ``WHERE`` clause (or nothing) selecting ``where``, with ``mark`` as placeholder.
+
+    A delivery's tenant and event name are its event's (``events`` names that table).
+    """
     tests = (
         ("state", "=", None if where.state is None else where.state.value),
         ("endpoint_id", "=", where.endpoint_id),
@@ -148,6 +150,14 @@ def filter_sql(where: DeliveryFilter, mark: str, events: str = "events") -> tupl
         if value is not None
     ]
     params = [value for _, _, value in tests if value is not None]
+    # One primary-key lookup per row considered: a paged listing stops at its limit
+    # instead of first collecting every id of the tenant's (or the name's) events.
+    for column, value in (("tenant", where.tenant), ("name", where.event_name)):
+        if value is not None:
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM {events} e WHERE e.id = event_id AND e.{column} = {mark})"
+            )
+            params.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 

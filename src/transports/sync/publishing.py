@@ -32,11 +32,14 @@ from webhook_core import EventCatalog
 class _Waiting:
     """One caller's events, and the outcome once written."""
 
-    __slots__ = ("events", "now", "outcome", "trace_context")
+    __slots__ = ("events", "now", "outcome", "tenant", "trace_context")
 
-    def __init__(self, events: Sequence[EventSpec], now: float, trace_context: str | None) -> None:
+    def __init__(
+        self, events: Sequence[EventSpec], now: float, tenant: str, trace_context: str | None
+    ) -> None:
         self.events = events
         self.now = now
+        self.tenant = tenant
         self.trace_context = trace_context
         self.outcome: list[operations.PublishResult] | BaseException | None = None
 
@@ -53,16 +56,20 @@ class ThreadedGroupedPublisher:
         self._writing = False
 
     def publish(
-        self, events: Sequence[EventSpec], now: float, trace_context: str | None = None
+        self,
+        events: Sequence[EventSpec],
+        now: float,
+        tenant: str,
+        trace_context: str | None = None,
     ) -> list[operations.PublishResult]:
-        """Validate, fan out and store ``events`` (name, data, event id or None) at ``now``,
-        each with ``trace_context``.
+        """Validate, fan out and store ``events`` (name, data, event id or None) of ``tenant``
+        at ``now``, each with ``trace_context``.
 
         Raises what publishing these events alone would raise (invalid data, a
         duplicate event id, a store error), and nothing caused by other callers'
         events.
         """
-        mine = _Waiting(events, now, trace_context)
+        mine = _Waiting(events, now, tenant, trace_context)
         with self._written:
             self._queue.append(mine)
             while self._writing and mine.outcome is None:
@@ -82,7 +89,9 @@ class ThreadedGroupedPublisher:
     def _write(self, group: list[_Waiting], leader: _Waiting) -> None:
         try:
             outcomes = operations.publish_groups(
-                self.store, self.catalog, [(w.events, w.now, w.trace_context) for w in group]
+                self.store,
+                self.catalog,
+                [(w.events, w.now, w.tenant, w.trace_context) for w in group],
             )
             for waiting, outcome in zip(group, outcomes, strict=True):
                 waiting.outcome = outcome

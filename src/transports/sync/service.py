@@ -301,6 +301,7 @@ class ThreadedWebhookService(SyncDriver):
         specs: list[operations.EventSpec],
         now: float,
         connection: Any,
+        tenant: str,
         trace_context: str | None,
     ) -> list[operations.PublishResult]:
         if connection is not None or not self.store.blocking:
@@ -310,9 +311,10 @@ class ThreadedWebhookService(SyncDriver):
                 specs,
                 now,
                 connection=connection,
+                tenant=tenant,
                 trace_context=trace_context,
             )
-        return self._publisher.publish(specs, now, trace_context)
+        return self._publisher.publish(specs, now, tenant, trace_context)
 
     def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         """Wait for a wake-up or ``timeout`` seconds; under ``VirtualClock`` see the module."""
