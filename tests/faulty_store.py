@@ -159,9 +159,9 @@ class FaultyStore:
         self._enter("get_endpoints")
         return self.inner.get_endpoints(endpoint_ids)
 
-    def list_endpoints(self) -> list[Endpoint]:
+    def list_endpoints(self, tenant: str | None = None) -> list[Endpoint]:
         self._enter("list_endpoints")
-        return self.inner.list_endpoints()
+        return self.inner.list_endpoints(tenant)
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
         self._enter("delete_endpoint")

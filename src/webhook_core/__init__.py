@@ -78,6 +78,7 @@ from webhook_core.signing import (
     standard_signature,
     webhook_signature,
 )
+from webhook_core.tenants import DEFAULT_TENANT, validate_tenant
 from webhook_core.timefmt import parse_rfc3339, rfc3339
 from webhook_core.urls import validate_headers, validate_url
 
@@ -87,6 +88,7 @@ endpoint = endpoint_machine
 
 __all__ = [
     "DEFAULT_SCHEDULE",
+    "DEFAULT_TENANT",
     "LEASE_MARGIN",
     "MAX_SAFE_INTEGER",
     "PLATFORM_EVENTS",
@@ -164,6 +166,7 @@ __all__ = [
     "validate_headers",
     "validate_id",
     "validate_pattern",
+    "validate_tenant",
     "validate_url",
     "verification_event",
     "verification_request",

@@ -38,6 +38,7 @@ from webhook_core.errors import ConfigError, IllegalTransition
 from webhook_core.names import any_pattern_matches, validate_pattern
 from webhook_core.signing import Secret
 from webhook_core.statemachine import check_table
+from webhook_core.tenants import DEFAULT_TENANT
 
 _MAX_TOKEN_RESPONSE = 4096
 _DAY = 86_400.0
@@ -113,6 +114,8 @@ class Endpoint:
     max_in_flight: int | None = None
     failures: int = 0
     failing_since: float | None = None
+    tenant: str = DEFAULT_TENANT
+    """Whose endpoint it is: it receives only that tenant's events."""
 
     def __attrs_post_init__(self) -> None:
         if not self.secrets:

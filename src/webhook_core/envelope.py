@@ -10,6 +10,7 @@ import attrs
 from webhook_core.canonical import canonical_json
 from webhook_core.catalog import EventCatalog
 from webhook_core.errors import PayloadError
+from webhook_core.tenants import DEFAULT_TENANT
 from webhook_core.timefmt import rfc3339
 
 _ID = re.compile(r"[A-Za-z0-9_\-:]{1,128}\Z")
@@ -34,6 +35,8 @@ class Event:
     name: str
     created_at: float
     body: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+    tenant: str = DEFAULT_TENANT
+    """Whose event it is (see ``webhook_core.tenants``)."""
 
     @property
     def timestamp(self) -> str:
@@ -46,7 +49,15 @@ def envelope_bytes(name: str, timestamp: str, data: Any, event_id: str) -> bytes
     return canonical_json({"event": name, "timestamp": timestamp, "data": data, "id": event_id})
 
 
-def build_event(catalog: EventCatalog, name: str, data: Any, *, event_id: str, now: float) -> Event:
+def build_event(
+    catalog: EventCatalog,
+    name: str,
+    data: Any,
+    *,
+    event_id: str,
+    now: float,
+    tenant: str = DEFAULT_TENANT,
+) -> Event:
     """Validate ``data`` against the catalog and encode the event's body.
 
     Raises ``UnknownEvent``/``InvalidEventName`` for the name and ``PayloadError``
@@ -58,7 +69,7 @@ def build_event(catalog: EventCatalog, name: str, data: Any, *, event_id: str, n
     body = canonical_json(
         {"event": name, "timestamp": rfc3339(now), "data": json_data, "id": event_id}
     )
-    return Event(id=event_id, name=name, created_at=now, body=body)
+    return Event(id=event_id, name=name, created_at=now, body=body, tenant=tenant)
 
 
 def verification_event(token: str, *, event_id: str, now: float) -> Event:

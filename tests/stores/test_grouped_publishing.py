@@ -21,7 +21,14 @@ from transports.stores.interface import DuplicateEvent, Store
 from transports.stores.memory import MemoryStore
 from transports.stores.sqlite import SQLiteStore
 from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver
-from webhook_core import Endpoint, EndpointSecret, EndpointState, PayloadError, platform_catalog
+from webhook_core import (
+    DEFAULT_TENANT,
+    Endpoint,
+    EndpointSecret,
+    EndpointState,
+    PayloadError,
+    platform_catalog,
+)
 
 CATALOG = platform_catalog()
 T0 = 1_800_000_000.0
@@ -54,13 +61,14 @@ def test_publish_groups_keeps_each_groups_outcome_its_own(kind: str, tmp_path: P
         store,
         CATALOG,
         [
-            ([("message.sent", message(1), "evt_a")], T0),
-            ([("message.sent", {"channel": "sms"}, "evt_bad")], T0),
+            ([("message.sent", message(1), "evt_a")], T0, DEFAULT_TENANT),
+            ([("message.sent", {"channel": "sms"}, "evt_bad")], T0, DEFAULT_TENANT),
             (
                 [("message.sent", message(2), "evt_b"), ("message.sent", message(3), "evt_taken")],
                 T0,
+                DEFAULT_TENANT,
             ),
-            ([("message.sent", message(4), "evt_c")], T0 + 1),
+            ([("message.sent", message(4), "evt_c")], T0 + 1, DEFAULT_TENANT),
         ],
     )
     first, invalid, duplicate, last = outcomes

@@ -41,11 +41,12 @@ _GATHER_TURNS = 2
 class _Waiting:
     """One caller's events, its turn to lead, and the outcome once written."""
 
-    __slots__ = ("events", "now", "outcome", "turn")
+    __slots__ = ("events", "now", "outcome", "tenant", "turn")
 
-    def __init__(self, events: Sequence[EventSpec], now: float) -> None:
+    def __init__(self, events: Sequence[EventSpec], now: float, tenant: str) -> None:
         self.events = events
         self.now = now
+        self.tenant = tenant
         self.turn = anyio.Event()
         self.outcome: list[operations.PublishResult] | Exception | None = None
 
@@ -60,15 +61,16 @@ class GroupedPublisher:
         self._writing = False
 
     async def publish(
-        self, events: Sequence[EventSpec], now: float
+        self, events: Sequence[EventSpec], now: float, tenant: str
     ) -> list[operations.PublishResult]:
-        """Validate, fan out and store ``events`` (name, data, event id or None) at ``now``.
+        """Validate, fan out and store ``events`` (name, data, event id or None) of ``tenant``
+        at ``now``.
 
         Raises what publishing these events alone would raise (invalid data, a
         duplicate event id, a store error), and nothing caused by other callers'
         events.
         """
-        mine = _Waiting(events, now)
+        mine = _Waiting(events, now, tenant)
         self._queue.append(mine)
         while mine.outcome is None:
             if self._writing:
@@ -103,7 +105,7 @@ class GroupedPublisher:
                     operations.publish_groups,
                     self.store,
                     self.catalog,
-                    [(w.events, w.now) for w in group],
+                    [(w.events, w.now, w.tenant) for w in group],
                 )
             for waiting, outcome in zip(group, outcomes, strict=True):
                 waiting.outcome = outcome

@@ -282,13 +282,13 @@ class WebhookService(AsyncDriver):
         return True
 
     async def _publish_specs(
-        self, specs: list[operations.EventSpec], now: float, connection: Any
+        self, specs: list[operations.EventSpec], now: float, connection: Any, tenant: str
     ) -> list[operations.PublishResult]:
         if connection is not None or not self.store.blocking:
             return operations.publish_many(
-                self.store, self.catalog, specs, now, connection=connection
+                self.store, self.catalog, specs, now, connection=connection, tenant=tenant
             )
-        return await self._publisher.publish(specs, now)
+        return await self._publisher.publish(specs, now, tenant)
 
     async def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         if timeout > 0 and not self._wake.is_set():

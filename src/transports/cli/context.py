@@ -17,7 +17,7 @@ import click
 from transports.http.guard import OutboundPolicy
 from transports.stores.interface import Store
 from transports.stores.url import open_store, resolve_db_url
-from webhook_core import WebhookError
+from webhook_core import DEFAULT_TENANT, WebhookError, validate_tenant
 
 T = TypeVar("T")
 
@@ -39,10 +39,12 @@ def database_errors() -> tuple[type[Exception], ...]:
 
 
 class Context:
-    """What every subcommand shares: the database URL and the store, opened on first use."""
+    """What every subcommand shares: the database URL, the store (opened on first use) and
+    the tenant whose records the commands see (``--tenant``)."""
 
-    def __init__(self, db: str | None) -> None:
+    def __init__(self, db: str | None, tenant: str = DEFAULT_TENANT) -> None:
         self.db_url = resolve_db_url(db)
+        self.tenant = validate_tenant(tenant)
         self._store: Store | None = None
 
     def store(self) -> Store:

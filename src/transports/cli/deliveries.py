@@ -70,7 +70,12 @@ def list_(
 ) -> None:
     """List deliveries, newest last."""
     store = state.store()
-    where = DeliveryFilter(DeliveryState(state_name) if state_name else None, endpoint_id, event_id)
+    where = DeliveryFilter(
+        DeliveryState(state_name) if state_name else None,
+        endpoint_id,
+        event_id,
+        tenant=state.tenant,
+    )
     total = store.count_deliveries(where)
     found = store.list_deliveries(where, limit=limit, offset=max(total - limit, 0))
     if as_json:
@@ -113,7 +118,7 @@ def list_(
 def show(state: Context, delivery_id: str, as_json: bool) -> None:
     """Show one delivery with its event and every attempt."""
     store = state.store()
-    delivery = store.get_delivery(delivery_id)
+    delivery = operations.find_delivery(store, delivery_id, state.tenant)
     if delivery is None:
         raise operations.NotFound(f"no delivery with id {delivery_id!r}")
     event = store.get_event(delivery.event_id)
@@ -172,7 +177,7 @@ def replay(
     if (delivery_id is None) == (failed_since is None):
         raise UserError("give either a delivery ID or --failed-since TIME")
     if delivery_id is not None:
-        fresh = operations.replay_delivery(state.store(), delivery_id, now)
+        fresh = operations.replay_delivery(state.store(), delivery_id, now, state.tenant)
         if as_json:
             print_json(delivery_json(fresh))
         else:
@@ -194,7 +199,12 @@ def replay(
             progress.update(task, completed=done, total=total)
 
         replayed = operations.replay_failed_since(
-            state.store(), since, now, endpoint_id=endpoint_id, on_progress=on_progress
+            state.store(),
+            since,
+            now,
+            endpoint_id=endpoint_id,
+            on_progress=on_progress,
+            tenant=state.tenant,
         )
     if as_json:
         print_json({"replayed": replayed, "since": when(since)})

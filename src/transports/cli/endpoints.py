@@ -30,7 +30,7 @@ def _await_handshake(state: Context, endpoint: Endpoint, timeout: float | None) 
     store = state.store()
 
     def finished() -> Endpoint | None:
-        current = store.get_endpoint(endpoint.id)
+        current = operations.find_endpoint(store, endpoint.id, state.tenant)
         if current is None:
             raise operations.NotFound(f"endpoint {endpoint.id} was removed meanwhile")
         return None if current.state is EndpointState.VERIFYING else current
@@ -100,6 +100,7 @@ def add(
         events=patterns or ("*",),
         description=description,
         allow_http=allow_http,
+        tenant=state.tenant,
     )
     if quiet:
         console.print(endpoint.id, markup=False)
@@ -124,7 +125,7 @@ def add(
 @pass_context
 def list_(state: Context, as_json: bool) -> None:
     """List every endpoint."""
-    found = state.store().list_endpoints()
+    found = operations.list_endpoints(state.store(), state.tenant)
     if as_json:
         print_json([endpoint_json(e) for e in found])
         return
@@ -143,7 +144,7 @@ def list_(state: Context, as_json: bool) -> None:
 @pass_context
 def show(state: Context, endpoint_id: str, as_json: bool) -> None:
     """Show one endpoint, with its secrets."""
-    endpoint = state.store().get_endpoint(endpoint_id)
+    endpoint = operations.find_endpoint(state.store(), endpoint_id, state.tenant)
     if endpoint is None:
         raise operations.NotFound(f"no endpoint with id {endpoint_id!r}")
     if as_json:
@@ -174,7 +175,9 @@ def show(state: Context, endpoint_id: str, as_json: bool) -> None:
 @pass_context
 def verify(state: Context, endpoint_id: str, wait_seconds: float | None, as_json: bool) -> None:
     """Send the verification handshake again (the running dispatcher sends it)."""
-    endpoint = operations.request_verification(state.store(), endpoint_id, time.time())
+    endpoint = operations.request_verification(
+        state.store(), endpoint_id, time.time(), state.tenant
+    )
     endpoint = _await_handshake(state, endpoint, wait_seconds)
     if as_json:
         print_json(endpoint_json(endpoint))
@@ -189,7 +192,9 @@ def verify(state: Context, endpoint_id: str, wait_seconds: float | None, as_json
 @pass_context
 def disable(state: Context, endpoint_id: str, reason: str, as_json: bool) -> None:
     """Stop deliveries to an endpoint; its waiting deliveries fail (replay them later)."""
-    endpoint = operations.disable_endpoint(state.store(), endpoint_id, time.time(), reason)
+    endpoint = operations.disable_endpoint(
+        state.store(), endpoint_id, time.time(), reason, state.tenant
+    )
     _summary(endpoint, "disabled", as_json)
 
 
@@ -199,7 +204,7 @@ def disable(state: Context, endpoint_id: str, reason: str, as_json: bool) -> Non
 @pass_context
 def enable(state: Context, endpoint_id: str, as_json: bool) -> None:
     """Resume deliveries to a disabled endpoint."""
-    endpoint = operations.enable_endpoint(state.store(), endpoint_id, time.time())
+    endpoint = operations.enable_endpoint(state.store(), endpoint_id, time.time(), state.tenant)
     _summary(endpoint, "enabled", as_json)
 
 
@@ -220,7 +225,7 @@ def rotate_secret(
 ) -> None:
     """Give an endpoint a new secret; prints it."""
     endpoint = operations.rotate_endpoint_secret(
-        state.store(), endpoint_id, time.time(), secret=secret, grace=grace
+        state.store(), endpoint_id, time.time(), secret=secret, grace=grace, tenant=state.tenant
     )
     if as_json:
         print_json(endpoint_json(endpoint, secrets=True))
@@ -235,5 +240,5 @@ def rotate_secret(
 @pass_context
 def remove(state: Context, endpoint_id: str) -> None:
     """Delete an endpoint; its waiting deliveries fail."""
-    operations.remove_endpoint(state.store(), endpoint_id, time.time())
+    operations.remove_endpoint(state.store(), endpoint_id, time.time(), state.tenant)
     console.print(f"endpoint {endpoint_id} removed", markup=False)

@@ -69,7 +69,9 @@ def publish(
     if payload is None:
         payload = {}
     try:
-        result = operations.publish(state.store(), catalog, event, payload, time.time())
+        result = operations.publish(
+            state.store(), catalog, event, payload, time.time(), tenant=state.tenant
+        )
     except PayloadError as exc:
         raise UserError(f"{exc} (give the event's data with --data JSON or --data @FILE)") from None
     if quiet:
@@ -104,7 +106,7 @@ def _await_deliveries(
 ) -> list[Delivery]:
     """The event's deliveries once none is waiting or in flight (or as they are at ``timeout``)."""
     store = state.store()
-    where = DeliveryFilter(event_id=result.event.id)
+    where = DeliveryFilter(event_id=result.event.id, tenant=state.tenant)
 
     def settled() -> list[Delivery] | None:
         found = store.list_deliveries(where, limit=max(result.deliveries, 1))

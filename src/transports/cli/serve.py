@@ -8,6 +8,7 @@ back is claimed again when its lease ends.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import anyio
 import click
 
 from transports.aio.service import WebhookService
+from transports.cli.admin import admin_in_thread
 from transports.cli.context import Context, outbound_from_env
 from transports.cli.output import console
 from transports.http.guard import OutboundPolicy
@@ -70,8 +72,14 @@ def _serve_threads(store: Store, outbound: OutboundPolicy, ready: Callable[[], N
     show_default=True,
     help="Run the dispatcher on trio, asyncio or plain threads.",
 )
+@click.option(
+    "--admin",
+    "admin_listen",
+    metavar="HOST:PORT",
+    help="Serve the management API there too, in the same process (e.g. 127.0.0.1:8400).",
+)
 @click.pass_obj
-def serve(state: Context, runtime: str) -> None:
+def serve(state: Context, runtime: str, admin_listen: str | None) -> None:
     """Run the dispatcher: handshakes, deliveries and retries, until SIGINT or SIGTERM.
 
     Plain http endpoints are delivered to only with WEBHOOKS_ALLOW_HTTP=1, and loopback or
@@ -87,8 +95,12 @@ def serve(state: Context, runtime: str) -> None:
             markup=False,
         )
 
-    if runtime == "threads":
-        name = _serve_threads(store, outbound, ready)
-    else:
-        name = anyio.run(_serve_async, store, outbound, ready, backend=runtime)
+    with contextlib.ExitStack() as stack:
+        if admin_listen is not None:
+            url = stack.enter_context(admin_in_thread(store, admin_listen))
+            console.print(f"webhooks serve: management API on {url}/api/v1", markup=False)
+        if runtime == "threads":
+            name = _serve_threads(store, outbound, ready)
+        else:
+            name = anyio.run(_serve_async, store, outbound, ready, backend=runtime)
     console.print(f"{name}: stopped; attempts in flight finished and were recorded", markup=False)

@@ -3,6 +3,12 @@
 These functions validate input, apply the core's state machines and write
 the results. They block only as much as the store does; the async drivers run
 them in worker threads when the store is blocking.
+
+Every operation a sender calls takes a ``tenant`` (``default`` when not given)
+and sees only that tenant's endpoints, events and deliveries: another tenant's
+record is reported exactly as a missing one (``NotFound``). A delivery's
+tenant is its event's. The dispatcher's own calls (``record_outcomes``,
+``record_handshake``, ``write_results``...) work across tenants.
 """
 
 from __future__ import annotations
@@ -14,8 +20,15 @@ from typing import Any, TypeAlias
 import attrs
 
 from transports.ids import new_id, new_secret, new_token
-from transports.stores.interface import DeliveryFilter, DuplicateEvent, EventBatch, Store
+from transports.stores.interface import (
+    ALL_DELIVERIES,
+    DeliveryFilter,
+    DuplicateEvent,
+    EventBatch,
+    Store,
+)
 from webhook_core import (
+    DEFAULT_TENANT,
     BeginVerification,
     Cancel,
     ChangeUrl,
@@ -41,6 +54,7 @@ from webhook_core import (
     rotate_secret,
     validate_headers,
     validate_pattern,
+    validate_tenant,
     validate_url,
 )
 
@@ -60,11 +74,55 @@ class PublishResult:
     deliveries: int
 
 
-def _require_endpoint(store: Store, endpoint_id: str) -> Endpoint:
+def find_endpoint(store: Store, endpoint_id: str, tenant: str = DEFAULT_TENANT) -> Endpoint | None:
+    """The tenant's endpoint of this id, or None."""
     endpoint = store.get_endpoint(endpoint_id)
+    return endpoint if endpoint is not None and endpoint.tenant == tenant else None
+
+
+def _require_endpoint(store: Store, endpoint_id: str, tenant: str) -> Endpoint:
+    endpoint = find_endpoint(store, endpoint_id, validate_tenant(tenant))
     if endpoint is None:
         raise NotFound(f"no endpoint with id {endpoint_id!r}")
     return endpoint
+
+
+def find_delivery(store: Store, delivery_id: str, tenant: str = DEFAULT_TENANT) -> Delivery | None:
+    """The tenant's delivery of this id (with its attempts), or None."""
+    delivery = store.get_delivery(delivery_id)
+    if delivery is None:
+        return None
+    event = store.get_event(delivery.event_id)
+    return delivery if event is not None and event.tenant == tenant else None
+
+
+def find_event(store: Store, event_id: str, tenant: str = DEFAULT_TENANT) -> Event | None:
+    """The tenant's event of this id, or None."""
+    event = store.get_event(event_id)
+    return event if event is not None and event.tenant == tenant else None
+
+
+def list_endpoints(store: Store, tenant: str = DEFAULT_TENANT) -> list[Endpoint]:
+    """The tenant's endpoints, oldest first."""
+    return store.list_endpoints(validate_tenant(tenant))
+
+
+def list_deliveries(
+    store: Store,
+    where: DeliveryFilter = ALL_DELIVERIES,
+    limit: int = 100,
+    offset: int = 0,
+    tenant: str = DEFAULT_TENANT,
+) -> list[Delivery]:
+    """The tenant's deliveries matching ``where`` (its ``tenant`` is replaced), oldest first."""
+    return store.list_deliveries(attrs.evolve(where, tenant=validate_tenant(tenant)), limit, offset)
+
+
+def count_deliveries(
+    store: Store, where: DeliveryFilter = ALL_DELIVERIES, tenant: str = DEFAULT_TENANT
+) -> int:
+    """How many of the tenant's deliveries match ``where`` (its ``tenant`` is replaced)."""
+    return store.count_deliveries(attrs.evolve(where, tenant=validate_tenant(tenant)))
 
 
 def add_endpoint(
@@ -77,11 +135,14 @@ def add_endpoint(
     headers: Mapping[str, str] | None = None,
     description: str = "",
     allow_http: bool = False,
+    tenant: str = DEFAULT_TENANT,
 ) -> Endpoint:
-    """Register an endpoint; it is ``verifying`` until the driver's handshake succeeds.
+    """Register an endpoint of ``tenant``; it is ``verifying`` until the driver's handshake
+    succeeds.
 
     An internationalised host is stored in its IDNA (``xn--``) form.
     """
+    validate_tenant(tenant)
     url = validate_url(url, allow_http=allow_http)
     patterns = tuple(validate_pattern(p) for p in ([events] if isinstance(events, str) else events))
     endpoint = Endpoint(
@@ -92,6 +153,7 @@ def add_endpoint(
         filters=patterns,
         headers=validate_headers(headers or {}),
         description=description,
+        tenant=tenant,
     )
     endpoint = endpoint_machine.apply(endpoint, BeginVerification(new_token(), now))
     store.save_endpoint(endpoint)
@@ -107,9 +169,10 @@ def change_endpoint(
     events: Iterable[str] | None = None,
     headers: Mapping[str, str] | None = None,
     allow_http: bool = False,
+    tenant: str = DEFAULT_TENANT,
 ) -> Endpoint:
     """Change an endpoint's URL, patterns or headers; a new URL is verified again."""
-    endpoint = _require_endpoint(store, endpoint_id)
+    endpoint = _require_endpoint(store, endpoint_id, tenant)
     if events is not None:
         patterns = tuple(
             validate_pattern(p) for p in ([events] if isinstance(events, str) else events)
@@ -127,10 +190,12 @@ def change_endpoint(
     return endpoint
 
 
-def request_verification(store: Store, endpoint_id: str, now: float) -> Endpoint:
+def request_verification(
+    store: Store, endpoint_id: str, now: float, tenant: str = DEFAULT_TENANT
+) -> Endpoint:
     """Ask for the handshake to be sent again (after a failed one)."""
     endpoint = endpoint_machine.apply(
-        _require_endpoint(store, endpoint_id), BeginVerification(new_token(), now)
+        _require_endpoint(store, endpoint_id, tenant), BeginVerification(new_token(), now)
     )
     store.save_endpoint(endpoint)
     return endpoint
@@ -148,9 +213,13 @@ def cancel_waiting(store: Store, endpoint_id: str, now: float, reason: str) -> i
     return len(cancelled)
 
 
-def disable_endpoint(store: Store, endpoint_id: str, now: float, reason: str) -> Endpoint:
+def disable_endpoint(
+    store: Store, endpoint_id: str, now: float, reason: str, tenant: str = DEFAULT_TENANT
+) -> Endpoint:
     """Stop deliveries to an endpoint; its waiting deliveries fail (replay them later)."""
-    endpoint = endpoint_machine.apply(_require_endpoint(store, endpoint_id), Disable(reason, now))
+    endpoint = endpoint_machine.apply(
+        _require_endpoint(store, endpoint_id, tenant), Disable(reason, now)
+    )
     store.save_endpoint(endpoint)
     cancel_waiting(store, endpoint_id, now, f"endpoint disabled: {reason}")
     return endpoint
@@ -202,8 +271,11 @@ def disable_if_enabled(store: Store, endpoint_id: str, now: float, reason: str) 
     Attempts that end at the same time may each ask (two answers of 410 Gone);
     whichever comes second finds nothing left to do, and that is not an error.
     """
+    endpoint = store.get_endpoint(endpoint_id)
+    if endpoint is None:
+        return
     with contextlib.suppress(NotFound, IllegalTransition):
-        disable_endpoint(store, endpoint_id, now, reason)
+        disable_endpoint(store, endpoint_id, now, reason, endpoint.tenant)
 
 
 def record_handshake(
@@ -241,9 +313,11 @@ def write_results(
         record_outcomes(store, deliveries, health, on_disabled)
 
 
-def enable_endpoint(store: Store, endpoint_id: str, now: float) -> Endpoint:
+def enable_endpoint(
+    store: Store, endpoint_id: str, now: float, tenant: str = DEFAULT_TENANT
+) -> Endpoint:
     """Resume a disabled endpoint (verified again if its URL changed meanwhile)."""
-    endpoint = endpoint_machine.apply(_require_endpoint(store, endpoint_id), Enable(now))
+    endpoint = endpoint_machine.apply(_require_endpoint(store, endpoint_id, tenant), Enable(now))
     if endpoint.state is EndpointState.UNVERIFIED:
         endpoint = endpoint_machine.apply(endpoint, BeginVerification(new_token(), now))
     store.save_endpoint(endpoint)
@@ -251,19 +325,27 @@ def enable_endpoint(store: Store, endpoint_id: str, now: float) -> Endpoint:
 
 
 def rotate_endpoint_secret(
-    store: Store, endpoint_id: str, now: float, *, secret: str | None = None, grace: float = 86_400
+    store: Store,
+    endpoint_id: str,
+    now: float,
+    *,
+    secret: str | None = None,
+    grace: float = 86_400,
+    tenant: str = DEFAULT_TENANT,
 ) -> Endpoint:
     """Give an endpoint a new secret; the old one keeps signing for ``grace`` seconds."""
     endpoint = rotate_secret(
-        _require_endpoint(store, endpoint_id), secret or new_secret(), now, grace
+        _require_endpoint(store, endpoint_id, tenant), secret or new_secret(), now, grace
     )
     store.save_endpoint(endpoint)
     return endpoint
 
 
-def remove_endpoint(store: Store, endpoint_id: str, now: float) -> None:
+def remove_endpoint(
+    store: Store, endpoint_id: str, now: float, tenant: str = DEFAULT_TENANT
+) -> None:
     """Fail an endpoint's waiting deliveries, then delete it."""
-    _require_endpoint(store, endpoint_id)
+    _require_endpoint(store, endpoint_id, tenant)
     cancel_waiting(store, endpoint_id, now, "endpoint removed")
     if not store.delete_endpoint(endpoint_id):
         raise NotFound(f"no endpoint with id {endpoint_id!r}")
@@ -279,8 +361,10 @@ def publish(
     event_id: str | None = None,
     endpoints: list[Endpoint] | None = None,
     connection: Any = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> PublishResult:
-    """Validate, encode and store an event with one delivery per subscribed active endpoint.
+    """Validate, encode and store an event of ``tenant`` with one delivery per subscribed
+    active endpoint of that tenant.
 
     With ``connection`` (the caller's open sqlite3 or psycopg connection to
     the store's database) the event is written in the caller's transaction:
@@ -293,6 +377,7 @@ def publish(
         now,
         endpoints=endpoints,
         connection=connection,
+        tenant=tenant,
     )
     return result
 
@@ -305,13 +390,20 @@ def publish_many(
     *,
     endpoints: list[Endpoint] | None = None,
     connection: Any = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> list[PublishResult]:
-    """Publish many ``(name, data, event_id or None)`` events in one store transaction.
+    """Publish many ``(name, data, event_id or None)`` events of ``tenant`` in one store
+    transaction.
 
     Every event is validated before anything is stored: one bad event stores none.
+    ``endpoints`` (when given) stands for the store's; only the tenant's among them count.
     """
-    targets = store.list_endpoints() if endpoints is None else endpoints
-    batch = _fanned_out(catalog, events, now, targets)
+    validate_tenant(tenant)
+    if endpoints is None:
+        targets = store.list_endpoints(tenant)
+    else:
+        targets = [e for e in endpoints if e.tenant == tenant]
+    batch = _fanned_out(catalog, events, now, targets, tenant)
     store.add_events(batch, connection=connection)
     return _results(batch)
 
@@ -321,10 +413,11 @@ def _fanned_out(
     events: Iterable[EventSpec],
     now: float,
     targets: list[Endpoint],
+    tenant: str,
 ) -> list[EventBatch]:
     """Every event built (all validated first), each with its deliveries."""
     built = [
-        build_event(catalog, name, data, event_id=event_id or new_id("evt"), now=now)
+        build_event(catalog, name, data, event_id=event_id or new_id("evt"), now=now, tenant=tenant)
         for name, data, event_id in events
     ]
     return fan_out_many(built, targets, new_id=lambda: new_id("dlv"), now=now)
@@ -337,9 +430,10 @@ def _results(batch: list[EventBatch]) -> list[PublishResult]:
 def publish_groups(
     store: Store,
     catalog: EventCatalog,
-    groups: Sequence[tuple[Iterable[EventSpec], float]],
+    groups: Sequence[tuple[Iterable[EventSpec], float, str]],
 ) -> list[list[PublishResult] | Exception]:
-    """Publish several callers' ``(events, now)`` groups with one endpoint read and one write.
+    """Publish several callers' ``(events, now, tenant)`` groups with one endpoint read and
+    one write.
 
     Each group's outcome is its results or its own error: a group that fails
     validation is left out, and if the shared write is refused for a
@@ -347,12 +441,17 @@ def publish_groups(
     the group holding the duplicate fails. Any other store error is raised
     (it concerns every group).
     """
-    targets = store.list_endpoints()
+    everyone = store.list_endpoints()
+    by_tenant: dict[str, list[Endpoint]] = {}
     outcomes: list[list[PublishResult] | Exception] = []
     batches: list[list[EventBatch]] = []
-    for events, now in groups:
+    for events, now, tenant in groups:
         try:
-            batch = _fanned_out(catalog, events, now, targets)
+            targets = by_tenant.get(tenant)
+            if targets is None:
+                validate_tenant(tenant)
+                targets = by_tenant[tenant] = [e for e in everyone if e.tenant == tenant]
+            batch = _fanned_out(catalog, events, now, targets, tenant)
         except Exception as exc:
             outcomes.append(exc)
             continue
@@ -383,15 +482,38 @@ def _require_active(endpoint: Endpoint) -> None:
         )
 
 
-def replay_delivery(store: Store, delivery_id: str, now: float) -> Delivery:
-    """A new pending delivery of a delivered or failed one's event."""
-    original = store.get_delivery(delivery_id)
-    if original is None:
+def _require_delivery(store: Store, delivery_id: str, tenant: str) -> Delivery:
+    delivery = find_delivery(store, delivery_id, validate_tenant(tenant))
+    if delivery is None:
         raise NotFound(f"no delivery with id {delivery_id!r}")
-    _require_active(_require_endpoint(store, original.endpoint_id))
+    return delivery
+
+
+def replay_delivery(
+    store: Store, delivery_id: str, now: float, tenant: str = DEFAULT_TENANT
+) -> Delivery:
+    """A new pending delivery of a delivered or failed one's event."""
+    original = _require_delivery(store, delivery_id, tenant)
+    _require_active(_require_endpoint(store, original.endpoint_id, tenant))
     fresh = replay(original, new_id("dlv"), now)
     store.save_deliveries([fresh])
     return fresh
+
+
+def retry_now(store: Store, delivery_id: str, now: float, tenant: str = DEFAULT_TENANT) -> Delivery:
+    """Make a waiting (pending or retry-scheduled) delivery due at ``now``.
+
+    A dispatcher that claimed it meanwhile loses its lease: its result is
+    refused and the delivery is sent again (at least once, never lost).
+    """
+    delivery = _require_delivery(store, delivery_id, tenant)
+    if delivery.state not in (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED):
+        raise IllegalTransition(
+            "delivery", delivery.state.value, "retry", "only pending or retry_scheduled deliveries"
+        )
+    due = attrs.evolve(delivery, next_attempt_at=now)
+    store.save_deliveries([due])
+    return due
 
 
 def replay_failed_since(
@@ -402,6 +524,7 @@ def replay_failed_since(
     endpoint_id: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     batch_size: int = 500,
+    tenant: str = DEFAULT_TENANT,
 ) -> int:
     """Replay every failed delivery created at or after ``since``; return how many.
 
@@ -411,11 +534,12 @@ def replay_failed_since(
     ``on_progress(done, total)`` after each. Deliveries of endpoints that are
     not active are skipped (enable or verify the endpoint, then run it again).
     """
+    validate_tenant(tenant)
     if endpoint_id is not None:
-        _require_active(_require_endpoint(store, endpoint_id))
-    active = {e.id for e in store.list_endpoints() if e.state is EndpointState.ACTIVE}
+        _require_active(_require_endpoint(store, endpoint_id, tenant))
+    active = {e.id for e in store.list_endpoints(tenant) if e.state is EndpointState.ACTIVE}
     where = DeliveryFilter(
-        DeliveryState.FAILED, endpoint_id, created_since=since, created_before=now
+        DeliveryState.FAILED, endpoint_id, created_since=since, created_before=now, tenant=tenant
     )
     total = store.count_deliveries(where)
     done = replayed = 0

@@ -112,6 +112,10 @@ class DeliveryFilter:
     event_id: str | None = None
     created_since: float | None = None
     created_before: float | None = None
+    tenant: str | None = None
+    """Only deliveries of this tenant's events."""
+    event_name: str | None = None
+    """Only deliveries of events of this name."""
 
 
 ALL_DELIVERIES = DeliveryFilter()
@@ -150,8 +154,8 @@ class Store(Protocol):
         """The endpoints of these ids that exist, by id (one read, whatever the count)."""
         ...
 
-    def list_endpoints(self) -> list[Endpoint]:
-        """Every endpoint, oldest first."""
+    def list_endpoints(self, tenant: str | None = None) -> list[Endpoint]:
+        """Every endpoint (of ``tenant`` when given), oldest first."""
         ...
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
@@ -229,6 +233,38 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release resources."""
+        ...
+
+
+@attrs.frozen
+class AdminToken:
+    """A management API token: only a digest of its secret is stored."""
+
+    id: str
+    tenant: str
+    digest: str
+    """The SHA-256 of the token, in hex (see ``transports.admin.auth``)."""
+    created_at: float
+    description: str = ""
+
+
+class TokenStore(Protocol):
+    """Where management API tokens are kept (every store is one)."""
+
+    def save_token(self, token: AdminToken) -> None:
+        """Store a new token."""
+        ...
+
+    def find_token(self, digest: str) -> AdminToken | None:
+        """The token with this digest, or None."""
+        ...
+
+    def list_tokens(self, tenant: str | None = None) -> list[AdminToken]:
+        """Every token (of ``tenant`` when given), oldest first."""
+        ...
+
+    def delete_token(self, token_id: str) -> bool:
+        """Revoke a token; False if there was none."""
         ...
 
 

@@ -23,6 +23,7 @@ import attrs
 
 from transports.stores.interface import (
     ALL_DELIVERIES,
+    AdminToken,
     Claimed,
     ClosesOnExit,
     DeliveryFilter,
@@ -52,6 +53,7 @@ class MemoryStore(ClosesOnExit):
         self._lease_heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._counts: Counter[DeliveryState] = Counter()
+        self._tokens: dict[str, AdminToken] = {}
 
     def save_endpoint(self, endpoint: Endpoint) -> None:
         """Insert or replace an endpoint."""
@@ -67,10 +69,11 @@ class MemoryStore(ClosesOnExit):
         with self._lock:
             return {i: self._endpoints[i] for i in endpoint_ids if i in self._endpoints}
 
-    def list_endpoints(self) -> list[Endpoint]:
-        """Every endpoint, oldest first."""
+    def list_endpoints(self, tenant: str | None = None) -> list[Endpoint]:
+        """Every endpoint (of ``tenant`` when given), oldest first."""
         with self._lock:
-            return sorted(self._endpoints.values(), key=lambda e: (e.created_at, e.id))
+            found = [e for e in self._endpoints.values() if tenant in (None, e.tenant)]
+        return sorted(found, key=lambda e: (e.created_at, e.id))
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
         """Remove an endpoint; False if there was none."""
@@ -231,6 +234,8 @@ class MemoryStore(ClosesOnExit):
                 and (where.event_id is None or d.event_id == where.event_id)
                 and (where.created_since is None or d.created_at >= where.created_since)
                 and (where.created_before is None or d.created_at < where.created_before)
+                and (where.tenant is None or self._events[d.event_id].tenant == where.tenant)
+                and (where.event_name is None or self._events[d.event_id].name == where.event_name)
             ]
         rows.sort(key=lambda d: (d.created_at, d.id))
         return rows
@@ -259,6 +264,27 @@ class MemoryStore(ClosesOnExit):
             for event_id in {d.event_id for d in doomed} - kept:
                 del self._events[event_id]
         return len(doomed)
+
+    def save_token(self, token: AdminToken) -> None:
+        """Store a new token."""
+        with self._lock:
+            self._tokens[token.id] = token
+
+    def find_token(self, digest: str) -> AdminToken | None:
+        """The token with this digest, or None."""
+        with self._lock:
+            return next((t for t in self._tokens.values() if t.digest == digest), None)
+
+    def list_tokens(self, tenant: str | None = None) -> list[AdminToken]:
+        """Every token (of ``tenant`` when given), oldest first."""
+        with self._lock:
+            found = [t for t in self._tokens.values() if tenant in (None, t.tenant)]
+        return sorted(found, key=lambda t: (t.created_at, t.id))
+
+    def delete_token(self, token_id: str) -> bool:
+        """Revoke a token; False if there was none."""
+        with self._lock:
+            return self._tokens.pop(token_id, None) is not None
 
     def schema_status(self) -> SchemaStatus:
         """Memory has no schema: always current."""

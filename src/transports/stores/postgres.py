@@ -43,6 +43,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from transports.stores.interface import (
     ALL_DELIVERIES,
+    AdminToken,
     Claimed,
     ClosesOnExit,
     DeliveryFilter,
@@ -105,7 +106,23 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE {s}.deliveries ADD COLUMN lease_token text;
     """,
+    # Tenants: what existed before belongs to 'default'. A delivery's tenant is
+    # its event's. Management API tokens are kept as digests only.
+    """
+    ALTER TABLE {s}.endpoints ADD COLUMN tenant text NOT NULL DEFAULT 'default';
+    ALTER TABLE {s}.events ADD COLUMN tenant text NOT NULL DEFAULT 'default';
+    CREATE INDEX endpoints_tenant ON {s}.endpoints (tenant, created_at);
+    CREATE INDEX events_tenant ON {s}.events (tenant, id);
+    CREATE TABLE {s}.admin_tokens (
+        id text PRIMARY KEY,
+        tenant text NOT NULL,
+        digest text NOT NULL UNIQUE,
+        created_at double precision NOT NULL,
+        description text NOT NULL DEFAULT ''
+    );
+    """,
 )
+_TOKEN_COLUMNS = "id, tenant, digest, created_at, description"
 
 
 class PostgresStore(ClosesOnExit):
@@ -227,10 +244,11 @@ class PostgresStore(ClosesOnExit):
         with self._connection() as conn:
             conn.execute(
                 self._sql(
-                    "INSERT INTO {s}.endpoints (id, created_at, record) VALUES (%s, %s, %s) "
+                    "INSERT INTO {s}.endpoints (id, created_at, record, tenant) "
+                    "VALUES (%s, %s, %s, %s) "
                     "ON CONFLICT (id) DO UPDATE SET record = excluded.record"
                 ),
-                (endpoint.id, endpoint.created_at, endpoint_to_json(endpoint)),
+                (endpoint.id, endpoint.created_at, endpoint_to_json(endpoint), endpoint.tenant),
             )
 
     def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
@@ -250,11 +268,15 @@ class PostgresStore(ClosesOnExit):
             ).fetchall()
         return {e.id: e for e in (endpoint_from_json(r[0]) for r in rows)}
 
-    def list_endpoints(self) -> list[Endpoint]:
-        """Every endpoint, oldest first."""
+    def list_endpoints(self, tenant: str | None = None) -> list[Endpoint]:
+        """Every endpoint (of ``tenant`` when given), oldest first."""
         with self._connection() as conn:
             rows = conn.execute(
-                self._sql("SELECT record FROM {s}.endpoints ORDER BY created_at, id")
+                self._sql(
+                    "SELECT record FROM {s}.endpoints WHERE %s::text IS NULL OR tenant = %s "
+                    "ORDER BY created_at, id"
+                ),
+                (tenant, tenant),
             ).fetchall()
         return [endpoint_from_json(r[0]) for r in rows]
 
@@ -307,10 +329,10 @@ class PostgresStore(ClosesOnExit):
             with conn.cursor() as cursor:
                 cursor.executemany(
                     self._sql(
-                        "INSERT INTO {s}.events (id, name, created_at, body) "
-                        "VALUES (%s, %s, %s, %s)"
+                        "INSERT INTO {s}.events (id, name, created_at, body, tenant) "
+                        "VALUES (%s, %s, %s, %s, %s)"
                     ),
-                    [(e.id, e.name, e.created_at, e.body) for e, _ in batch],
+                    [(e.id, e.name, e.created_at, e.body, e.tenant) for e, _ in batch],
                 )
         except psycopg.errors.UniqueViolation as exc:
             raise DuplicateEvent([e.id for e, _ in batch]) from exc
@@ -338,10 +360,12 @@ class PostgresStore(ClosesOnExit):
         """The event, or None."""
         with self._connection() as conn:
             row = conn.execute(
-                self._sql("SELECT id, name, created_at, body FROM {s}.events WHERE id = %s"),
+                self._sql(
+                    "SELECT id, name, created_at, body, tenant FROM {s}.events WHERE id = %s"
+                ),
                 (event_id,),
             ).fetchone()
-        return Event(row[0], row[1], row[2], bytes(row[3])) if row else None
+        return Event(row[0], row[1], row[2], bytes(row[3]), row[4]) if row else None
 
     def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries (expired leases first) in one statement.
@@ -385,7 +409,7 @@ class PostgresStore(ClosesOnExit):
             endpoints: dict[str, Endpoint] = {}
             for kind, key, name, created_at, body, record in conn.execute(
                 self._sql(
-                    "SELECT 'event', id, name, created_at, body, NULL FROM {s}.events"
+                    "SELECT 'event', id, name, created_at, body, tenant FROM {s}.events"
                     " WHERE id = ANY(%s) UNION ALL"
                     " SELECT 'endpoint', id, NULL, NULL, NULL, record FROM {s}.endpoints"
                     " WHERE id = ANY(%s)"
@@ -393,7 +417,7 @@ class PostgresStore(ClosesOnExit):
                 (list({d.event_id for d in deliveries}), list({d.endpoint_id for d in deliveries})),
             ):
                 if kind == "event":
-                    events[key] = Event(key, name, created_at, bytes(body))
+                    events[key] = Event(key, name, created_at, bytes(body), record)
                 else:
                     endpoints[key] = endpoint_from_json(record)
         return [
@@ -492,7 +516,7 @@ class PostgresStore(ClosesOnExit):
         self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
     ) -> list[Delivery]:
         """Deliveries matching ``where``, oldest first."""
-        clause, params = filter_sql(where, "%s")
+        clause, params = filter_sql(where, "%s", "{s}.events")
         with self._connection() as conn:
             rows = conn.execute(
                 self._sql(
@@ -505,7 +529,7 @@ class PostgresStore(ClosesOnExit):
 
     def count_deliveries(self, where: DeliveryFilter = ALL_DELIVERIES) -> int:
         """How many deliveries match ``where``."""
-        clause, params = filter_sql(where, "%s")
+        clause, params = filter_sql(where, "%s", "{s}.events")
         with self._connection() as conn:
             row = conn.execute(
                 self._sql(f"SELECT count(*) FROM {{s}}.deliveries{clause}"), params
@@ -539,6 +563,48 @@ class PostgresStore(ClosesOnExit):
                     (events,),
                 )
         return int(count)
+
+    # -- management API tokens ---------------------------------------------------
+
+    def save_token(self, token: AdminToken) -> None:
+        """Store a new token."""
+        with self._connection() as conn:
+            conn.execute(
+                self._sql(
+                    "INSERT INTO {s}.admin_tokens (id, tenant, digest, created_at, description) "
+                    "VALUES (%s, %s, %s, %s, %s)"
+                ),
+                (token.id, token.tenant, token.digest, token.created_at, token.description),
+            )
+
+    def find_token(self, digest: str) -> AdminToken | None:
+        """The token with this digest, or None."""
+        with self._connection() as conn:
+            row = conn.execute(
+                self._sql(f"SELECT {_TOKEN_COLUMNS} FROM {{s}}.admin_tokens WHERE digest = %s"),
+                (digest,),
+            ).fetchone()
+        return AdminToken(*row) if row else None
+
+    def list_tokens(self, tenant: str | None = None) -> list[AdminToken]:
+        """Every token (of ``tenant`` when given), oldest first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                self._sql(
+                    f"SELECT {_TOKEN_COLUMNS} FROM {{s}}.admin_tokens "
+                    "WHERE %s::text IS NULL OR tenant = %s ORDER BY created_at, id"
+                ),
+                (tenant, tenant),
+            ).fetchall()
+        return [AdminToken(*r) for r in rows]
+
+    def delete_token(self, token_id: str) -> bool:
+        """Revoke a token; False if there was none."""
+        with self._connection() as conn:
+            cursor = conn.execute(
+                self._sql("DELETE FROM {s}.admin_tokens WHERE id = %s"), (token_id,)
+            )
+            return cursor.rowcount > 0
 
     def close(self) -> None:
         """Close the pool (listeners stop through the function ``subscribe`` returned)."""

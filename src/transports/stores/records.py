@@ -131,8 +131,11 @@ def delivery_from_row(row: tuple[Any, ...], lease_token: str | None = None) -> D
     )
 
 
-def filter_sql(where: DeliveryFilter, mark: str) -> tuple[str, list[Any]]:
-    """A ``WHERE`` clause (or nothing) selecting ``where``, with ``mark`` as placeholder."""
+def filter_sql(where: DeliveryFilter, mark: str, events: str = "events") -> tuple[str, list[Any]]:
+    """A ``WHERE`` clause (or nothing) selecting ``where``, with ``mark`` as placeholder.
+
+    A delivery's tenant is its event's (``events`` names that table).
+    """
     tests = (
         ("state", "=", None if where.state is None else where.state.value),
         ("endpoint_id", "=", where.endpoint_id),
@@ -142,6 +145,12 @@ def filter_sql(where: DeliveryFilter, mark: str) -> tuple[str, list[Any]]:
     )
     clauses = [f"{column} {op} {mark}" for column, op, value in tests if value is not None]
     params = [value for _, _, value in tests if value is not None]
+    if where.tenant is not None:
+        clauses.append(f"event_id IN (SELECT id FROM {events} WHERE tenant = {mark})")
+        params.append(where.tenant)
+    if where.event_name is not None:
+        clauses.append(f"event_id IN (SELECT id FROM {events} WHERE name = {mark})")
+        params.append(where.event_name)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 

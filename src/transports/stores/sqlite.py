@@ -47,6 +47,7 @@ from typing import Any
 
 from transports.stores.interface import (
     ALL_DELIVERIES,
+    AdminToken,
     Claimed,
     ClosesOnExit,
     DeliveryFilter,
@@ -72,6 +73,7 @@ DEFAULT_PATH = "webhooks.db"
 # Deliveries of removed endpoints are never claimed. Due work is found by walking
 # the partial indexes in time order (INDEXED BY: without statistics the planner
 # may walk another index and sort every waiting row).
+_TOKEN_COLUMNS = "id, tenant, digest, created_at, description"
 _LIVE = "EXISTS (SELECT 1 FROM endpoints e WHERE e.id = d.endpoint_id)"
 
 
@@ -124,6 +126,21 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE deliveries ADD COLUMN lease_token TEXT;
     """,
+    # Tenants: what existed before belongs to 'default'. A delivery's tenant is
+    # its event's. Management API tokens are kept as digests only.
+    """
+    ALTER TABLE endpoints ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE events ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    CREATE INDEX endpoints_tenant ON endpoints (tenant, created_at);
+    CREATE INDEX events_tenant ON events (tenant, id);
+    CREATE TABLE admin_tokens (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        digest TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        description TEXT NOT NULL DEFAULT ''
+    );
+    """,
 )
 
 
@@ -150,7 +167,7 @@ def _filtered(where: DeliveryFilter) -> tuple[str, list[Any]]:
 
 
 # Rows per statement, under the oldest SQLite's limit of 999 parameters.
-_EVENTS_PER_INSERT = 200  # 4 parameters each
+_EVENTS_PER_INSERT = 190  # 5 parameters each
 _DELIVERY_WIDTH = len(DELIVERY_COLUMNS.split(","))
 _DELIVERIES_PER_INSERT = 100  # 9 parameters each
 _RESULTS_PER_UPDATE = 150  # 6 each, and the worker
@@ -194,7 +211,8 @@ class _Rows:
     def __init__(self, batch: Sequence[EventBatch]) -> None:
         self.event_ids = [e.id for e, _ in batch]
         self.events = _flat(
-            [(e.id, e.name, e.created_at, e.body) for e, _ in batch], _EVENTS_PER_INSERT
+            [(e.id, e.name, e.created_at, e.body, e.tenant) for e, _ in batch],
+            _EVENTS_PER_INSERT,
         )
         self.deliveries = _delivery_params([d for _, ds in batch for d in ds])
 
@@ -308,9 +326,9 @@ class SQLiteStore(ClosesOnExit):
         """Insert or replace an endpoint."""
         with self._write() as db:
             db.execute(
-                "INSERT INTO endpoints (id, created_at, record) VALUES (?, ?, ?) "
+                "INSERT INTO endpoints (id, created_at, record, tenant) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET record = excluded.record",
-                (endpoint.id, endpoint.created_at, endpoint_to_json(endpoint)),
+                (endpoint.id, endpoint.created_at, endpoint_to_json(endpoint), endpoint.tenant),
             )
 
     def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
@@ -325,10 +343,16 @@ class SQLiteStore(ClosesOnExit):
             rows = _select_by_ids(db, "record FROM endpoints", set(endpoint_ids))
         return {e.id: e for e in (endpoint_from_json(r[0]) for r in rows)}
 
-    def list_endpoints(self) -> list[Endpoint]:
-        """Every endpoint, oldest first."""
+    def list_endpoints(self, tenant: str | None = None) -> list[Endpoint]:
+        """Every endpoint (of ``tenant`` when given), oldest first."""
         with self._read() as db:
-            rows = db.execute("SELECT record FROM endpoints ORDER BY created_at, id").fetchall()
+            if tenant is None:
+                rows = db.execute("SELECT record FROM endpoints ORDER BY created_at, id").fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT record FROM endpoints WHERE tenant = ? ORDER BY created_at, id",
+                    (tenant,),
+                ).fetchall()
         return [endpoint_from_json(r[0]) for r in rows]
 
     def delete_endpoint(self, endpoint_id: str) -> bool:
@@ -433,7 +457,8 @@ class SQLiteStore(ClosesOnExit):
         try:
             for values in rows.events:
                 db.execute(
-                    f"INSERT INTO events (id, name, created_at, body) VALUES {_marks(values, 4)}",
+                    "INSERT INTO events (id, name, created_at, body, tenant) "
+                    f"VALUES {_marks(values, 5)}",
                     values,
                 )
         except sqlite3.IntegrityError as exc:
@@ -458,9 +483,9 @@ class SQLiteStore(ClosesOnExit):
         """The event, or None."""
         with self._read() as db:
             row = db.execute(
-                "SELECT id, name, created_at, body FROM events WHERE id = ?", (event_id,)
+                "SELECT id, name, created_at, body, tenant FROM events WHERE id = ?", (event_id,)
             ).fetchone()
-        return Event(row[0], row[1], row[2], bytes(row[3])) if row else None
+        return Event(row[0], row[1], row[2], bytes(row[3]), row[4]) if row else None
 
     def claim(self, now: float, limit: int, worker: str, lease_until: float) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries (expired leases first) in one transaction.
@@ -493,10 +518,10 @@ class SQLiteStore(ClosesOnExit):
                     [worker, lease_until, prefix, *some],
                 )
             event_rows = _select_by_ids(
-                db, "id, name, created_at, body FROM events", {r[1] for r in rows}
+                db, "id, name, created_at, body, tenant FROM events", {r[1] for r in rows}
             )
             records = _select_by_ids(db, "record FROM endpoints", {r[2] for r in rows})
-        events = {r[0]: Event(r[0], r[1], r[2], bytes(r[3])) for r in event_rows}
+        events = {r[0]: Event(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in event_rows}
         endpoints = {e.id: e for e in (endpoint_from_json(r[0]) for r in records)}
         return [
             Claimed(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)
@@ -617,6 +642,40 @@ class SQLiteStore(ClosesOnExit):
                 [(e, e) for e in {r[1] for r in rows}],
             )
         return len(rows)
+
+    # -- management API tokens ---------------------------------------------------
+
+    def save_token(self, token: AdminToken) -> None:
+        """Store a new token."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO admin_tokens (id, tenant, digest, created_at, description) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (token.id, token.tenant, token.digest, token.created_at, token.description),
+            )
+
+    def find_token(self, digest: str) -> AdminToken | None:
+        """The token with this digest, or None."""
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM admin_tokens WHERE digest = ?", (digest,)
+            ).fetchone()
+        return AdminToken(*row) if row else None
+
+    def list_tokens(self, tenant: str | None = None) -> list[AdminToken]:
+        """Every token (of ``tenant`` when given), oldest first."""
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM admin_tokens WHERE ? IS NULL OR tenant = ? "
+                "ORDER BY created_at, id",
+                (tenant, tenant),
+            ).fetchall()
+        return [AdminToken(*r) for r in rows]
+
+    def delete_token(self, token_id: str) -> bool:
+        """Revoke a token; False if there was none."""
+        with self._write() as db:
+            return db.execute("DELETE FROM admin_tokens WHERE id = ?", (token_id,)).rowcount > 0
 
     def close(self) -> None:
         """Close the store's connections."""

@@ -19,6 +19,7 @@ from transports.driving.state import ACTIVITIES, COALESCE, DriverState
 from transports.ids import new_id
 from transports.stores.interface import ALL_DELIVERIES, Claimed, DeliveryFilter
 from webhook_core import (
+    DEFAULT_TENANT,
     AttemptResult,
     Delivery,
     DeliveryState,
@@ -26,6 +27,7 @@ from webhook_core import (
     Endpoint,
     HttpRequest,
     handshake_result,
+    validate_tenant,
     verification_event,
     verification_request,
 )
@@ -86,7 +88,7 @@ class SyncDriver(DriverConfig, abc.ABC):
 
     @abc.abstractmethod
     def _publish_specs(
-        self, specs: list[operations.EventSpec], now: float, connection: Any
+        self, specs: list[operations.EventSpec], now: float, connection: Any, tenant: str
     ) -> list[operations.PublishResult]:
         """Store events, fanned out (``operations.publish_many``, or grouped with others)."""
 
@@ -126,8 +128,9 @@ class SyncDriver(DriverConfig, abc.ABC):
         events: Iterable[str] = ("*",),
         headers: Mapping[str, str] | None = None,
         description: str = "",
+        tenant: str = DEFAULT_TENANT,
     ) -> Endpoint:
-        """Register an endpoint and start its verification handshake."""
+        """Register an endpoint (of ``tenant``) and start its verification handshake."""
         endpoint = self._call(
             operations.add_endpoint,
             self.store,
@@ -138,6 +141,7 @@ class SyncDriver(DriverConfig, abc.ABC):
             headers=headers,
             description=description,
             allow_http=self.allow_http,
+            tenant=tenant,
         )
         self._start_handshake(endpoint)
         return endpoint
@@ -149,6 +153,7 @@ class SyncDriver(DriverConfig, abc.ABC):
         url: str | None = None,
         events: Iterable[str] | None = None,
         headers: Mapping[str, str] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> Endpoint:
         """Change an endpoint; a new URL is verified again before it receives events."""
         endpoint = self._call(
@@ -160,32 +165,42 @@ class SyncDriver(DriverConfig, abc.ABC):
             events=events,
             headers=headers,
             allow_http=self.allow_http,
+            tenant=tenant,
         )
         self._start_handshake(endpoint)
         return endpoint
 
-    def verify_endpoint(self, endpoint_id: str) -> Endpoint:
+    def verify_endpoint(self, endpoint_id: str, tenant: str = DEFAULT_TENANT) -> Endpoint:
         """Send the handshake again (after a failed one)."""
         endpoint = self._call(
-            operations.request_verification, self.store, endpoint_id, self.clock.now()
+            operations.request_verification, self.store, endpoint_id, self.clock.now(), tenant
         )
         self._start_handshake(endpoint)
         return endpoint
 
-    def disable_endpoint(self, endpoint_id: str, reason: str = "disabled by operator") -> Endpoint:
+    def disable_endpoint(
+        self, endpoint_id: str, reason: str = "disabled by operator", tenant: str = DEFAULT_TENANT
+    ) -> Endpoint:
         """Stop deliveries to an endpoint; its waiting deliveries fail."""
         return self._call(
-            operations.disable_endpoint, self.store, endpoint_id, self.clock.now(), reason
+            operations.disable_endpoint, self.store, endpoint_id, self.clock.now(), reason, tenant
         )
 
-    def enable_endpoint(self, endpoint_id: str) -> Endpoint:
+    def enable_endpoint(self, endpoint_id: str, tenant: str = DEFAULT_TENANT) -> Endpoint:
         """Resume a disabled endpoint."""
-        endpoint = self._call(operations.enable_endpoint, self.store, endpoint_id, self.clock.now())
+        endpoint = self._call(
+            operations.enable_endpoint, self.store, endpoint_id, self.clock.now(), tenant
+        )
         self._start_handshake(endpoint)
         return endpoint
 
     def rotate_secret(
-        self, endpoint_id: str, *, secret: str | None = None, grace: float = 86_400
+        self,
+        endpoint_id: str,
+        *,
+        secret: str | None = None,
+        grace: float = 86_400,
+        tenant: str = DEFAULT_TENANT,
     ) -> Endpoint:
         """Give an endpoint a new secret; the old one signs too for ``grace`` seconds."""
         return self._call(
@@ -195,16 +210,24 @@ class SyncDriver(DriverConfig, abc.ABC):
             self.clock.now(),
             secret=secret,
             grace=grace,
+            tenant=tenant,
         )
 
-    def remove_endpoint(self, endpoint_id: str) -> None:
+    def remove_endpoint(self, endpoint_id: str, tenant: str = DEFAULT_TENANT) -> None:
         """Delete an endpoint; its waiting deliveries fail."""
-        self._call(operations.remove_endpoint, self.store, endpoint_id, self.clock.now())
+        self._call(operations.remove_endpoint, self.store, endpoint_id, self.clock.now(), tenant)
 
     def publish(
-        self, event: str, data: Any, *, event_id: str | None = None, connection: Any = None
+        self,
+        event: str,
+        data: Any,
+        *,
+        event_id: str | None = None,
+        connection: Any = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> operations.PublishResult:
-        """Validate and store an event, fanned out to every subscribed active endpoint.
+        """Validate and store an event of ``tenant``, fanned out to every subscribed active
+        endpoint of that tenant.
 
         With ``connection`` (your open sqlite3 or psycopg connection to the
         store's database) the event is written in your transaction and is
@@ -212,45 +235,58 @@ class SyncDriver(DriverConfig, abc.ABC):
         thread, as your connection requires; the dispatcher finds the event at
         its next poll (PostgreSQL wakes it at once).
         """
-        (result,) = self.publish_many([(event, data, event_id)], connection=connection)
+        (result,) = self.publish_many(
+            [(event, data, event_id)], connection=connection, tenant=tenant
+        )
         return result
 
     def publish_many(
-        self, events: Iterable[operations.EventSpec], *, connection: Any = None
+        self,
+        events: Iterable[operations.EventSpec],
+        *,
+        connection: Any = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[operations.PublishResult]:
         """Publish ``(name, data, event_id or None)`` events in one store transaction.
 
         Concurrent publishes share one store transaction where the store and
         the driver can group them, each caller getting its own results or errors.
         """
-        results = self._publish_specs(list(events), self.clock.now(), connection)
+        validate_tenant(tenant)
+        results = self._publish_specs(list(events), self.clock.now(), connection, tenant)
         if any(r.deliveries for r in results):
             self._signal()
         return results
 
-    def replay(self, delivery_id: str) -> Delivery:
+    def replay(self, delivery_id: str, tenant: str = DEFAULT_TENANT) -> Delivery:
         """Send a delivered or failed delivery's event again, as a new delivery."""
-        fresh = self._call(operations.replay_delivery, self.store, delivery_id, self.clock.now())
+        fresh = self._call(
+            operations.replay_delivery, self.store, delivery_id, self.clock.now(), tenant
+        )
         self._signal()
         return fresh
 
-    def get_delivery(self, delivery_id: str) -> Delivery | None:
-        """A delivery with its attempt history."""
-        return self._call(self.store.get_delivery, delivery_id)
+    def get_delivery(self, delivery_id: str, tenant: str = DEFAULT_TENANT) -> Delivery | None:
+        """A delivery of ``tenant`` with its attempt history."""
+        return self._call(operations.find_delivery, self.store, delivery_id, tenant)
 
-    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
-        """An endpoint."""
-        return self._call(self.store.get_endpoint, endpoint_id)
+    def get_endpoint(self, endpoint_id: str, tenant: str = DEFAULT_TENANT) -> Endpoint | None:
+        """An endpoint of ``tenant``."""
+        return self._call(operations.find_endpoint, self.store, endpoint_id, tenant)
 
-    def list_endpoints(self) -> list[Endpoint]:
-        """Every endpoint, oldest first."""
-        return self._call(self.store.list_endpoints)
+    def list_endpoints(self, tenant: str = DEFAULT_TENANT) -> list[Endpoint]:
+        """The endpoints of ``tenant``, oldest first."""
+        return self._call(operations.list_endpoints, self.store, tenant)
 
     def list_deliveries(
-        self, where: DeliveryFilter = ALL_DELIVERIES, limit: int = 100, offset: int = 0
+        self,
+        where: DeliveryFilter = ALL_DELIVERIES,
+        limit: int = 100,
+        offset: int = 0,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[Delivery]:
-        """Deliveries matching ``where``, oldest first."""
-        return self._call(self.store.list_deliveries, where, limit, offset)
+        """The deliveries of ``tenant`` matching ``where``, oldest first."""
+        return self._call(operations.list_deliveries, self.store, where, limit, offset, tenant)
 
     def _drain(self, deadline: float | None) -> None:
         recheck = max(self.poll_interval, 0.05) if self.store.blocking else None

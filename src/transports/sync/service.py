@@ -294,11 +294,13 @@ class ThreadedWebhookService(SyncDriver):
         return True
 
     def _publish_specs(
-        self, specs: list[operations.EventSpec], now: float, connection: Any
+        self, specs: list[operations.EventSpec], now: float, connection: Any, tenant: str
     ) -> list[operations.PublishResult]:
         # Threads publishing at once are not serialised here: a store that groups
         # commits (SQLite) makes one commit of many.
-        return operations.publish_many(self.store, self.catalog, specs, now, connection=connection)
+        return operations.publish_many(
+            self.store, self.catalog, specs, now, connection=connection, tenant=tenant
+        )
 
     def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         """Wait for a wake-up or ``timeout`` seconds; under ``VirtualClock`` see the module."""
