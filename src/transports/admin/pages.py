@@ -30,7 +30,6 @@ script or style), ``frame-ancestors``/``X-Frame-Options``, ``Referrer-Policy``,
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -38,7 +37,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode
 
 import attrs
@@ -178,10 +177,11 @@ async def viewer(api: Api, request: Request) -> Viewer:
     digest = request.session.get("digest")
     if not isinstance(digest, str):
         raise SignInNeeded
-    caller = await caller_for_digest(digest, api.find_token, api.operator_token)
-    if caller is None:
+    found = await caller_for_digest(digest, api.find_token, api.operator_token)
+    if found is None:
         request.session.clear()
         raise SignInNeeded
+    caller = found
     tenant = caller.tenant or str(request.session.get("tenant") or DEFAULT_TENANT)
     return Viewer(caller, tenant, host_session=False)
 
@@ -433,9 +433,7 @@ def _selected_events(form: Form) -> list[str]:
 def _endpoint_form(
     request: Request, who: Viewer, api: Api, status: int = 200, **context: Any
 ) -> Response:
-    return render(
-        request, who, "endpoint_form.html", status, families=families(api), **context
-    )
+    return render(request, who, "endpoint_form.html", status, families=families(api), **context)
 
 
 async def new_endpoint_page(api: Api, request: Request, who: Viewer) -> Response:
@@ -446,21 +444,18 @@ async def new_endpoint_page(api: Api, request: Request, who: Viewer) -> Response
 async def create_endpoint(api: Api, request: Request, who: Viewer) -> Response:
     """Register the endpoint; answer with its secret, shown this once."""
     form = await read_form(request)
-    values = {
-        "url": form.get("url"),
-        "events": _selected_events(form),
-        "description": form.get("description"),
-    }
+    url, events, description = form.get("url"), _selected_events(form), form.get("description")
+    values = {"url": url, "events": events, "description": description}
     try:
-        if not values["events"]:
+        if not events:
             raise ConfigError("choose at least one event (or every event, '*')")
         endpoint = await api.call(
             operations.add_endpoint,
             api.store,
-            values["url"],
+            url,
             api.clock.now(),
-            events=values["events"],
-            description=values["description"],
+            events=events,
+            description=description,
             allow_http=api.outbound.allow_http,
             tenant=who.tenant,
         )
@@ -486,9 +481,7 @@ async def create_endpoint(api: Api, request: Request, who: Viewer) -> Response:
 async def endpoint_page(api: Api, request: Request, who: Viewer) -> Response:
     """One endpoint: its state, handshake, secrets' ages and the actions."""
     endpoint = await _endpoint(api, request, who)
-    return render(
-        request, who, "endpoint.html", endpoint=endpoint, grace_hours=ROTATE_GRACE_HOURS
-    )
+    return render(request, who, "endpoint.html", endpoint=endpoint, grace_hours=ROTATE_GRACE_HOURS)
 
 
 def handshake(endpoint: Endpoint) -> dict[str, Any]:
@@ -498,7 +491,7 @@ def handshake(endpoint: Endpoint) -> dict[str, Any]:
         title = "Sending the verification request"
         message = (
             "The receiver must answer 2xx with the verification token it was sent "
-            "(the whole body, or JSON {\"verification_token\": ...})."
+            '(the whole body, or JSON {"verification_token": ...}).'
         )
     elif state is EndpointState.ACTIVE:
         title = "Verified"
@@ -516,8 +509,13 @@ def handshake(endpoint: Endpoint) -> dict[str, Any]:
             "token from the request's data.verification_token, then verify again."
         )
     error = endpoint.last_error if state is not EndpointState.ACTIVE else None
-    return {"id": endpoint.id, "state": state.value, "title": title, "message": message,
-            "error": error}
+    return {
+        "id": endpoint.id,
+        "state": state.value,
+        "title": title,
+        "message": message,
+        "error": error,
+    }
 
 
 templates.env.globals["handshake"] = handshake
@@ -539,17 +537,18 @@ async def change_endpoint(api: Api, request: Request, who: Viewer) -> Response:
     """Change the URL or events; a new URL is verified again."""
     endpoint = await _endpoint(api, request, who)
     form = await read_form(request)
-    values = {"url": form.get("url"), "events": _selected_events(form)}
+    url, events = form.get("url"), _selected_events(form)
+    values = {"url": url, "events": events}
     try:
-        if not values["events"]:
+        if not events:
             raise ConfigError("choose at least one event (or every event, '*')")
         await api.call(
             operations.change_endpoint,
             api.store,
             endpoint.id,
             api.clock.now(),
-            url=values["url"],
-            events=values["events"],
+            url=url,
+            events=events,
             allow_http=api.outbound.allow_http,
             tenant=who.tenant,
         )
@@ -558,15 +557,18 @@ async def change_endpoint(api: Api, request: Request, who: Viewer) -> Response:
         if problem is None:
             raise
         return _endpoint_form(
-            request, who, api, problem.status, endpoint=endpoint, values=values,
+            request,
+            who,
+            api,
+            problem.status,
+            endpoint=endpoint,
+            values=values,
             error=problem.detail,
         )
     return redirect(request, "admin_endpoint", "Saved.", endpoint_id=endpoint.id)
 
 
-def _action(
-    run: Callable[[Api, Viewer, str, Form], Any], notice: str
-) -> Handler:
+def _action(run: Callable[[Api, Viewer, str, Form], Any], notice: str) -> Handler:
     async def handle(api: Api, request: Request, who: Viewer) -> Response:
         endpoint = await _endpoint(api, request, who)
         form = await read_form(request)
@@ -645,9 +647,7 @@ async def remove_endpoint(api: Api, request: Request, who: Viewer) -> Response:
     """Remove the endpoint; its waiting deliveries fail."""
     endpoint = await _endpoint(api, request, who)
     await read_form(request)
-    await api.call(
-        operations.remove_endpoint, api.store, endpoint.id, api.clock.now(), who.tenant
-    )
+    await api.call(operations.remove_endpoint, api.store, endpoint.id, api.clock.now(), who.tenant)
     return redirect(request, "admin_endpoints", f"Removed {endpoint.url}.")
 
 
@@ -737,7 +737,12 @@ async def send_test_event(api: Api, request: Request, who: Viewer) -> Response:
         if problem is None:
             raise
         return render(
-            request, who, "test.html", problem.status, values=values, error=problem.detail,
+            request,
+            who,
+            "test.html",
+            problem.status,
+            values=values,
+            error=problem.detail,
             **context,
         )
     return render(request, who, "test.html", values=values, sent=sent, **context)
@@ -780,7 +785,9 @@ def parse_since(text: str) -> float | None:
 
 def _log_filter(request: Request) -> tuple[dict[str, str], DeliveryFilter]:
     query = request.query_params
-    shown = {name: query.get(name, "").strip() for name in ("endpoint_id", "event", "state", "since")}
+    shown = {
+        name: query.get(name, "").strip() for name in ("endpoint_id", "event", "state", "since")
+    }
     states = [s.value for s in DeliveryState]
     if shown["state"] and shown["state"] not in states:
         raise Problem(422, f"state {shown['state']!r}: choose one of {', '.join(states)}")
@@ -832,10 +839,13 @@ async def deliveries_page(api: Api, request: Request, who: Viewer) -> Response:
     )
 
 
-async def _delivery(api: Api, request: Request, who: Viewer) -> tuple[Delivery, Event | None, Endpoint | None]:
+Found: TypeAlias = tuple[Delivery, Event | None, Endpoint | None]
+
+
+async def _delivery(api: Api, request: Request, who: Viewer) -> Found:
     delivery_id = str(request.path_params["delivery_id"])
 
-    def find() -> tuple[Delivery, Event | None, Endpoint | None]:
+    def find() -> Found:
         delivery = operations.find_delivery(api.store, delivery_id, who.tenant)
         if delivery is None:
             raise operations.NotFound(f"no delivery with id {delivery_id!r}")
@@ -873,9 +883,7 @@ async def replay_delivery(api: Api, request: Request, who: Viewer) -> Response:
     fresh = await api.call(
         operations.replay_delivery, api.store, delivery.id, api.clock.now(), who.tenant
     )
-    return redirect(
-        request, "admin_delivery", f"Replayed as {fresh.id}.", delivery_id=fresh.id
-    )
+    return redirect(request, "admin_delivery", f"Replayed as {fresh.id}.", delivery_id=fresh.id)
 
 
 async def retry_delivery(api: Api, request: Request, who: Viewer) -> Response:
@@ -907,7 +915,9 @@ async def recover(api: Api, request: Request, who: Viewer) -> Response:
 def routes(api: Api) -> list[BaseRoute]:
     """The pages' routes, and their static files under ``/static``."""
 
-    def plain(fn: Callable[[Api, Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def plain(
+        fn: Callable[[Api, Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             return await fn(api, request)
 
