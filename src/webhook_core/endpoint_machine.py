@@ -271,8 +271,21 @@ def _handshake_result(e: Endpoint, event: HandshakeResult) -> Endpoint:
         state=UNVERIFIED,
         verification_token=None,
         verified_url=None,
-        last_error=f"verification failed: {problem}",
+        last_error=f"verification failed: {problem}{_answer_excerpt(event)}",
     )
+
+
+_EXCERPT = 200
+
+
+def _answer_excerpt(event: HandshakeResult) -> str:
+    """What the receiver answered, for the operator to see (when it answered at all)."""
+    if event.error is not None or event.status is None:
+        return ""
+    text = event.body[: _EXCERPT * 4].decode("utf-8", "replace").strip()
+    if len(text) > _EXCERPT:
+        text = text[:_EXCERPT] + "…"
+    return f" (the receiver answered HTTP {event.status}: {text!r})"
 
 
 def _disable(e: Endpoint, event: Disable) -> Endpoint:

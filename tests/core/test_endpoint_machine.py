@@ -333,7 +333,14 @@ def test_handshake_refusals(
     assert e.state is U
     assert e.verified_url is None
     assert e.verification_token is None
-    assert e.last_error == f"verification failed: {reason}"
+    assert e.last_error is not None
+    assert e.last_error.startswith(f"verification failed: {reason}")
+    if status is None or error is not None:
+        assert e.last_error == f"verification failed: {reason}"
+    else:  # what the receiver answered, at most 200 characters of it, is shown too
+        shown = body.decode("utf-8", "replace").strip()[:200]
+        assert f"(the receiver answered HTTP {status}: {shown!r}"[:-1] in e.last_error
+        assert len(e.last_error) < len(reason) + 300
 
 
 def test_token_matches_literals() -> None:

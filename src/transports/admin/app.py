@@ -596,6 +596,9 @@ def management_app(
     operator_token: str | None = None,
     outbound: OutboundPolicy | None = None,
     clock: Clock | None = None,
+    pages: bool = True,
+    session_key: str | None = None,
+    secure_cookies: bool = False,
 ) -> Starlette:
     """The management API over ``store``, as an ASGI app (mount it, or serve it alone).
 
@@ -604,6 +607,11 @@ def management_app(
     ``request -> tenant or None``, may be async), the host decides instead.
     ``outbound`` (default: from the environment) governs registration and test
     sends as it does the dispatcher.
+
+    With ``pages`` the admin page ("Settings → Webhooks", ``transports.admin.pages``)
+    is served at ``/``; its session cookies are signed with ``session_key`` (default:
+    ``WEBHOOKS_ADMIN_SESSION_KEY``, else a random key for this process) and marked
+    ``Secure`` with ``secure_cookies`` (behind HTTPS).
     """
     api = Api(
         store,
@@ -617,4 +625,12 @@ def management_app(
         Route(op.path, _endpoint(api, op), methods=[op.method], name=op.handler.__name__)
         for op in OPERATIONS
     ]
-    return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+    if not pages:
+        return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+    from transports.admin import pages as admin_pages  # noqa: PLC0415 (a cycle otherwise)
+
+    return Starlette(
+        routes=[*routes, *admin_pages.routes(api)],
+        middleware=admin_pages.middleware(session_key, https_only=secure_cookies),
+        exception_handlers={404: _not_found, 405: _not_allowed},
+    )

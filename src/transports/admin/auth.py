@@ -110,15 +110,27 @@ async def authenticate(
         if tenant is None:
             raise Problem(401, "the request is not authorized", headers=_UNAUTHORIZED)
         return Caller(validate_tenant(tenant))
-    token = bearer(request)
-    if operator_token is not None and hmac.compare_digest(
-        token.encode("utf-8"), operator_token.encode("utf-8")
-    ):
-        return Caller(None)
-    digest = token_digest(token)
-    found = await lookup(digest) if token.startswith(TOKEN_PREFIX) else None
-    if found is None or not hmac.compare_digest(found.digest, digest):
+    caller = await caller_for_digest(token_digest(bearer(request)), lookup, operator_token)
+    if caller is None:
         raise Problem(
             401, "the token is not valid (revoked, or never issued)", headers=_UNAUTHORIZED
         )
+    return caller
+
+
+async def caller_for_digest(
+    digest: str,
+    lookup: Callable[[str], Awaitable[AdminToken | None]],
+    operator_token: str | None,
+) -> Caller | None:
+    """The caller whose token has this SHA-256 ``digest`` (the operator, or a stored tenant
+    token's tenant), or None. Bearer tokens and the admin page's sessions (which keep only
+    the digest) are both checked here."""
+    if operator_token is not None and hmac.compare_digest(
+        digest.encode("utf-8"), token_digest(operator_token).encode("utf-8")
+    ):
+        return Caller(None)
+    found = await lookup(digest)
+    if found is None or not hmac.compare_digest(found.digest, digest):
+        return None
     return Caller(found.tenant)

@@ -9,6 +9,8 @@ that is how a delivery is marked as a test.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from transports.clocks import Clock
@@ -49,8 +51,10 @@ def send_test(
     endpoint_id: str,
     event_name: str | None,
     tenant: str,
+    data: Any = None,
 ) -> Delivery:
-    """Send a sample event to the tenant's endpoint now; return the stored delivery."""
+    """Send a sample event (or ``event_name`` with ``data``, checked against the catalog) to
+    the tenant's endpoint now; return the stored delivery."""
     endpoint = operations.find_endpoint(store, endpoint_id, tenant)
     if endpoint is None:
         raise operations.NotFound(f"no endpoint with id {endpoint_id!r}")
@@ -67,7 +71,7 @@ def send_test(
     event = build_event(
         catalog,
         name,
-        sample_data(name),
+        sample_data(name) if data is None else data,
         event_id=new_id(TEST_EVENT_PREFIX),
         now=now,
         tenant=tenant,
