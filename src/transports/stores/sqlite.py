@@ -470,7 +470,7 @@ class SQLiteStore(ClosesOnExit):
             for values in rows.events:
                 db.execute(
                     "INSERT INTO events (id, name, created_at, body, tenant, trace_context) "
-                    f"VALUES {_marks(values, 5)}",
+                    f"VALUES {_marks(values, 6)}",
                     values,
                 )
         except sqlite3.IntegrityError as exc:
