@@ -15,8 +15,9 @@ due again at once; ``policy.max_abandoned`` of those fail it. ``Cancel`` fails
 a waiting delivery (its endpoint was disabled or removed). ``Defer(until)``
 moves a claimed, waiting delivery to a later time without an attempt (the
 endpoint gate held it back: breaker open, endpoint busy or rate-limited).
-``RetryNow`` makes a ``retry_scheduled`` delivery due at once (an operator
-asked for it), keeping its attempts.
+``RetryNow`` makes a waiting delivery (``pending``, perhaps deferred by the
+gate, or ``retry_scheduled``) due at once (an operator asked for it), keeping
+its attempts.
 
 Every transition keeps the record's ``lease_token``: the store's claim sets it,
 and the finished record carries it back so the store can tell a result of this
@@ -249,6 +250,7 @@ TRANSITIONS: dict[tuple[DeliveryState, type], frozenset[DeliveryState]] = {
     (RETRY_SCHEDULED, Cancel): frozenset({FAILED}),
     (PENDING, Defer): frozenset({PENDING}),
     (RETRY_SCHEDULED, Defer): frozenset({RETRY_SCHEDULED}),
+    (PENDING, RetryNow): frozenset({PENDING}),
     (RETRY_SCHEDULED, RetryNow): frozenset({RETRY_SCHEDULED}),
 }
 check_table("delivery", TRANSITIONS, DeliveryState, PENDING, TERMINAL)

@@ -362,8 +362,9 @@ def test_deliveries_retry_refuses_a_delivery_not_waiting_to_retry(db: Path) -> N
     _activate(db, endpoint_id)
     run(db, "publish", "message.sent", "--data", json.dumps(MESSAGE))
     [delivery_id] = run(db, "deliveries", "list", "-q").stdout.split()
+    assert run(db, "endpoints", "disable", endpoint_id).exit_code == 0  # its delivery fails
     line = one_line_error(run(db, "deliveries", "retry", delivery_id))
-    assert "is pending; only a retry_scheduled one can be retried now" in line
+    assert "is failed; only a waiting (pending or retry_scheduled) one can be retried" in line
 
 
 def test_events_lists_the_catalog_and_shows_a_sample_that_publishes(db: Path) -> None:

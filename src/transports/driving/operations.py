@@ -660,16 +660,17 @@ def replay_delivery(
 
 
 def retry_now(store: Store, delivery_id: str, now: float, tenant: str = DEFAULT_TENANT) -> Delivery:
-    """Make a ``retry_scheduled`` delivery due at once; the dispatcher sends it at its next poll.
+    """Make a waiting (pending or retry-scheduled) delivery due at once; the dispatcher
+    sends it at its next poll.
 
     A dispatcher that claimed it meanwhile loses its lease: its result is
     refused and the delivery is sent again (at least once, never lost).
     """
     delivery = _require_delivery(store, delivery_id, tenant)
-    if delivery.state is not DeliveryState.RETRY_SCHEDULED:
+    if delivery.is_terminal or delivery.state is DeliveryState.IN_FLIGHT:
         raise ConfigError(
-            f"delivery {delivery_id} is {delivery.state.value}; only a retry_scheduled one can "
-            "be retried now (replay a delivered or failed one)"
+            f"delivery {delivery_id} is {delivery.state.value}; only a waiting (pending or "
+            "retry_scheduled) one can be retried now (replay a delivered or failed one)"
         )
     due, _ = delivery_machine.apply(delivery, RetryNow(now), RetryPolicy())
     store.save_deliveries([due])
