@@ -91,7 +91,9 @@ def opened(kind: str) -> Iterator[Store]:
 
 def add_endpoints(store: Store, count: int = FAN_OUT, url: str = "http://127.0.0.1:9/") -> None:
     for n in range(count):
-        endpoint = operations.add_endpoint(store, f"{url}{n}", time.time(), allow_http=True)
+        endpoint = operations.add_endpoint(
+            store, f"{url}{n}", time.time(), allow_http=True, allow_duplicate=True
+        )
         mark_active(store, endpoint, time.time())
 
 

@@ -92,7 +92,9 @@ def ours(directory: Path, deliveries: int) -> float:
     """CPU seconds per delivery for the same life through the SQLite store."""
     store = SQLiteStore(directory / "ours.db", synchronous="NORMAL")
     for n in range(ENDPOINTS):
-        endpoint = operations.add_endpoint(store, f"http://127.0.0.1:9/{n}", 0.0, allow_http=True)
+        endpoint = operations.add_endpoint(
+            store, f"http://127.0.0.1:9/{n}", 0.0, allow_http=True, allow_duplicate=True
+        )
         mark_active(store, endpoint, 0.0)
     policy = RetryPolicy(schedule=(), timeout=5)
     catalog = platform_catalog()
