@@ -14,13 +14,22 @@ import pytest
 from transports import MemoryStore, SQLiteStore, ThreadedWebhookService, WebhookService
 from transports.driving.config import DriverOptions, DriverSettings
 from transports.driving.state import ACTIVITIES, DriverState, Patience, StoreFaults
+from transports.stores.interface import Claimed
 from webhook_core import (
+    AttemptResult,
     ConfigError,
     Endpoint,
+    EndpointGate,
     EndpointSecret,
     EndpointState,
+    GatePolicy,
     RetryPolicy,
+    build_event,
+    new_delivery,
+    platform_catalog,
 )
+
+MESSAGE = {"message_id": "m1", "channel": "sms", "to": "+919800000000", "status": "sent"}
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000.0
@@ -166,3 +175,29 @@ def test_a_driver_closes_the_store_it_opened_and_only_that(
         assert given.list_endpoints() == [], "a store you pass stays yours"
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         given.list_endpoints()
+
+
+def test_a_finished_attempt_leaves_the_endpoint_gate() -> None:
+    gate = EndpointGate(GatePolicy())
+    s = state(gate=gate)
+    target = Endpoint(
+        id="ep_1",
+        url="https://example.com/hook",
+        secrets=(EndpointSecret("whsec_" + "A" * 32, T0),),
+        created_at=T0,
+        state=EndpointState.ACTIVE,
+    )
+    event = build_event(platform_catalog(), "message.sent", MESSAGE, event_id="evt_1", now=T0)
+
+    def claim(n: int, at: float) -> Claimed:
+        return Claimed(new_delivery(f"dlv_{n}", "evt_1", "ep_1", at), event, target, at + 60)
+
+    first = claim(1, T0)
+    delivery, request = s.begin(first, T0)
+    assert request is not None
+    # The send starts a moment after the attempt was admitted; the gate knows it by the latter.
+    sent = AttemptResult(started_at=T0 + 0.01, ended_at=T0 + 0.02, status=200)
+    s.finish(first, delivery, sent, T0 + 0.02, T0)
+    later = T0 + 10
+    _, request = s.begin(claim(2, later), later)
+    assert request is not None, "the first attempt still counts as in flight: a slow endpoint"

@@ -573,11 +573,13 @@ class AsyncDriver(DriverConfig, abc.ABC):
                 result, _ = await self._send(request)
             except BaseException:
                 with self._locked():
-                    self._state.abandoned(claim, self.clock.now())
+                    self._state.abandoned(claim, self.clock.now(), now)
                 self.observer.attempt_abandoned(claim, token)
                 raise
             with self._locked():
-                delivery, effects = self._state.finish(claim, delivery, result, self.clock.now())
+                delivery, effects = self._state.finish(
+                    claim, delivery, result, self.clock.now(), now
+                )
             self.observer.attempt_ended(claim, delivery, token)
         if not self._queue_result(delivery):
             return

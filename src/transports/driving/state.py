@@ -283,20 +283,27 @@ class DriverState:
         )
 
     def finish(
-        self, claim: Claimed, delivery: Delivery, result: AttemptResult, now: float
+        self,
+        claim: Claimed,
+        delivery: Delivery,
+        result: AttemptResult,
+        now: float,
+        begun_at: float,
     ) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
-        """The record after a sent attempt ended with ``result``, and the effects to carry out."""
+        """The record after the attempt ``begin`` started at ``begun_at`` ended with ``result``,
+        and the effects to carry out. The gate knows the attempt by ``begun_at``."""
         if self.gate is not None:
             ok = result.status is not None and 200 <= result.status <= 299
-            self.gate.finished(claim.endpoint.id, now, ok, result.started_at)
+            self.gate.finished(claim.endpoint.id, now, ok, begun_at)
         took = result.ended_at - result.started_at
         self._attempt_time += _PACE_WEIGHT * (took - self._attempt_time)
         return delivery_machine.apply(delivery, Finish(result), self.policy)
 
-    def abandoned(self, claim: Claimed, now: float) -> None:
-        """A sent attempt ended without a result (the driver failed): the gate is told."""
+    def abandoned(self, claim: Claimed, now: float, begun_at: float) -> None:
+        """The attempt ``begin`` started at ``begun_at`` ended without a result (the driver
+        failed): the gate is told."""
         if self.gate is not None:
-            self.gate.finished(claim.endpoint.id, now, False, now)
+            self.gate.finished(claim.endpoint.id, now, False, begun_at)
 
     # -- results and idleness ------------------------------------------------------
 
