@@ -241,10 +241,12 @@ def test_four_postgres_workers_deliver_every_pair_once(tmp_path: Path) -> None:
             }
             assert {d.state for d in records.values()} == {DeliveryState.DELIVERED}
             for pair in expected:
-                # At least once: a second send only after a worker lost its lease.
+                # At least once: a second send only after an earlier attempt got no 2xx
+                # back (a worker lost its lease, or the answer came after the deadline).
                 count = received[pair]
                 outcomes = [a.outcome for a in records[pair].attempts]
-                assert count == 1 or Outcome.ABANDONED in outcomes, (pair, count, outcomes)
+                unanswered = [o for o in outcomes[:-1] if o is not Outcome.SUCCESS]
+                assert count == 1 or unanswered, (pair, count, outcomes)
             assert len(workers_seen) > 1, "one worker did everything"
     finally:
         store.close()
