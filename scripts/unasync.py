@@ -5,7 +5,8 @@
 
 Like httpcore's ``unasync.py``: the async source is the one that is edited;
 the sync file is the same code with ``async``/``await`` removed and ``Async``
-names made ``Sync``, then formatted with ruff.
+names made ``Sync`` (and the grouped publisher the threaded one), then its
+imports sorted and formatted with ruff.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ SUBSTITUTIONS = (
     (r"\basync for\b", "for"),
     (r"\bAsyncDriver\b", "SyncDriver"),
     (r"\bAsyncHttpTransport\b", "SyncHttpTransport"),
+    (r"\btransports\.aio\.publishing\b", "transports.sync.publishing"),
+    (r"\bGroupedPublisher\b", "ThreadedGroupedPublisher"),
 )
 
 HEADER = '''"""What both drivers do, written once: the threaded driver's copy.
@@ -43,15 +46,18 @@ def generate() -> str:
     body = text[docstring_end:]
     for pattern, replacement in SUBSTITUTIONS:
         body = re.sub(pattern, replacement, body)
-    formatted = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(TARGET), "-"],
-        input=HEADER + body,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    return formatted.stdout
+    text = HEADER + body
+    # Renamed modules move between import blocks: sort them again, then format.
+    for command in (("check", "--fix", "--select", "I", "--quiet"), ("format",)):
+        text = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "--stdin-filename", str(TARGET), "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        ).stdout
+    return text
 
 
 def main() -> int:

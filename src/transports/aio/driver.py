@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, TypeVar, assert_never
 
+from transports.aio.publishing import GroupedPublisher
 from transports.clocks import Clock
 from transports.driving import operations
 from transports.driving.config import DriverConfig
@@ -52,6 +53,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
     """The shared body of a driver; subclasses provide the primitives below."""
 
     _state: DriverState
+    _publisher: GroupedPublisher
 
     # -- primitives a driver provides ------------------------------------------------
 
@@ -92,18 +94,6 @@ class AsyncDriver(DriverConfig, abc.ABC):
     def _queue_result(self, delivery: Delivery) -> bool:
         """Hand a finished record to the writer; False if the writer is gone (leaving on an
         error: the lease brings the claim back)."""
-
-    @abc.abstractmethod
-    async def _publish_specs(
-        self,
-        specs: list[operations.EventSpec],
-        now: float,
-        connection: Any,
-        tenant: str,
-        trace_context: str | None,
-    ) -> list[operations.PublishResult]:
-        """Store events, fanned out (``operations.publish_many``, or grouped with others),
-        each with ``trace_context``."""
 
     @abc.abstractmethod
     async def _sleep_until(self, timeout: float, next_due: float | None) -> None:
@@ -359,6 +349,28 @@ class AsyncDriver(DriverConfig, abc.ABC):
         if any(r.deliveries for r in results):
             self._signal()
         return results
+
+    async def _publish_specs(
+        self,
+        specs: list[operations.EventSpec],
+        now: float,
+        connection: Any,
+        tenant: str,
+        trace_context: str | None,
+    ) -> list[operations.PublishResult]:
+        """Store events, fanned out: in the caller's transaction with ``connection``, directly
+        on a store that does not block, else grouped with other callers' (one commit)."""
+        if connection is not None or not self.store.blocking:
+            return operations.publish_many(
+                self.store,
+                self.catalog,
+                specs,
+                now,
+                connection=connection,
+                tenant=tenant,
+                trace_context=trace_context,
+            )
+        return await self._publisher.publish(specs, now, tenant, trace_context)
 
     async def replay(self, delivery_id: str, tenant: str = DEFAULT_TENANT) -> Delivery:
         """Send a delivered or failed delivery's event again, as a new delivery."""

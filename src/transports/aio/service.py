@@ -47,7 +47,7 @@ import contextlib
 import math
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, Unpack
+from typing import ParamSpec, TypeVar, Unpack
 
 import anyio
 import anyio.abc
@@ -60,7 +60,6 @@ from transports.aio.clock import AnyioClock
 from transports.aio.driver import AsyncDriver
 from transports.aio.publishing import GroupedPublisher
 from transports.clocks import Clock
-from transports.driving import operations
 from transports.driving.config import DriverOptions, DriverSettings, transport_choice
 from transports.http.httpx_transport import HttpxTransport
 from transports.http.lean_async import Http1Transport
@@ -277,26 +276,6 @@ class WebhookService(AsyncDriver):
             return False
         self._state.queued()
         return True
-
-    async def _publish_specs(
-        self,
-        specs: list[operations.EventSpec],
-        now: float,
-        connection: Any,
-        tenant: str,
-        trace_context: str | None,
-    ) -> list[operations.PublishResult]:
-        if connection is not None or not self.store.blocking:
-            return operations.publish_many(
-                self.store,
-                self.catalog,
-                specs,
-                now,
-                connection=connection,
-                tenant=tenant,
-                trace_context=trace_context,
-            )
-        return await self._publisher.publish(specs, now, tenant, trace_context)
 
     async def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         if timeout > 0 and not self._wake.is_set():

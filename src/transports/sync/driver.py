@@ -19,6 +19,7 @@ from transports.driving.observe import store_snapshot
 from transports.driving.state import ACTIVITIES, COALESCE, DriverState
 from transports.ids import new_id
 from transports.stores.interface import ALL_DELIVERIES, Claimed, DeliveryFilter
+from transports.sync.publishing import ThreadedGroupedPublisher
 from webhook_core import (
     DEFAULT_TENANT,
     AttemptResult,
@@ -47,6 +48,7 @@ class SyncDriver(DriverConfig, abc.ABC):
     """The shared body of a driver; subclasses provide the primitives below."""
 
     _state: DriverState
+    _publisher: ThreadedGroupedPublisher
 
     # -- primitives a driver provides ------------------------------------------------
 
@@ -87,18 +89,6 @@ class SyncDriver(DriverConfig, abc.ABC):
     def _queue_result(self, delivery: Delivery) -> bool:
         """Hand a finished record to the writer; False if the writer is gone (leaving on an
         error: the lease brings the claim back)."""
-
-    @abc.abstractmethod
-    def _publish_specs(
-        self,
-        specs: list[operations.EventSpec],
-        now: float,
-        connection: Any,
-        tenant: str,
-        trace_context: str | None,
-    ) -> list[operations.PublishResult]:
-        """Store events, fanned out (``operations.publish_many``, or grouped with others),
-        each with ``trace_context``."""
 
     @abc.abstractmethod
     def _sleep_until(self, timeout: float, next_due: float | None) -> None:
@@ -350,6 +340,28 @@ class SyncDriver(DriverConfig, abc.ABC):
         if any(r.deliveries for r in results):
             self._signal()
         return results
+
+    def _publish_specs(
+        self,
+        specs: list[operations.EventSpec],
+        now: float,
+        connection: Any,
+        tenant: str,
+        trace_context: str | None,
+    ) -> list[operations.PublishResult]:
+        """Store events, fanned out: in the caller's transaction with ``connection``, directly
+        on a store that does not block, else grouped with other callers' (one commit)."""
+        if connection is not None or not self.store.blocking:
+            return operations.publish_many(
+                self.store,
+                self.catalog,
+                specs,
+                now,
+                connection=connection,
+                tenant=tenant,
+                trace_context=trace_context,
+            )
+        return self._publisher.publish(specs, now, tenant, trace_context)
 
     def replay(self, delivery_id: str, tenant: str = DEFAULT_TENANT) -> Delivery:
         """Send a delivered or failed delivery's event again, as a new delivery."""

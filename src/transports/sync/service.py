@@ -44,10 +44,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, Unpack
+from typing import ParamSpec, TypeVar, Unpack
 
 from transports.clocks import Clock, SystemClock, VirtualClock
-from transports.driving import operations
 from transports.driving.config import DriverOptions, DriverSettings, transport_choice
 from transports.http.httpx_transport import HttpxSyncTransport
 from transports.http.lean import Http1SyncTransport
@@ -295,26 +294,6 @@ class ThreadedWebhookService(SyncDriver):
             self._state.queued()
         self._results.put(delivery)
         return True
-
-    def _publish_specs(
-        self,
-        specs: list[operations.EventSpec],
-        now: float,
-        connection: Any,
-        tenant: str,
-        trace_context: str | None,
-    ) -> list[operations.PublishResult]:
-        if connection is not None or not self.store.blocking:
-            return operations.publish_many(
-                self.store,
-                self.catalog,
-                specs,
-                now,
-                connection=connection,
-                tenant=tenant,
-                trace_context=trace_context,
-            )
-        return self._publisher.publish(specs, now, tenant, trace_context)
 
     def _sleep_until(self, timeout: float, next_due: float | None) -> None:
         """Wait for a wake-up or ``timeout`` seconds; under ``VirtualClock`` see the module."""
