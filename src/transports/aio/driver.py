@@ -501,6 +501,22 @@ class AsyncDriver(DriverConfig, abc.ABC):
                 self._state.handshake_ended(endpoint)
             self._signal()
 
+    async def _first_scan(self) -> list[Endpoint]:
+        """At start, before the host can publish: the endpoints, to send the handshakes left
+        undone once the driver runs (``_start_handshake``).
+
+        Reading every endpoint once here also fills the decoded-endpoint cache
+        of SQL stores, so the first publish to thousands of endpoints does not
+        decode them all while the dispatcher, on another thread, does the same.
+        One try: after an error the dispatcher's next scan retries, with back-off.
+        """
+        with self._locked():
+            self._state.scan_due(self.clock.now())
+        try:
+            return await self._call(self.store.list_endpoints)
+        except Exception:
+            return []
+
     # -- delivery --------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:

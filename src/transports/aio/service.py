@@ -22,7 +22,9 @@ task run in the service's task group:
   applies ``Finish`` and hands the record to the writer;
 * the writer drains finished records and stores them a batch at a time.
 
-Handshakes run as tasks of their own, for endpoints in ``verifying``. A store
+Handshakes run as tasks of their own, for endpoints in ``verifying``: those
+found on entering (every endpoint is read once then, before the host can
+publish) and those registered since. A store
 error is never the host's: each store call the service makes on its own is
 retried with back-off and logged once (``DriverState``'s ``ACTIVITIES``).
 On exit the dispatcher stops claiming, attempts in flight finish within
@@ -156,6 +158,7 @@ class WebhookService(AsyncDriver):
                 else HttpxTransport(policy=self.outbound)
             )
         self._state = self._new_state()
+        endpoints = await self._first_scan()
         send, receive = anyio.create_memory_object_stream[Delivery](math.inf)
         self._send_results = send
         self._tg = anyio.create_task_group()
@@ -166,6 +169,8 @@ class WebhookService(AsyncDriver):
             self._tg.start_soon(self._worker, self._claims)
         self._dispatcher_stopped = anyio.Event()
         self._tg.start_soon(self._dispatcher)
+        for endpoint in endpoints:
+            self._start_handshake(endpoint)
         subscribe = getattr(self.store, "subscribe", None)
         if subscribe is not None:
             self._unsubscribe = subscribe(self._wake_from_thread())

@@ -171,6 +171,8 @@ class ThreadedWebhookService(SyncDriver):
                 )
                 self._started = True
             self._writer.start()
+            for endpoint in self._first_scan():
+                self._start_handshake(endpoint)
             self._dispatcher.start()
             subscribe = getattr(self.store, "subscribe", None)
             if subscribe is not None:
