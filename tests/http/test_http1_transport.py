@@ -119,6 +119,15 @@ def test_the_request_on_the_wire(flavour: str) -> None:
         assert seen.headers[2:] == HEADERS
 
 
+def test_a_body_larger_than_the_socket_buffers_is_sent_whole(flavour: str) -> None:
+    body = bytes(range(256)) * 32_768  # 8 MiB: the first send cannot take it all
+    with LoopbackReceiver() as rx:
+        (answer,) = Client(flavour).run(HttpRequest(rx.url("/big"), HEADERS, body, 30.0))
+        assert ok(answer).status == 200
+        (seen,) = rx.requests
+        assert seen.body == body
+
+
 def test_keep_alive_reuses_one_connection(flavour: str) -> None:
     with LoopbackReceiver() as rx:
         answers = Client(flavour).run(*(request(rx.url(f"/p{i}")) for i in range(4)))

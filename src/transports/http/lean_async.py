@@ -13,6 +13,8 @@ import ssl
 import anyio
 import anyio.abc
 import sniffio
+import trio
+import trio.lowlevel
 from anyio.streams.tls import TLSStream
 
 from transports.http import lean
@@ -31,7 +33,7 @@ def _classify(exc: BaseException, connecting: bool) -> TransportError:
 
 
 class _StreamConnection:
-    """A connection on an anyio byte stream (used under trio)."""
+    """A connection on an anyio byte stream (TLS under trio)."""
 
     def __init__(self, stream: anyio.abc.ByteStream, wire: Wire) -> None:
         self.stream = stream
@@ -50,6 +52,51 @@ class _StreamConnection:
                 if response is not None:
                     return response
         except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+            raise _classify(exc, connecting=False) from exc
+
+    def hung_up(self) -> bool:
+        return _hung_up(self._sock)
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+
+class _TrioConnection:
+    """A plain TCP connection under trio, on its socket's own non-blocking calls.
+
+    A send that goes through at once (the usual case for a request of webhook
+    size) and a read of what has arrived cost no more than the system calls;
+    ``trio.lowlevel`` waits only when the socket would block. The anyio stream
+    it came from only closes it: its checkpoints and guards cost trio several
+    scheduler passes an exchange.
+    """
+
+    def __init__(self, stream: anyio.abc.SocketStream, wire: Wire) -> None:
+        self.stream = stream
+        self.wire = wire
+        self._sock: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+
+    async def exchange(self, payload: bytes) -> HttpResponse:
+        sock = self._sock
+        try:
+            view = memoryview(payload)
+            while view:
+                try:
+                    view = view[sock.send(view) :]
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            while True:
+                try:
+                    data = sock.recv(_READ_SIZE)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
+                response = self.wire.feed(data)
+                if response is not None:
+                    return response
+        except OSError as exc:
             raise _classify(exc, connecting=False) from exc
 
     def hung_up(self) -> bool:
@@ -137,14 +184,14 @@ def _expire(waiter: asyncio.Future[HttpResponse], timeout: float) -> None:
         waiter.set_exception(timeout_error(timeout))
 
 
-_AsyncConnection = _StreamConnection | _ProtocolConnection
+_AsyncConnection = _StreamConnection | _TrioConnection | _ProtocolConnection
 
 
 class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
     """Async lean HTTP/1.1 transport (trio and asyncio).
 
-    Under asyncio a connection is an asyncio protocol; under trio, an anyio
-    stream. Settings (all keyword): ``verify``, ``resolver`` (an async
+    Under asyncio a connection is an asyncio protocol; under trio, its
+    socket (TLS: an anyio stream). Settings (all keyword): ``verify``, ``resolver`` (an async
     callable), ``max_idle``, ``keepalive_expiry``, ``body_limit``,
     ``header_limit``, ``parser``; see the module docstring. ``send`` keeps
     the request's total deadline itself (``keeps_deadline``); a cancelled
@@ -158,13 +205,19 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
 
         The whole exchange ends within ``request.timeout``: past it, ``send``
         raises a ``TransportError`` of kind ``timeout``. On a pooled asyncio
-        connection one timer keeps that deadline; otherwise a cancel scope.
+        connection one timer keeps that deadline; otherwise a cancel scope
+        (trio's own on a pooled trio connection).
         """
         target = self._target(request.url)
         conn = await self._idle_connection(target)
         if isinstance(conn, _ProtocolConnection):
             deadline = asyncio.get_running_loop().time() + request.timeout
             return await self._exchange(conn, target, request, deadline)
+        if conn is not None:  # pooled under trio: trio's own scope, without anyio's wrapper
+            deadline = trio.current_time() + request.timeout
+            with trio.move_on_at(deadline):
+                return await self._exchange(conn, target, request, deadline)
+            raise timeout_error(request.timeout)
         deadline = anyio.current_time() + request.timeout
         with anyio.CancelScope(deadline=deadline):
             if conn is None:
@@ -212,16 +265,17 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
                 raise _refused(target, None)
             if sniffio.current_async_library() == "asyncio":
                 return await self._open_protocol(addresses, target, tls)
-            stream: anyio.abc.ByteStream = await self._open(addresses, target.port)
-            if tls is not None:
-                try:
-                    stream = await TLSStream.wrap(
-                        stream, hostname=target.host, ssl_context=tls, standard_compatible=False
-                    )
-                except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        await stream.aclose()
-                    raise
+            plain = await self._open(addresses, target.port)
+            if tls is None:
+                return _TrioConnection(plain, self._wire())
+            try:
+                stream = await TLSStream.wrap(
+                    plain, hostname=target.host, ssl_context=tls, standard_compatible=False
+                )
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await plain.aclose()
+                raise
         except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ssl.SSLError) as exc:
             raise _classify(exc, connecting=True) from exc
         return _StreamConnection(stream, self._wire())
