@@ -32,18 +32,16 @@ leaves the record untouched for any (state, input) pair the table lacks.
 
 from __future__ import annotations
 
-import enum
-
 import attrs
 
 from webhook_core.errors import IllegalTransition
 from webhook_core.retry import RETRY_AFTER_STATUSES, RetryPolicy, parse_retry_after
-from webhook_core.statemachine import check_table
+from webhook_core.statemachine import Symbol, check_table
 
 RESPONSE_EXCERPT_LIMIT = 64 * 1024
 
 
-class DeliveryState(enum.Enum):
+class DeliveryState(Symbol):
     """Where a delivery stands."""
 
     PENDING = "pending"
@@ -53,7 +51,7 @@ class DeliveryState(enum.Enum):
     FAILED = "failed"
 
 
-class Outcome(enum.Enum):
+class Outcome(Symbol):
     """How one attempt ended."""
 
     SUCCESS = "success"  # 2xx

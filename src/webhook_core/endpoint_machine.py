@@ -28,7 +28,6 @@ ignores outcomes.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Iterable
 
@@ -37,7 +36,7 @@ import attrs
 from webhook_core.errors import ConfigError, IllegalTransition
 from webhook_core.names import any_pattern_matches, validate_pattern
 from webhook_core.signing import Secret
-from webhook_core.statemachine import check_table
+from webhook_core.statemachine import Symbol, check_table
 from webhook_core.tenants import DEFAULT_TENANT
 
 _MAX_TOKEN_RESPONSE = 4096
@@ -63,7 +62,7 @@ class HealthPolicy:
             )
 
 
-class EndpointState(enum.Enum):
+class EndpointState(Symbol):
     """Whether an endpoint receives deliveries."""
 
     UNVERIFIED = "unverified"

@@ -38,15 +38,15 @@ clock; time is an argument.
 from __future__ import annotations
 
 import bisect
-import enum
 import math
 
 import attrs
 
 from webhook_core.errors import ConfigError
+from webhook_core.statemachine import Symbol
 
 
-class BreakerState(enum.Enum):
+class BreakerState(Symbol):
     """Where an endpoint's circuit breaker stands."""
 
     CLOSED = "closed"

@@ -1,4 +1,4 @@
-"""Checks shared by the state machines' transition tables.
+"""What the state machines share: their enums' base, and the checks of their tables.
 
 Each machine keeps its whole rule set in one table,
 ``{(state, input type): frozenset of possible next states}``, and calls
@@ -13,6 +13,17 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 S = TypeVar("S", bound=enum.Enum)
+
+
+class Symbol(enum.Enum):
+    """An enum whose members hash by identity, in C.
+
+    ``enum.Enum`` hashes a member by its name in Python code. States and
+    outcomes key the transition tables and a driver's counters several times
+    an attempt; members are singletons, so identity is their equality.
+    """
+
+    __hash__ = object.__hash__
 
 
 def check_table(
