@@ -412,3 +412,12 @@ def test_tls_refuses_a_certificate_for_another_host(
 def test_an_unknown_parser_is_refused_when_the_transport_is_made(transport: type[Any]) -> None:
     with pytest.raises(ConfigError, match="parser must be one of llhttp, h11, not 'fast'"):
         transport(policy=LOOPBACK, parser="fast")
+
+
+@pytest.mark.parametrize("transport", [Http1Transport, Http1SyncTransport])
+def test_a_policy_with_a_proxy_is_refused_when_the_transport_is_made(
+    transport: type[Any],
+) -> None:
+    proxied = OutboundPolicy(LOOPBACK_NETWORKS, allow_http=True, proxy="http://127.0.0.1:3128")
+    with pytest.raises(ConfigError, match="does not speak through a proxy.*HttpxTransport"):
+        transport(policy=proxied)

@@ -58,7 +58,7 @@ from transports.http.lookups import LookupTimeout
 from transports.http.tls import ssl_context
 from transports.http.transport import BODY_LIMIT, HttpResponse, TransportError, classify
 from transports.http.wire import Target, Wire, check_parser, make_wire, parse_target
-from webhook_core import HttpRequest, Outcome
+from webhook_core import ConfigError, HttpRequest, Outcome
 
 HEADER_LIMIT = 64 * 1024
 KEEPALIVE_EXPIRY = 4.0
@@ -148,7 +148,7 @@ class _Http1Client(Generic[C, R]):
     """The settings and the idle pool both lean transports share.
 
     ``policy``: the outbound guard's settings (default: public addresses over
-    https only). ``verify``: certificate checks with the policy's CAs
+    https only; one with a ``proxy`` is refused). ``verify``: certificate checks with the policy's CAs
     (default), off, a CA bundle path or an ``ssl.SSLContext``.
     ``resolver(host, port)`` returns the addresses to try; the default resolves
     once and vets every address through the guard (``resolve_vetted``). A
@@ -173,6 +173,11 @@ class _Http1Client(Generic[C, R]):
         parser: str = "llhttp",
     ) -> None:
         check_parser(parser)
+        if policy is not None and policy.proxy is not None:
+            raise ConfigError(
+                f"the lean HTTP/1.1 transport does not speak through a proxy "
+                f"({policy.proxy!r}); send through HttpxTransport or HttpxSyncTransport instead"
+            )
         self.parser = parser
         self.body_limit = body_limit
         self.header_limit = header_limit
