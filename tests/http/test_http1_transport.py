@@ -419,5 +419,5 @@ def test_a_policy_with_a_proxy_is_refused_when_the_transport_is_made(
     transport: type[Any],
 ) -> None:
     proxied = OutboundPolicy(LOOPBACK_NETWORKS, allow_http=True, proxy="http://127.0.0.1:3128")
-    with pytest.raises(ConfigError, match="does not speak through a proxy.*HttpxTransport"):
+    with pytest.raises(ConfigError, match=r"does not speak through a proxy.*HttpxTransport"):
         transport(policy=proxied)

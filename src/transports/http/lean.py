@@ -148,8 +148,9 @@ class _Http1Client(Generic[C, R]):
     """The settings and the idle pool both lean transports share.
 
     ``policy``: the outbound guard's settings (default: public addresses over
-    https only; one with a ``proxy`` is refused). ``verify``: certificate checks with the policy's CAs
-    (default), off, a CA bundle path or an ``ssl.SSLContext``.
+    https only; one with a ``proxy`` is refused). ``verify``: certificate
+    checks with the policy's CAs (default), off, a CA bundle path or an
+    ``ssl.SSLContext``.
     ``resolver(host, port)`` returns the addresses to try; the default resolves
     once and vets every address through the guard (``resolve_vetted``). A
     resolver of your own replaces that vetting. It is called once per new
