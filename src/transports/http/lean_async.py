@@ -62,7 +62,7 @@ class _StreamConnection:
             await self.stream.aclose()
 
 
-class _TrioConnection:
+class _TrioConnection(_StreamConnection):
     """A plain TCP connection under trio, on its socket's own non-blocking calls.
 
     A send that goes through at once (the usual case for a request of webhook
@@ -73,12 +73,11 @@ class _TrioConnection:
     """
 
     def __init__(self, stream: anyio.abc.SocketStream, wire: Wire) -> None:
-        self.stream = stream
-        self.wire = wire
-        self._sock: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        super().__init__(stream, wire)
+        self._socket: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
 
     async def exchange(self, payload: bytes) -> HttpResponse:
-        sock = self._sock
+        sock = self._socket
         try:
             view = memoryview(payload)
             while view:
@@ -98,13 +97,6 @@ class _TrioConnection:
                     return response
         except OSError as exc:
             raise _classify(exc, connecting=False) from exc
-
-    def hung_up(self) -> bool:
-        return _hung_up(self._sock)
-
-    async def aclose(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.stream.aclose()
 
 
 class _ProtocolConnection(asyncio.Protocol):
@@ -184,7 +176,7 @@ def _expire(waiter: asyncio.Future[HttpResponse], timeout: float) -> None:
         waiter.set_exception(timeout_error(timeout))
 
 
-_AsyncConnection = _StreamConnection | _TrioConnection | _ProtocolConnection
+_AsyncConnection = _StreamConnection | _ProtocolConnection
 
 
 class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
