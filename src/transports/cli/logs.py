@@ -17,8 +17,6 @@ from transports.driving.observe import FIELDS, timestamp
 
 FORMATS = ("text", "json")
 _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
-
-
 _ENCODER = json.JSONEncoder(default=str)
 
 

@@ -118,7 +118,7 @@ class WebhookMetrics(Observer):
 
     def attempt_ended(self, claim: Claimed, delivery: Delivery, token: Any) -> None:
         attempt = delivery.attempts[-1]
-        latency = attempt.ended_at - attempt.started_at
+        latency = attempt.latency
         bucket = bisect.bisect_left(self._bounds, latency)
         with self._lock:
             self._settled += 1

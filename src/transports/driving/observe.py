@@ -160,7 +160,7 @@ def attempt_fields(claim: Claimed, delivery: Delivery, attempt: Attempt) -> dict
         "attempt": attempt.number,
         "outcome": attempt.outcome.value,
         "status": attempt.status,
-        "duration_ms": round((attempt.ended_at - attempt.started_at) * 1000, 1),
+        "duration_ms": round(attempt.latency * 1000, 1),
         "next_attempt_at": None if due is None else timestamp(due),
     }
 
