@@ -35,7 +35,15 @@ from transports.cli.logs import JsonFormatter
 from transports.driving.metrics import WebhookMetrics, serve_metrics
 from transports.sync.service import ThreadedWebhookService
 from transports.testing import Hang, LoopbackReceiver, Respond
-from webhook_core import Attempt, ConfigError, Delivery, Endpoint, EndpointState, RetryPolicy
+from webhook_core import (
+    Attempt,
+    ConfigError,
+    Delivery,
+    Endpoint,
+    EndpointState,
+    RetryPolicy,
+    rfc3339,
+)
 
 FAST = RetryPolicy(schedule=(0.2, 0.2), timeout=0.5)  # three attempts at most
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -208,6 +216,54 @@ def test_per_endpoint_series_are_opt_in_and_bounded() -> None:
     bounded = WebhookMetrics(CollectorRegistry(), endpoint_labels=2)
     labels = [bounded._endpoint_label(f"ep_{i}") for i in (1, 2, 3, 1, 4)]
     assert labels == ["ep_1", "ep_2", "other", "ep_1", "other"]
+
+
+def test_counts_from_many_threads_add_up_and_in_flight_stays_within_the_workers() -> None:
+    registry = CollectorRegistry()
+    metrics = WebhookMetrics(registry)
+    with pytest.raises(ValueError, match="Duplicated"):
+        WebhookMetrics(registry)  # the same names twice on one registry
+    seen: list[float] = []
+    stop = threading.Event()
+
+    def scraping() -> None:
+        while not stop.is_set():
+            seen.append(registry.get_sample_value("webhooks_in_flight") or 0.0)
+
+    scraper = threading.Thread(target=scraping)
+    with (
+        LoopbackReceiver(default=verifying()) as rx,
+        running("threads", policy=FAST, metrics=metrics, max_in_flight=8) as hooks,
+    ):
+        endpoints = [hooks.add_endpoint(rx.url(f"/{n}")) for n in range(4)]
+        for endpoint in endpoints:
+            wait_endpoint(hooks, endpoint.id, EndpointState.ACTIVE)
+        scraper.start()
+        try:
+            for i in range(100):
+                hooks.publish("message.sent", message(i))
+            hooks.drain(timeout=60)
+        finally:
+            stop.set()
+            scraper.join()
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("webhooks_published_events_total") == 100
+    assert sample("webhooks_attempts_total", outcome="success") == 400
+    assert sample("webhooks_attempt_duration_seconds_count") == 400
+    assert sample("webhooks_attempt_duration_seconds_bucket", le="+Inf") == 400
+    assert sample("webhooks_in_flight") == 0
+    assert seen and all(0 <= n <= 8 for n in seen)
+
+
+def test_json_lines_carry_each_records_own_second() -> None:
+    formatter = JsonFormatter()
+    for created in (1704067199.999, 1704067200.0, 1704067200.5, 1704067199.0, time.time()):
+        record = logging.LogRecord("transports.driver", logging.INFO, "", 0, "x", None, None)
+        record.created = created
+        assert json.loads(formatter.format(record))["time"] == rfc3339(created)
 
 
 # -- traces ------------------------------------------------------------------------------

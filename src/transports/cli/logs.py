@@ -13,11 +13,11 @@ import logging
 import sys
 from typing import Any
 
-from transports.driving.observe import FIELDS
-from webhook_core import rfc3339
+from transports.driving.observe import FIELDS, timestamp
 
 FORMATS = ("text", "json")
 _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
+_ENCODER = json.JSONEncoder(default=str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,18 +25,19 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """The record's line (``exception`` holds a traceback, when there is one)."""
+        carried = record.__dict__
         line: dict[str, Any] = {
-            "time": rfc3339(record.created),
+            "time": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
         for field in FIELDS:
-            if field in record.__dict__:
-                line[field] = record.__dict__[field]
+            if field in carried:
+                line[field] = carried[field]
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return _ENCODER.encode(line)
 
 
 def configure_logging(verbosity: int, fmt: str) -> None:

@@ -30,6 +30,7 @@ them. With nothing but logging at WARNING, an attempt costs two level checks.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -136,29 +137,32 @@ class Observer:
         """The store's counts, every ``refresh_interval`` seconds."""
 
 
-def identity(claim: Claimed) -> dict[str, Any]:
-    """The fields that name what an attempt is about."""
-    delivery = claim.delivery
+@functools.lru_cache(maxsize=256)
+def _second(whole: int) -> str:
+    return rfc3339(whole)
+
+
+def timestamp(epoch_seconds: float) -> str:
+    """``rfc3339`` of ``epoch_seconds`` (whole seconds), remembered for the recent seconds
+    that log records and retries fall on."""
+    return _second(int(epoch_seconds // 1))
+
+
+def attempt_fields(claim: Claimed, delivery: Delivery, attempt: Attempt) -> dict[str, Any]:
+    """What an attempt is about and what it did: the ``extra`` of its log record."""
+    due = delivery.next_attempt_at
     return {
         "event_id": delivery.event_id,
         "event": claim.event.name,
         "delivery_id": delivery.id,
         "endpoint_id": delivery.endpoint_id,
         "tenant": claim.event.tenant,
+        "attempt": attempt.number,
+        "outcome": attempt.outcome.value,
+        "status": attempt.status,
+        "duration_ms": round(attempt.latency * 1000, 1),
+        "next_attempt_at": None if due is None else timestamp(due),
     }
-
-
-def attempt_fields(claim: Claimed, delivery: Delivery, attempt: Attempt) -> dict[str, Any]:
-    """``identity`` and what the attempt did: the ``extra`` of its log record."""
-    fields = identity(claim)
-    fields["attempt"] = attempt.number
-    fields["outcome"] = attempt.outcome.value
-    fields["status"] = attempt.status
-    fields["duration_ms"] = round(attempt.latency * 1000, 1)
-    fields["next_attempt_at"] = (
-        None if delivery.next_attempt_at is None else rfc3339(delivery.next_attempt_at)
-    )
-    return fields
 
 
 class LoggingObserver(Observer):
