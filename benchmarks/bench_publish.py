@@ -2,9 +2,9 @@
 
 Run from the repository root::
 
-    PYTHONPATH=src python -m benchmarks.bench_publish [--events 2000] [--publishers 64]
+    PYTHONPATH=src python -m benchmarks.bench_publish [--seconds 2] [--publishers 64]
         [--drivers asyncio,trio,threads] [--stores sqlite,sqlite-normal,postgres]
-        [--rounds 1] [--markdown FILE]
+        [--rounds 3] [--markdown FILE]
 
 A web service publishes one event per request, from many requests at once,
 each awaiting its own ``publish``. Each row runs a driver on a fresh store
@@ -15,17 +15,19 @@ driver, the grouping of concurrent publishes and the store's durable
 commits. (``python -m benchmarks`` measures publishing and delivering
 together.) Per row:
 
-* ``1 publisher``: one caller publishing ``--events`` events, one ``publish``
-  after another (each returns once its event is durable);
+* ``1 publisher``: one caller publishing one event after another (each
+  ``publish`` returns once its event is durable) for ``--seconds``;
 * ``N publishers``: ``--publishers`` callers (tasks under asyncio and trio,
-  threads for the threaded driver) publishing ``--events`` events between
-  them, one event per call.
+  threads for the threaded driver) doing the same at once, for as long.
 
 Rates are events published per second, from the first call until the last
-returns; the ratio is concurrent over sequential, in the same row (the target,
-5x, is for durable commits: SQLite ``synchronous=NORMAL`` has none). PostgreSQL
-rows need the server at ``$WEBHOOKS_TEST_POSTGRES`` (a fresh schema each,
-dropped afterwards).
+returns; the ratio is concurrent over sequential. Both runs last as long, so
+that a pause of the machine costs them alike; each round runs both back to
+back (the machine may be shared: a round compares runs under the same load),
+and a row reports the medians of its rounds' rates and ratios. The target,
+5x, is for durable commits (SQLite ``synchronous=NORMAL`` has none).
+PostgreSQL rows need the server at ``$WEBHOOKS_TEST_POSTGRES`` (a fresh
+schema each, dropped afterwards).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from benchmarks.drivers import DRIVERS, STORES, StoreKind, prepared_store, register_store
@@ -49,12 +52,6 @@ from webhook_core import HttpRequest
 ENDPOINTS = 10
 PUBLISH_STORES = ("sqlite", "sqlite-normal", "postgres")
 TARGET = 5.0  # concurrent over sequential, every driver on every durable store (issue 19)
-
-
-def split(events: int, callers: int) -> list[int]:
-    """``events`` shared as evenly as possible between at most ``callers`` callers."""
-    callers = max(1, min(callers, events))
-    return [events // callers + (n < events % callers) for n in range(callers)]
 
 
 _OPTIONS: dict[str, Any] = {
@@ -94,52 +91,60 @@ class _HeldSync:
         """Nothing to close."""
 
 
-async def _publish_async(store: Store, shares: list[int]) -> float:
-    """Events/s of ``len(shares)`` tasks publishing their share, one event per call."""
+async def _publish_async(store: Store, publishers: int, seconds: float) -> float:
+    """Events/s of ``publishers`` tasks each publishing one event per call for ``seconds``."""
     import anyio
 
     from transports.aio.service import WebhookService
 
     held = _Held()
+    published = 0
     async with WebhookService(store, http=held, **_OPTIONS) as hooks:
 
-        async def publisher(count: int) -> None:
-            for _ in range(count):
+        async def publisher(until: float) -> None:
+            nonlocal published
+            while time.perf_counter() < until:
                 await hooks.publish(EVENT, DATA)
+                published += 1
 
         began = time.perf_counter()
         async with anyio.create_task_group() as tg:
-            for count in shares:
-                tg.start_soon(publisher, count)
+            for _ in range(publishers):
+                tg.start_soon(publisher, began + seconds)
         elapsed = time.perf_counter() - began
         held.release.set()  # the rest stay in the store, where the service leaves them
-    return sum(shares) / elapsed
+    return published / elapsed
 
 
-def _publish_threads(store: Store, shares: list[int]) -> float:
-    """Events/s of ``len(shares)`` threads publishing their share, one event per call."""
+def _publish_threads(store: Store, publishers: int, seconds: float) -> float:
+    """Events/s of ``publishers`` threads each publishing one event per call for ``seconds``."""
     from transports.sync.service import ThreadedWebhookService
 
     held = _HeldSync()
+    counts = [0] * publishers
     with ThreadedWebhookService(store, http=held, **_OPTIONS) as hooks:
 
-        def publisher(count: int) -> None:
-            for _ in range(count):
+        def publisher(index: int, until: float) -> None:
+            while time.perf_counter() < until:
                 hooks.publish(EVENT, DATA)
+                counts[index] += 1
 
-        threads = [threading.Thread(target=publisher, args=(n,)) for n in shares]
         began = time.perf_counter()
+        threads = [
+            threading.Thread(target=publisher, args=(n, began + seconds)) for n in range(publishers)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - began
         held.release.set()
-    return sum(shares) / elapsed
+    return sum(counts) / elapsed
 
 
-def publish_rate(driver: str, kind: StoreKind, shares: list[int]) -> float:
-    """Events/s of ``driver`` on a fresh store of ``kind`` with ``shares`` publishers."""
+def publish_rate(driver: str, kind: StoreKind, publishers: int, seconds: float) -> float:
+    """Events/s of ``driver`` on a fresh store of ``kind`` with ``publishers`` publishing for
+    ``seconds``."""
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as name:
         directory = Path(name)
         urls = [f"http://127.0.0.1:9/hooks/{i}" for i in range(ENDPOINTS)]
@@ -147,10 +152,10 @@ def publish_rate(driver: str, kind: StoreKind, shares: list[int]) -> float:
             store = prepared_store(kind, directory, urls, time.time())
             try:
                 if driver == "threads":
-                    return _publish_threads(store, shares)
+                    return _publish_threads(store, publishers, seconds)
                 import anyio
 
-                return anyio.run(_publish_async, store, shares, backend=driver)
+                return anyio.run(_publish_async, store, publishers, seconds, backend=driver)
             finally:
                 store.close()
         finally:
@@ -159,35 +164,42 @@ def publish_rate(driver: str, kind: StoreKind, shares: list[int]) -> float:
 
 
 def measure(
-    drivers: list[str], stores: list[str], events: int, publishers: int, rounds: int
-) -> list[tuple[str, str, float, float]]:
-    """(driver, store, sequential rate, concurrent rate) per row, best of ``rounds``."""
+    drivers: list[str], stores: list[str], seconds: float, publishers: int, rounds: int
+) -> list[tuple[str, str, float, float, float]]:
+    """(driver, store, sequential rate, concurrent rate, ratio) per row, medians of ``rounds``.
+
+    Each round measures one sequential and one concurrent run back to back, so
+    that its ratio compares runs under the same load on a shared machine; the
+    row's ratio is the median of the rounds' ratios.
+    """
     rows = []
     for driver in drivers:
         for store in stores:
             kind = STORES[store]
-            one = many = 0.0
+            ones, manys, ratios = [], [], []
             for _ in range(rounds):
-                one = max(one, publish_rate(driver, kind, [events]))
-                many = max(many, publish_rate(driver, kind, split(events, publishers)))
+                ones.append(publish_rate(driver, kind, 1, seconds))
+                manys.append(publish_rate(driver, kind, publishers, seconds))
+                ratios.append(manys[-1] / ones[-1])
+            one, many, ratio = median(ones), median(manys), median(ratios)
+            each = " ".join(f"{r:.1f}" for r in ratios)
             print(
                 f"{driver:<8} {kind.label:<26} 1: {one:8,.0f}/s  {publishers}: {many:8,.0f}/s"
-                f"  {many / one:5.1f}x",
+                f"  {ratio:5.1f}x  (rounds: {each})",
                 flush=True,
             )
-            rows.append((driver, kind.label, one, many))
+            rows.append((driver, kind.label, one, many, ratio))
     return rows
 
 
-def table(rows: list[tuple[str, str, float, float]], publishers: int) -> str:
+def table(rows: list[tuple[str, str, float, float, float]], publishers: int) -> str:
     """The rows as a Markdown table, with the target's verdict per row."""
     lines = [
         f"| driver | store | 1 publisher, events/s | {publishers} publishers, events/s "
         f"| ratio | >= {TARGET:g}x |",
         "|---|---|---:|---:|---:|---|",
     ]
-    for driver, store, one, many in rows:
-        ratio = many / one
+    for driver, store, one, many, ratio in rows:
         verdict = "met" if ratio >= TARGET else "missed"
         if "NORMAL" in store:
             verdict = "no target (no fsync a commit to share)"
@@ -198,11 +210,11 @@ def table(rows: list[tuple[str, str, float, float]], publishers: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="publish rate: 1 publisher against many")
-    parser.add_argument("--events", type=int, default=2000, help="events per measurement")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of each run")
     parser.add_argument("--publishers", type=int, default=64, help="concurrent publishers")
     parser.add_argument("--drivers", default=",".join(DRIVERS))
     parser.add_argument("--stores", default=",".join(PUBLISH_STORES))
-    parser.add_argument("--rounds", type=int, default=1, help="best of this many")
+    parser.add_argument("--rounds", type=int, default=3, help="median of this many")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
     stores = args.stores.split(",")
@@ -215,16 +227,16 @@ def main(argv: list[str] | None = None) -> int:
             stores.remove("postgres")
     drivers = args.drivers.split(",")
     unknown = (set(drivers) - set(DRIVERS)) | (set(stores) - set(STORES))
-    if unknown or args.events < 1 or args.publishers < 1 or args.rounds < 1:
+    if unknown or args.seconds <= 0 or args.publishers < 1 or args.rounds < 1:
         parser.error(
             f"unknown driver(s) or store(s) {sorted(unknown)} (drivers {DRIVERS}, stores "
-            f"{sorted(STORES)}), or --events, --publishers, --rounds below 1"
+            f"{sorted(STORES)}), or --seconds not positive, or --publishers, --rounds below 1"
         )
     command = "PYTHONPATH=src python -m benchmarks.bench_publish " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
     print(f"command: {command.strip()}")
-    rows = measure(drivers, stores, args.events, args.publishers, args.rounds)
+    rows = measure(drivers, stores, args.seconds, args.publishers, args.rounds)
     text = table(rows, args.publishers)
     print(text)
     if args.markdown is not None:

@@ -19,7 +19,7 @@ from transports.stores.interface import Store
 from transports.stores.memory import MemoryStore
 from transports.stores.sqlite import SQLiteStore
 from transports.testing import LoopbackReceiver
-from webhook_core import ConfigError, EndpointState, platform_catalog
+from webhook_core import ConfigError, Endpoint, EndpointSecret, EndpointState, platform_catalog
 
 
 @contextmanager
@@ -156,3 +156,23 @@ def test_the_memory_store_cannot_join_a_transaction() -> None:
         publish(
             MemoryStore(), platform_catalog(), "message.sent", message(), 1.0, connection=object()
         )
+
+
+def test_a_postgres_connection_in_pipeline_mode_can_publish(tmp_path: Path) -> None:
+    catalog = platform_catalog()
+    with postgres_pair(tmp_path) as (store, conn):
+        store.save_endpoint(
+            Endpoint(
+                id="ep_0",
+                url="https://example.com/hook",
+                secrets=(EndpointSecret("whsec_" + "A" * 32, 0.0),),
+                created_at=0.0,
+                state=EndpointState.ACTIVE,
+            )
+        )
+        with conn.pipeline():
+            conn.execute("INSERT INTO orders (note) VALUES ('piped')")
+            result = publish(store, catalog, "message.sent", message(), 1.0, connection=conn)
+        conn.commit()
+        assert store.get_event(result.event.id) is not None
+        assert [d.endpoint_id for d in store.list_deliveries()] == ["ep_0"]

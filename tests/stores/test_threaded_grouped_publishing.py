@@ -21,6 +21,7 @@ import pytest
 from transports.driving import operations
 from transports.stores.interface import DuplicateEvent, EventBatch
 from transports.stores.sqlite import SQLiteStore
+from transports.sync import publishing
 from transports.sync.service import ThreadedWebhookService
 from transports.testing import LOOPBACK_NETWORKS, LoopbackReceiver
 from webhook_core import Endpoint, EndpointSecret, EndpointState, platform_catalog
@@ -155,3 +156,63 @@ def test_a_failed_shared_write_reaches_every_thread_of_its_group(
     assert all(isinstance(e, sqlite3.OperationalError) for e in errors), errors
     assert len({id(e) for e in errors}) == 3  # each thread raises an error of its own
     assert store.count_deliveries() == 0
+
+
+def test_threads_back_from_a_shared_write_are_gathered_into_the_next(
+    tmp_path: Path, rx: LoopbackReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gather as long as it takes: the next leader waits for as many threads as the
+    # last write carried, however slowly they come back.
+    monkeypatch.setattr(publishing, "_GATHER_SHARE", 1e6)
+    store = SQLiteStore(tmp_path / "g.db")
+    add_endpoints(store, rx.url("/hook"))
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    first = [f"evt_a{i}" for i in range(6)]
+    with running(store) as hooks:
+        publish_grouped(hooks, first, file_locked(store.path))
+        assert hooks._publisher._expected == len(first) - 1
+        commits = statements.count("COMMIT")
+        again = [f"evt_b{i}" for i in range(len(first) - 1)]
+        threads = [
+            threading.Thread(
+                target=hooks.publish, args=("message.sent", message(0)), kwargs={"event_id": i}
+            )
+            for i in again
+        ]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.02)
+        for thread in threads:
+            thread.join(30)
+        hooks.drain()
+    assert statements.count("COMMIT") == commits + 1, statements
+    assert store.count_deliveries() == 2 * (len(first) + len(again))
+
+
+class Interrupted:
+    """A stand-in for the publisher's arrival condition whose wait is interrupted."""
+
+    def notify(self) -> None:
+        """No leader waits."""
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        raise KeyboardInterrupt
+
+
+def test_a_leader_interrupted_while_gathering_withdraws_and_hands_on(
+    tmp_path: Path, rx: LoopbackReceiver
+) -> None:
+    store = SQLiteStore(tmp_path / "g.db")
+    add_endpoints(store, rx.url("/hook"))
+    with running(store) as hooks:
+        arrived = hooks._publisher._arrived
+        hooks._publisher._arrived = Interrupted()  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            hooks.publish("message.sent", message(0), event_id="evt_lost")
+        assert hooks._publisher._queue == []
+        hooks._publisher._arrived = arrived
+        assert hooks.publish("message.sent", message(1), event_id="evt_kept").deliveries == 2
+        hooks.drain()
+    assert store.get_event("evt_lost") is None
+    assert store.count_deliveries() == 2

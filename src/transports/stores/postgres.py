@@ -329,22 +329,38 @@ class PostgresStore(ClosesOnExit):
             )
 
     def _insert(self, conn: psycopg.Connection[Any], batch: Sequence[EventBatch]) -> None:
+        """The batch's events, then its deliveries, and a wake-up for the dispatchers."""
         try:
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    self._sql(
-                        "INSERT INTO {s}.events"
-                        " (id, name, created_at, body, tenant, trace_context)"
-                        " VALUES (%s, %s, %s, %s, %s, %s)"
-                    ),
-                    [
-                        (e.id, e.name, e.created_at, e.body, e.tenant, e.trace_context)
-                        for e, _ in batch
-                    ],
-                )
+            self._copy(
+                conn,
+                "events",
+                "id, name, created_at, body, tenant, trace_context",
+                [(e.id, e.name, e.created_at, e.body, e.tenant, e.trace_context) for e, _ in batch],
+            )
         except psycopg.errors.UniqueViolation as exc:
             raise DuplicateEvent([e.id for e, _ in batch]) from exc
-        self._upsert(conn, [d for _, deliveries in batch for d in deliveries])
+        deliveries = [delivery_row(d) for _, ds in batch for d in ds]
+        if deliveries:
+            self._copy(conn, "deliveries", DELIVERY_COLUMNS, deliveries)
+            conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+
+    def _copy(
+        self, conn: psycopg.Connection[Any], table: str, columns: str, rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Insert ``rows`` into ``table`` with ``COPY``: psycopg encodes the rows in C, where
+        array parameters (``unnest``) are built in Python, half the client's time in a
+        grouped publish. A caller's connection in pipeline mode, which refuses ``COPY``,
+        gets ``INSERT`` statements instead."""
+        if conn.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF:
+            marks = ", ".join(["%s"] * len(rows[0]))
+            sql = f"INSERT INTO {{s}}.{table} ({columns}) VALUES ({marks})"
+            with conn.cursor() as cursor:
+                cursor.executemany(self._sql(sql), rows)
+            return
+        copy_sql = self._sql(f"COPY {{s}}.{table} ({columns}) FROM STDIN")
+        with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def _upsert(self, conn: psycopg.Connection[Any], deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
