@@ -10,9 +10,10 @@ import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # every 10-bit value as two characters
-_SHIFTS = range(120, -10, -10)  # 13 pairs: the 128-bit value as 26 characters
+_HEAD_SHIFTS = range(120, 0, -10)  # 12 pairs, then the last 10 bits: 128 bits as 26 characters
 _lock = threading.Lock()
 _last = [0, 0]  # the last id's milliseconds and random part
+_head = [(-1, "")]  # an id's value without its last 10 bits, and its first 24 characters
 
 
 def new_id(prefix: str) -> str:
@@ -29,8 +30,13 @@ def new_id(prefix: str) -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1
         _last[:] = [millis, rand]
-    value = (millis << 80) | (rand & ((1 << 80) - 1))
-    return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+        value = (millis << 80) | (rand & ((1 << 80) - 1))
+        high, text = _head[0]
+        if value >> 10 != high:
+            # Ids made within a millisecond count up: they share all but their last pair.
+            high, text = value >> 10, "".join([_PAIRS[(value >> s) & 1023] for s in _HEAD_SHIFTS])
+            _head[0] = high, text
+    return prefix + "_" + text + _PAIRS[value & 1023]
 
 
 def new_token() -> str:

@@ -25,9 +25,15 @@ def fan_out_many(
     *,
     new_id: Callable[[], str],
     now: float,
+    subscribers: dict[str, list[Endpoint]] | None = None,
 ) -> list[tuple[Event, Sequence[Delivery]]]:
-    """Each event with its ``fan_out``; the subscribers of each event name are found once."""
-    by_name: dict[str, list[Endpoint]] = {}
+    """Each event with its ``fan_out``; the subscribers of each event name are found once.
+
+    ``subscribers`` (event name to subscribed endpoints) keeps them across calls
+    given the same ``endpoints``: pass one dict to each, and it is filled as names
+    come up.
+    """
+    by_name = {} if subscribers is None else subscribers
     fanned: list[tuple[Event, Sequence[Delivery]]] = []
     for event in events:
         targets = by_name.get(event.name)

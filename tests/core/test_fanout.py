@@ -125,6 +125,24 @@ def test_fan_out_many_is_fan_out_of_each_event() -> None:
     ]
 
 
+def test_fan_out_many_keeps_the_subscribers_it_found_in_the_dict_given() -> None:
+    endpoints = [make_endpoint("all"), make_endpoint("payments", ("payment.*",))]
+    subscribers: dict[str, list[Endpoint]] = {}
+    ids = counter_ids()
+    for name in ("payment.failed", "message.sent", "payment.failed"):
+        event = Event(f"evt_{name}", name, NOW, b"{}")
+        ((_, deliveries),) = fan_out_many(
+            [event], endpoints, new_id=lambda: f"dlv_{next(ids)}", now=NOW, subscribers=subscribers
+        )
+        assert [d.endpoint_id for d in deliveries] == [
+            e.id for e in endpoints if e.subscribes_to(name)
+        ]
+    assert {name: [e.id for e in found] for name, found in subscribers.items()} == {
+        "payment.failed": ["all", "payments"],
+        "message.sent": ["all"],
+    }
+
+
 # --- request building ------------------------------------------------------------------
 
 

@@ -565,8 +565,10 @@ def _fanned_out(
     targets: list[Endpoint],
     tenant: str,
     trace_context: str | None,
+    subscribers: dict[str, list[Endpoint]] | None = None,
 ) -> list[EventBatch]:
-    """Every event built (all validated first), each with its deliveries."""
+    """Every event built (all validated first), each with its deliveries (``subscribers``:
+    see ``fan_out_many``)."""
     built = [
         build_event(
             catalog,
@@ -579,7 +581,9 @@ def _fanned_out(
         )
         for name, data, event_id in events
     ]
-    return fan_out_many(built, targets, new_id=lambda: new_id("dlv"), now=now)
+    return fan_out_many(
+        built, targets, new_id=lambda: new_id("dlv"), now=now, subscribers=subscribers
+    )
 
 
 def _results(batch: list[EventBatch]) -> list[PublishResult]:
@@ -601,16 +605,17 @@ def publish_groups(
     (it concerns every group).
     """
     everyone = store.list_endpoints()
-    by_tenant: dict[str, list[Endpoint]] = {}
+    by_tenant: dict[str, tuple[list[Endpoint], dict[str, list[Endpoint]]]] = {}
     outcomes: list[list[PublishResult] | Exception] = []
     batches: list[list[EventBatch]] = []
     for events, now, tenant, trace_context in groups:
         try:
-            targets = by_tenant.get(tenant)
-            if targets is None:
+            known = by_tenant.get(tenant)
+            if known is None:
                 validate_tenant(tenant)
-                targets = by_tenant[tenant] = [e for e in everyone if e.tenant == tenant]
-            batch = _fanned_out(catalog, events, now, targets, tenant, trace_context)
+                known = by_tenant[tenant] = ([e for e in everyone if e.tenant == tenant], {})
+            targets, subscribers = known
+            batch = _fanned_out(catalog, events, now, targets, tenant, trace_context, subscribers)
         except Exception as exc:
             outcomes.append(exc)
             continue
