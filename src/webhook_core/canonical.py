@@ -68,23 +68,35 @@ def check_depth(value: Any, path: str = "$", depth: int = 0) -> None:
     raises, so data nested thousands deep fails as data nested 65 deep does,
     before anything recursive (a model's converter) sees it.
     """
-    stack: list[tuple[Any, str, int]] = [(value, path, depth)]
+    stack: list[tuple[Any, _Where, int]] = [(value, path, depth)]
     while stack:
         item, where, level = stack.pop()
         if level > _MAX_DEPTH:
-            raise PayloadError(where, f"nested deeper than {_MAX_DEPTH} levels")
+            raise PayloadError(_render(where), f"nested deeper than {_MAX_DEPTH} levels")
         if isinstance(item, Mapping):
-            children = [(v, _member_path(where, str(k))) for k, v in item.items()]
+            children: list[tuple[Any, _Where]] = [(v, (where, str(k))) for k, v in item.items()]
         elif attrs.has(type(item)):
-            children = [
-                (getattr(item, f.name), _member_path(where, f.name))
-                for f in attrs.fields(type(item))
-            ]
+            children = [(getattr(item, f.name), (where, f.name)) for f in attrs.fields(type(item))]
         elif isinstance(item, Sequence) and not isinstance(item, (str, bytes, bytearray)):
-            children = [(v, f"{where}[{i}]") for i, v in enumerate(item)]
+            children = [(v, (where, i)) for i, v in enumerate(item)]
         else:
             continue
         stack.extend((child, at, level + 1) for child, at in reversed(children))
+
+
+_Where = str | tuple[Any, str | int]
+"""A field's path, built as (parent, key or index) and written out only for an error."""
+
+
+def _render(where: _Where) -> str:
+    steps: list[str | int] = []
+    while isinstance(where, tuple):
+        where, step = where
+        steps.append(step)
+    path = where
+    for step in reversed(steps):
+        path = f"{path}[{step}]" if isinstance(step, int) else _member_path(path, step)
+    return path
 
 
 def _is_index_key(key: str) -> bool:
@@ -96,38 +108,40 @@ def _is_index_key(key: str) -> bool:
     )
 
 
-def _is_plain(value: Any, path: str, depth: int) -> bool:
+def _is_plain(value: Any, path: _Where, depth: int) -> bool:
     """Validate ``value``; True when ``json`` alone already writes it as JavaScript would."""
     if depth > _MAX_DEPTH:
-        raise PayloadError(path, f"nested deeper than {_MAX_DEPTH} levels")
+        raise PayloadError(_render(path), f"nested deeper than {_MAX_DEPTH} levels")
     kind = type(value)
     if kind is str or value is None or kind is bool:
         return True
     if kind is int:
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return True
-        raise PayloadError(path, f"integer {value} is outside JavaScript's safe range ±(2**53-1)")
+        raise PayloadError(
+            _render(path), f"integer {value} is outside JavaScript's safe range ±(2**53-1)"
+        )
     if kind is float:
         if not math.isfinite(value):
-            raise PayloadError(path, f"{value!r} is not representable in JSON")
+            raise PayloadError(_render(path), f"{value!r} is not representable in JSON")
         return False
     if isinstance(value, Mapping):
         plain = True
         for key, item in value.items():
             if type(key) is not str:
-                raise PayloadError(path, f"object key {key!r} is not a string")
+                raise PayloadError(_render(path), f"object key {key!r} is not a string")
             if _is_index_key(key):
                 plain = False
-            if not _is_plain(item, _member_path(path, key), depth + 1):
+            if not _is_plain(item, (path, key), depth + 1):
                 plain = False
         return plain and type(value) is dict
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray, str)):
         plain = True
         for index, item in enumerate(value):
-            if not _is_plain(item, f"{path}[{index}]", depth + 1):
+            if not _is_plain(item, (path, index), depth + 1):
                 plain = False
         return plain and type(value) is list
-    raise PayloadError(path, f"a value of type {kind.__name__} is not JSON")
+    raise PayloadError(_render(path), f"a value of type {kind.__name__} is not JSON")
 
 
 def _member_path(path: str, key: str) -> str:
