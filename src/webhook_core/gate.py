@@ -13,12 +13,13 @@ Every admitted attempt is reported back with
 Four rules, each per endpoint:
 
 * a concurrency window, earned: an endpoint starts with ``initial_window``
-  attempts at once; each success doubles it (up to ``max_in_flight``,
-  unbounded by default, so a healthy endpoint may use all the capacity there
-  is); a failure narrows it back to ``initial_window``, and so does an
-  attempt in flight for longer than ``slow_after`` seconds while it lasts
-  (a dead or hanging endpoint keeps a few slots, not all of them, even before
-  its breaker opens; what it holds back waits as long as that attempt has);
+  attempts at once; each success doubles it (up to ``max_in_flight``, by
+  default up to 65,536: more than a driver sends at once, so a healthy
+  endpoint may use all the capacity there is); a failure narrows it back
+  to ``initial_window``, and so does an attempt in flight for longer than
+  ``slow_after`` seconds while it lasts (a dead or hanging endpoint keeps a
+  few slots, not all of them, even before its breaker opens; what it holds
+  back waits as long as that attempt has);
 * a rate limit: a token bucket refilled at ``rate`` per second, holding at
   most ``burst`` tokens;
 * a circuit breaker, ``closed`` while attempts succeed. After
@@ -112,6 +113,11 @@ class _Endpoint:
     probe_at: float = -math.inf  # when the half-open probe was admitted
 
 
+_MAX_WINDOW = 1 << 16
+"""The widest window without ``max_in_flight``: more than any driver sends at once, and an
+int that stays small (doubled on every success, it would grow a bit per success)."""
+
+
 class EndpointGate:
     """Per-endpoint concurrency caps, rate limits and circuit breakers (see the module)."""
 
@@ -175,9 +181,7 @@ class EndpointGate:
         if ok:
             e.failures, e.cooldown, e.probing = 0, 0.0, False
             e.breaker = BreakerState.CLOSED
-            e.window *= 2
-            if policy.max_in_flight is not None:
-                e.window = min(e.window, policy.max_in_flight)
+            e.window = min(e.window * 2, policy.max_in_flight or _MAX_WINDOW)
             return
         e.failures += 1
         e.window = policy.initial_window

@@ -57,6 +57,18 @@ def test_an_endpoint_earns_its_window_and_loses_it_when_slow_or_failing() -> Non
     assert narrowed is not None and "window of 4" in narrowed.reason
 
 
+def test_a_window_earned_by_many_successes_stops_growing() -> None:
+    gate = EndpointGate()
+    for n in range(10_000):
+        assert gate.admit("a", float(n)) is None
+        gate.finished("a", float(n), ok=True, started_at=float(n))
+    at = 10_000.0
+    for _ in range(65_536):
+        assert gate.admit("a", at) is None
+    full = gate.admit("a", at)
+    assert full is not None and "window of 65536 attempts is full" in full.reason
+
+
 def test_the_concurrency_cap_holds_back_the_extra_attempt() -> None:
     gate = EndpointGate(GatePolicy(max_in_flight=2, initial_window=2, busy_retry=0.5))
     assert gate.admit("a", 0.0) is None
