@@ -26,8 +26,8 @@ runs every shape (``benchmarks.workload``), each in its own forked process
   concurrent publishers of one event per call: what a user gets untuned;
 * with ``--observed``, each driver row again as ``ROW+observed``, with
   Prometheus metrics (its own registry, store gauges refreshed every second)
-  and logging at INFO to JSON lines (into /dev/null); the overhead is given
-  as a ratio.
+  and logging at INFO to JSON lines (into /dev/null); the overhead is the
+  median of the rounds' paired ratios (rate, and CPU a delivery).
 
 The table gives successful deliveries per second, p50/p99 latency from
 publish to the receiver's 2xx, the time ``publish`` took (the fan-out), peak RSS, and each rate as a

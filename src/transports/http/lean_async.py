@@ -72,12 +72,9 @@ class _TrioConnection(_StreamConnection):
     scheduler passes an exchange.
     """
 
-    def __init__(self, stream: anyio.abc.SocketStream, wire: Wire) -> None:
-        super().__init__(stream, wire)
-        self._socket: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-
     async def exchange(self, payload: bytes) -> HttpResponse:
-        sock = self._socket
+        sock = self._sock
+        assert sock is not None  # a TCP stream always has its socket
         try:
             view = memoryview(payload)
             while view:
