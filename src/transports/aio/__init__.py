@@ -2,6 +2,6 @@
 
 - ``service``: ``WebhookService``;
 - ``clock``: ``AnyioClock``, epoch time that follows the event loop's clock;
-- ``claim_queue``: the claims held ahead of the workers;
+- ``queues``: the claims held ahead of the workers, and the results for the writer;
 - ``publishing``: publishes grouped into one store transaction.
 """

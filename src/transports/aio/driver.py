@@ -53,6 +53,8 @@ class AsyncDriver(DriverConfig, abc.ABC):
     """The shared body of a driver; subclasses provide the primitives below."""
 
     _state: DriverState
+    _state_lock: AbstractContextManager[object]
+    """Held while asking or telling ``_state``: a lock where threads share it."""
     _publisher: GroupedPublisher
 
     # -- primitives a driver provides ------------------------------------------------
@@ -67,12 +69,8 @@ class AsyncDriver(DriverConfig, abc.ABC):
         """Run a store call where the store may block (a worker thread, or under a lock)."""
 
     @abc.abstractmethod
-    def _locked(self) -> AbstractContextManager[object]:
-        """Hold while asking or telling ``_state`` (a lock where threads share it)."""
-
-    @abc.abstractmethod
     def _signal(self) -> None:
-        """Wake the dispatcher and ``drain``; call without holding ``_locked``."""
+        """Wake the dispatcher and ``drain``; call without holding ``_state_lock``."""
 
     @abc.abstractmethod
     async def _pause(self, seconds: float) -> None:
@@ -216,7 +214,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
         """
         deadline = None if timeout is None else self._deadline_after(timeout)
         while True:
-            with self._locked():
+            with self._state_lock:
                 seen = self._state.progress
             endpoint = await self._call(operations.find_endpoint, self.store, endpoint_id, tenant)
             if endpoint is None:
@@ -412,7 +410,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
     async def _drain(self, deadline: float | None) -> None:
         recheck = self._store_recheck
         while True:
-            with self._locked():
+            with self._state_lock:
                 seen, idle = self._state.progress, self._state.idle
             if idle:
                 open_count = 0
@@ -421,7 +419,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
                         "count_deliveries", self.store.count_deliveries, DeliveryFilter(state=state)
                     )
                 if not open_count:
-                    with self._locked():
+                    with self._state_lock:
                         # A claim made and written while counting shows only as progress.
                         if self._state.progress == seen and self._state.idle:
                             return
@@ -444,7 +442,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
             try:
                 result = await self._call(fn, *args, **kwargs)
             except Exception as exc:
-                with self._locked():
+                with self._state_lock:
                     backoff = self._state.store_failed(call, self.clock.now())
                 if backoff.first:
                     log.warning(
@@ -458,7 +456,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
                     raise
                 await self._pause(backoff.delay)
                 continue
-            with self._locked():
+            with self._state_lock:
                 recovered = self._state.store_answered(call)
             if recovered:
                 log.info("store answers again: %s", activity.doing, extra={"store_call": call})
@@ -467,7 +465,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
     # -- handshakes ------------------------------------------------------------
 
     def _start_handshake(self, endpoint: Endpoint) -> None:
-        with self._locked():
+        with self._state_lock:
             wanted = self._running() and self._state.handshake_wanted(endpoint)
         if wanted:
             self._spawn_handshake(endpoint)
@@ -497,7 +495,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
                 "handshake with endpoint %s abandoned; it is sent again later", endpoint.id
             )
         finally:
-            with self._locked():
+            with self._state_lock:
                 self._state.handshake_ended(endpoint)
             self._signal()
 
@@ -510,7 +508,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
         decode them all while the dispatcher, on another thread, does the same.
         One try: after an error the dispatcher's next scan retries, with back-off.
         """
-        with self._locked():
+        with self._state_lock:
             self._state.scan_due(self.clock.now())
         try:
             return await self._call(self.store.list_endpoints)
@@ -535,7 +533,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
         """Claim what is due and hand it to the workers; if nothing more is due now,
         sleep until it may be."""
         now = self.clock.now()
-        with self._locked():
+        with self._state_lock:
             scan = self._state.scan_due(now)
             retention = self._state.prune_due(now)
             refresh = self._state.refresh_due(now)
@@ -547,19 +545,19 @@ class AsyncDriver(DriverConfig, abc.ABC):
                 self._start_handshake(endpoint)
         if retention is not None:
             await self._retrying("prune", operations.apply_retention, self.store, retention, now)
-        with self._locked():
+        with self._state_lock:
             wanted = self._state.claims_wanted()
             coalesce = self._state.coalesce(wanted)
         if coalesce:
             await self._pause(COALESCE)
-            with self._locked():
+            with self._state_lock:
                 wanted = self._state.claims_wanted()
         if wanted > 0:
             now = self.clock.now()
             claimed = await self._retrying(
                 "claim", self.store.claim, now, wanted, self.worker_id, now + self.lease
             )
-            with self._locked():
+            with self._state_lock:
                 self._state.claimed(len(claimed))
             self._hand_out(claimed)
             if len(claimed) == wanted:
@@ -567,52 +565,51 @@ class AsyncDriver(DriverConfig, abc.ABC):
         next_due = None
         if wanted > 0:
             next_due = await self._retrying("next_due", self.store.next_due)
-        with self._locked():
+        with self._state_lock:
             timeout = self._state.timer(self.clock.now(), next_due)
         if self._running():
             await self._sleep_until(timeout, next_due)
 
     async def _work(self, claim: Claimed) -> None:
-        """A worker's turn with one claim: send it, or keep it for release once stopping."""
+        """A worker's turn with one claim: send it (or write it back unsent, as the core
+        decides), or keep it for release once stopping."""
         try:
-            if self._running():
-                await self._attempt(claim)
-            else:
-                with self._locked():
+            if not self._running():
+                with self._state_lock:
                     self._state.unsent([claim])
+                return
+            clock = self.clock
+            now = clock.now()
+            with self._state_lock:
+                delivery, request = self._state.begin(claim, now)
+            effects: tuple[DeliveryEffect, ...] = ()
+            if request is not None:
+                request, token = self.observer.attempt_started(claim, request)
+                try:
+                    result, _ = await self._send(request)
+                except BaseException:
+                    with self._state_lock:
+                        self._state.abandoned(claim, clock.now(), now)
+                    self.observer.attempt_abandoned(claim, token)
+                    raise
+                with self._state_lock:
+                    delivery, effects = self._state.finish(
+                        claim, delivery, result, clock.now(), now
+                    )
+                self.observer.attempt_ended(claim, delivery, token)
+            if not self._queue_result(delivery):
+                return
+            for effect in effects:
+                await self._carry_out(effect)
         except Exception:
             log.exception(
                 "attempt of delivery %s failed; it is retried when its lease ends",
                 claim.delivery.id,
             )
         finally:
-            with self._locked():
+            with self._state_lock:
                 self._state.ended()
             self._signal()
-
-    async def _attempt(self, claim: Claimed) -> None:
-        now = self.clock.now()
-        with self._locked():
-            delivery, request = self._state.begin(claim, now)
-        effects: tuple[DeliveryEffect, ...] = ()
-        if request is not None:
-            request, token = self.observer.attempt_started(claim, request)
-            try:
-                result, _ = await self._send(request)
-            except BaseException:
-                with self._locked():
-                    self._state.abandoned(claim, self.clock.now(), now)
-                self.observer.attempt_abandoned(claim, token)
-                raise
-            with self._locked():
-                delivery, effects = self._state.finish(
-                    claim, delivery, result, self.clock.now(), now
-                )
-            self.observer.attempt_ended(claim, delivery, token)
-        if not self._queue_result(delivery):
-            return
-        for effect in effects:
-            await self._carry_out(effect)
 
     async def _carry_out(self, effect: DeliveryEffect) -> None:
         if isinstance(effect, DisableEndpoint):
@@ -652,13 +649,13 @@ class AsyncDriver(DriverConfig, abc.ABC):
             for endpoint in disabled:
                 self.observer.endpoint_disabled(endpoint)
         finally:
-            with self._locked():
+            with self._state_lock:
                 self._state.written(len(batch))
             self._signal()
 
     async def _release_unstarted(self) -> None:
         """Give the claims no worker started back to the store, in one call (at exit)."""
-        with self._locked():
+        with self._state_lock:
             ids, self._state.unstarted = self._state.unstarted, []
         if ids:
             try:

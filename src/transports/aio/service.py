@@ -13,7 +13,7 @@ task run in the service's task group:
   the next claim queued instead of waiting for a store round trip, which for
   a blocking store can take several attempts' time behind a write of
   results; ``DriverState.claims_wanted`` says how many). It queues the
-  claims for the workers (``transports.aio.claim_queue``), then sleeps until the
+  claims for the workers (``transports.aio.queues``), then sleeps until the
   store's next due time, a wake-up (publish, a finished attempt) or, for
   stores other processes may write, the poll interval;
 * ``max_in_flight`` worker tasks take claims from that queue; for each, a
@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import ParamSpec, TypeVar, Unpack
@@ -55,12 +56,11 @@ import anyio
 import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from transports.aio.claim_queue import ClaimQueue
 from transports.aio.clock import AnyioClock
 from transports.aio.driver import AsyncDriver
 from transports.aio.publishing import GroupedPublisher
+from transports.aio.queues import WorkQueue
 from transports.clocks import Clock
 from transports.driving.config import DriverOptions, DriverSettings, transport_choice
 from transports.http.httpx_transport import HttpxTransport
@@ -78,7 +78,6 @@ from webhook_core import AttemptResult, Delivery, Endpoint, HttpRequest
 P = ParamSpec("P")
 T = TypeVar("T")
 _WRITE_BATCH = 512
-_NO_LOCK = contextlib.nullcontext()
 
 
 async def send_with_deadline(
@@ -131,9 +130,11 @@ class WebhookService(AsyncDriver):
         self._tg: anyio.abc.TaskGroup | None = None
         self._wake = anyio.Event()
         self._progress = anyio.Event()
+        # Every task runs on the event loop's thread: a reentrant lock never waits there.
+        self._state_lock = threading.RLock()
         self._state = self._new_state()
-        self._send_results: MemoryObjectSendStream[Delivery] | None = None
-        self._claims: ClaimQueue | None = None
+        self._results: WorkQueue[Delivery] | None = None
+        self._claims: WorkQueue[Claimed] | None = None
         self._limiter = anyio.CapacityLimiter(1)
         self._publisher = GroupedPublisher(self.store, self.catalog)
         self._unsubscribe: Callable[[], None] | None = None
@@ -159,12 +160,11 @@ class WebhookService(AsyncDriver):
             )
         self._state = self._new_state()
         endpoints = await self._first_scan()
-        send, receive = anyio.create_memory_object_stream[Delivery](math.inf)
-        self._send_results = send
+        self._results = WorkQueue()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._tg.start_soon(self._writer, receive)
-        self._claims = ClaimQueue()
+        self._tg.start_soon(self._writer, self._results)
+        self._claims = WorkQueue()
         for _ in range(self.max_in_flight):
             self._tg.start_soon(self._worker, self._claims)
         self._dispatcher_stopped = anyio.Event()
@@ -191,7 +191,7 @@ class WebhookService(AsyncDriver):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._tg is not None and self._send_results is not None
+        assert self._tg is not None and self._results is not None
         assert self._claims is not None
         self._state.stopping = True
         self._signal()
@@ -211,16 +211,16 @@ class WebhookService(AsyncDriver):
                         await self._wait_for_progress(seen, None, None)
                     await self._release_unstarted()
                 self._claims.close()
-                await self._send_results.aclose()
+                self._results.close()
             else:
                 # Leaving on an error: attempts stop where they are (their leases
-                # bring them back); the claim queue and the results stream close
+                # bring them back); the claim and result queues close
                 # once every task has ended.
                 self._tg.cancel_scope.cancel()
         finally:
             result = await self._tg.__aexit__(exc_type, exc, tb)
             self._claims.close()
-            self._send_results.close()
+            self._results.close()
             self._tg = None
             with anyio.CancelScope(shield=True):
                 if self._owns_http and self._http is not None:
@@ -249,9 +249,6 @@ class WebhookService(AsyncDriver):
             return fn(*args, **kwargs)
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
 
-    def _locked(self) -> contextlib.nullcontext[None]:
-        return _NO_LOCK
-
     def _signal(self) -> None:
         self._state.signalled()
         self._wake.set()
@@ -274,10 +271,10 @@ class WebhookService(AsyncDriver):
             self._claims.put(claim)
 
     def _queue_result(self, delivery: Delivery) -> bool:
-        assert self._send_results is not None
+        assert self._results is not None
         try:
-            self._send_results.send_nowait(delivery)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._results.put(delivery)
+        except anyio.ClosedResourceError:
             return False
         self._state.queued()
         return True
@@ -319,18 +316,14 @@ class WebhookService(AsyncDriver):
         finally:
             self._dispatcher_stopped.set()
 
-    async def _worker(self, claims: ClaimQueue) -> None:
+    async def _worker(self, claims: WorkQueue[Claimed]) -> None:
         while (claim := await claims.get()) is not None:
             await self._work(claim)
 
-    async def _writer(self, receive: MemoryObjectReceiveStream[Delivery]) -> None:
-        async with receive:
-            async for first in receive:
-                batch = [first]
-                while len(batch) < _WRITE_BATCH:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
+    async def _writer(self, results: WorkQueue[Delivery]) -> None:
+        try:
+            while batch := await results.get_batch(_WRITE_BATCH):
                 with anyio.CancelScope(shield=True):
                     await self._write_batch(batch)
+        finally:
+            results.close()

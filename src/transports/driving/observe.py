@@ -326,6 +326,8 @@ class Observers(Observer):
                 self._raised("published", o)
 
     def attempt_started(self, claim: Claimed, request: HttpRequest) -> tuple[HttpRequest, Any]:
+        if not self._starting:
+            return request, None
         tokens = []
         for o in self._starting:
             try:

@@ -146,9 +146,7 @@ class MemoryStore(ClosesOnExit):
                 self._lease(delivery_id, worker, lease_until, token)
                 self._counts[d.state] -= 1
                 self._counts[DeliveryState.IN_FLIGHT] += 1
-                self._deliveries[delivery_id] = attrs.evolve(
-                    d, state=DeliveryState.IN_FLIGHT, next_attempt_at=None
-                )
+                self._deliveries[delivery_id] = _in_flight(d)
                 claimed.append(self._claimed(d, lease_until, token))
         return claimed
 
@@ -293,6 +291,20 @@ class MemoryStore(ClosesOnExit):
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _in_flight(d: Delivery) -> Delivery:
+    return Delivery(
+        d.id,
+        d.event_id,
+        d.endpoint_id,
+        d.created_at,
+        DeliveryState.IN_FLIGHT,
+        None,
+        d.attempts,
+        d.reason,
+        d.replay_of,
+    )
 
 
 def _with_token(d: Delivery, token: str | None) -> Delivery:

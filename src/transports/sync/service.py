@@ -121,6 +121,7 @@ class ThreadedWebhookService(SyncDriver):
         self._publisher = ThreadedGroupedPublisher(self.store, self.catalog)
         self._stop_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._state_lock = self._lock
         self._changed = threading.Condition(self._lock)
         # Guarded by _lock:
         self._state = self._new_state()
@@ -265,9 +266,6 @@ class ThreadedWebhookService(SyncDriver):
             return fn(*args, **kwargs)
         with self._store_lock:
             return fn(*args, **kwargs)
-
-    def _locked(self) -> threading.Lock:
-        return self._lock
 
     def _signal(self) -> None:
         with self._lock:

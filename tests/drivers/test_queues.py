@@ -1,4 +1,5 @@
-"""The async driver's claim queue: FIFO, one parked worker woken per claim, clean closing."""
+"""The async driver's work queues: FIFO, one parked consumer woken per item, batches for the
+writer, clean closing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from transports.aio.claim_queue import ClaimQueue
+from transports.aio.queues import WorkQueue
 from transports.stores.interface import Claimed
 
 BACKENDS = ["asyncio", "trio"]
@@ -27,7 +28,7 @@ async def settle() -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_queued_claims_come_out_in_order_without_waiting(backend: str) -> None:
     async def main() -> list[Claimed | None]:
-        queue = ClaimQueue()
+        queue: WorkQueue[Claimed] = WorkQueue()
         for name in ("a", "b", "c"):
             queue.put(claim(name))
         queue.close()
@@ -39,7 +40,7 @@ def test_queued_claims_come_out_in_order_without_waiting(backend: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_each_claim_wakes_one_parked_worker_and_closing_wakes_the_rest(backend: str) -> None:
     async def main() -> list[Claimed | None]:
-        queue = ClaimQueue()
+        queue: WorkQueue[Claimed] = WorkQueue()
         got: list[Claimed | None] = []
 
         async def worker() -> None:
@@ -66,7 +67,7 @@ def test_a_cancelled_worker_does_not_swallow_a_claim(backend: str) -> None:
     cancellation is under way passes the wake-up on, so the claim reaches a live worker."""
 
     async def main() -> list[Claimed | None]:
-        queue = ClaimQueue()
+        queue: WorkQueue[Claimed] = WorkQueue()
         got: list[Claimed | None] = []
 
         async def worker(scope: anyio.CancelScope) -> None:
@@ -88,3 +89,29 @@ def test_a_cancelled_worker_does_not_swallow_a_claim(backend: str) -> None:
         return got
 
     assert anyio.run(main, backend=backend) == [claim("a")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_batch_waits_for_the_first_item_then_takes_what_is_queued_up_to_the_limit(
+    backend: str,
+) -> None:
+    async def main() -> list[list[str]]:
+        queue: WorkQueue[str] = WorkQueue()
+        batches: list[list[str]] = []
+
+        async def writer() -> None:
+            while batch := await queue.get_batch(2):
+                batches.append(batch)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer)
+            await settle()
+            assert batches == []
+            for name in ("a", "b", "c"):
+                queue.put(name)
+            await settle()
+            queue.put("d")
+            queue.close()
+        return batches
+
+    assert anyio.run(main, backend=backend) == [["a", "b"], ["c"], ["d"]]
