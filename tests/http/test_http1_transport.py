@@ -256,6 +256,50 @@ def test_the_async_transport_ends_a_hanging_exchange_at_its_deadline(
         assert timed_out != next_one
 
 
+def test_asyncio_exchanges_answered_before_their_deadline_are_not_kept_for_it() -> None:
+    """Deadlines in one tick share a timer: a hanging exchange among answered ones still
+    fails on time, and none of the answered ones (nor their responses) waits for the tick."""
+    with LoopbackReceiver() as rx:
+        rx.route("/slow", Hang(5.0))
+
+        async def main() -> tuple[list[HttpResponse | TransportError], float, int]:
+            transport = Http1Transport(policy=LOOPBACK)
+            out: list[HttpResponse | TransportError] = []
+
+            async def send(path: str) -> None:
+                try:
+                    out.append(await transport.send(request(rx.url(path), timeout=0.3)))
+                except TransportError as exc:
+                    out.append(exc)
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    for path in ("/fast", "/fast", "/fast"):
+                        tg.start_soon(send, path)
+                deadlines = transport._deadlines
+                assert deadlines is not None
+                waiting = sum(len(due) for due in deadlines._ticks.values())
+                began = anyio.current_time()
+                async with anyio.create_task_group() as tg:
+                    for path in ("/fast", "/slow", "/fast"):
+                        tg.start_soon(send, path)
+                return out, anyio.current_time() - began, waiting
+            finally:
+                await transport.aclose()
+
+        out, took, waiting = anyio.run(main, backend="asyncio")
+        assert [failed(r) if isinstance(r, TransportError) else r.status for r in out] == [
+            200,
+            200,
+            200,
+            200,
+            200,
+            Outcome.TIMEOUT,
+        ]
+        assert 0.3 <= took < 0.3 + 0.2
+        assert waiting == 0
+
+
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
 @pytest.mark.parametrize("parser", PARSERS)
 def test_a_cancelled_exchange_closes_its_connection(backend: str, parser: str) -> None:

@@ -25,8 +25,10 @@ refused or unresolvable → connect error, certificate or handshake failure →
 TLS error, a reset or a hang-up → network error, bytes that are not HTTP or
 a response head larger than ``header_limit`` → protocol error. Both keep the
 request's total deadline themselves, past which ``send`` fails with a timeout:
-the async one with one loop timer on a pooled asyncio connection and a cancel
-scope otherwise; the sync one by bounding every socket wait by the time left.
+the async one on a pooled asyncio connection with a loop timer shared by the
+exchanges whose deadlines fall in the same 10 ms (so within 10 ms of the
+deadline), and with a cancel scope otherwise; the sync one by bounding every
+socket wait by the time left.
 
 Under asyncio a connection is an ``asyncio.Protocol`` that feeds the wire as the
 event loop reads and wakes the exchange once; under trio it is an anyio

@@ -7,6 +7,7 @@ and idle pool it shares with ``Http1SyncTransport``.
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import ssl
 
@@ -143,21 +144,22 @@ class _ProtocolConnection(asyncio.Protocol):
         if response is not None:
             waiter.set_result(response)
 
-    async def exchange(self, payload: bytes, deadline: float, timeout: float) -> HttpResponse:
+    async def exchange(
+        self, payload: bytes, deadline: float, timeout: float, deadlines: _Deadlines
+    ) -> HttpResponse:
         """Write ``payload``; the response, or a timeout error at ``deadline`` (loop time)."""
         assert self._transport is not None
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[HttpResponse] = loop.create_future()
+        waiter: asyncio.Future[HttpResponse] = deadlines.loop.create_future()
         self._waiter = waiter
         try:
             self._transport.write(payload)
         except (OSError, RuntimeError) as exc:
             raise _classify(exc, connecting=False) from exc
-        timer = loop.call_at(deadline, _expire, waiter, timeout)
+        due = deadlines.add(waiter, deadline, timeout)
         try:
             return await waiter
         finally:
-            timer.cancel()
+            del due[id(waiter)]
 
     def hung_up(self) -> bool:
         return self._unusable or self._transport is None or self._transport.is_closing()
@@ -168,9 +170,42 @@ class _ProtocolConnection(asyncio.Protocol):
             self._transport.close()
 
 
-def _expire(waiter: asyncio.Future[HttpResponse], timeout: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(timeout_error(timeout))
+_TICK = 0.01
+"""Seconds: an asyncio exchange fails with a timeout within this much after its deadline."""
+
+_Waiting = dict[int, tuple[asyncio.Future[HttpResponse], float]]
+
+
+class _Deadlines:
+    """The deadlines of one event loop's exchanges, kept by one loop timer per tick.
+
+    A timer per exchange costs the loop a handle, its place in the timer heap
+    (compared in Python) and a cancellation; exchanges whose deadlines fall in
+    the same ``_TICK`` share one timer instead. An exchange leaves its tick's
+    table when it ends, so nothing it answered is kept until the tick.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._ticks: dict[int, _Waiting] = {}
+
+    def add(
+        self, waiter: asyncio.Future[HttpResponse], deadline: float, timeout: float
+    ) -> _Waiting:
+        """Fail ``waiter`` with a timeout once ``deadline`` (loop time) has passed; the table
+        to remove it from (by ``id``) when it ends first."""
+        tick = math.ceil(deadline / _TICK)
+        due = self._ticks.get(tick)
+        if due is None:
+            due = self._ticks[tick] = {}
+            self.loop.call_at(tick * _TICK, self._expire, tick)
+        due[id(waiter)] = (waiter, timeout)
+        return due
+
+    def _expire(self, tick: int) -> None:
+        for waiter, timeout in self._ticks.pop(tick).values():
+            if not waiter.done():
+                waiter.set_exception(timeout_error(timeout))
 
 
 _AsyncConnection = _StreamConnection | _ProtocolConnection
@@ -188,19 +223,22 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
     """
 
     keeps_deadline = True
+    _deadlines: _Deadlines | None = None
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request``; the status, headers and up to ``body_limit`` bytes of body.
 
         The whole exchange ends within ``request.timeout``: past it, ``send``
         raises a ``TransportError`` of kind ``timeout``. On a pooled asyncio
-        connection one timer keeps that deadline; otherwise a cancel scope
-        (trio's own on a pooled trio connection).
+        connection a loop timer shared per 10 ms of deadlines keeps it (within
+        those 10 ms); otherwise a cancel scope (trio's own on a pooled trio
+        connection).
         """
         target = self._target(request.url)
         conn = await self._idle_connection(target)
         if isinstance(conn, _ProtocolConnection):
-            deadline = asyncio.get_running_loop().time() + request.timeout
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + request.timeout
             return await self._exchange(conn, target, request, deadline)
         if conn is not None:  # pooled under trio: trio's own scope, without anyio's wrapper
             deadline = trio.current_time() + request.timeout
@@ -221,7 +259,9 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         try:
             payload = conn.wire.request(target, request)
             if isinstance(conn, _ProtocolConnection):
-                response = await conn.exchange(payload, deadline, request.timeout)
+                response = await conn.exchange(
+                    payload, deadline, request.timeout, self._loop_deadlines()
+                )
             else:
                 response = await conn.exchange(payload)
             done = True
@@ -229,6 +269,13 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         finally:
             if not (done and conn.wire.reuse() and self._idle.put(target.origin, conn)):
                 await conn.aclose()
+
+    def _loop_deadlines(self) -> _Deadlines:
+        loop = asyncio.get_running_loop()
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self._deadlines = _Deadlines(loop)
+        return deadlines
 
     async def _idle_connection(self, target: Target) -> _AsyncConnection | None:
         """A pooled connection to ``target``'s origin that is still open, if there is one."""
