@@ -15,6 +15,7 @@ from collections.abc import Callable
 import anyio
 import sniffio
 import trio
+import trio.lowlevel
 
 
 class AnyioClock:
@@ -38,12 +39,13 @@ class AnyioClock:
 def loop_time() -> Callable[[], float]:
     """The running event loop's clock (``anyio.current_time``), looked up once.
 
-    ``anyio.current_time`` finds the running backend on every call; a clock
-    read several times per delivery keeps the loop's own function instead.
+    ``anyio.current_time`` finds the running backend on every call, and
+    ``trio.current_time`` the run's clock; a clock read several times per
+    delivery keeps the loop's own function (trio's clock's) instead.
     """
     library = sniffio.current_async_library()
     if library == "asyncio":
         return asyncio.get_running_loop().time
     if library == "trio":
-        return trio.current_time
+        return trio.lowlevel.current_clock().current_time
     return anyio.current_time
