@@ -38,14 +38,13 @@ the same file, inside the caller's transaction (the outbox pattern).
 from __future__ import annotations
 
 import functools
-import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from transports.stores.interface import (
     ALL_DELIVERIES,
@@ -190,20 +189,33 @@ def _event(row: Sequence[Any]) -> Event:
     return Event(row[0], row[1], row[2], bytes(row[3]), row[4], row[5])
 
 
-def _values(rows: Sequence[tuple[Any, ...]], per: int) -> list[tuple[str, list[Any]]]:
+class _Nulls(NamedTuple):
+    """Where a kind of row may hold ``None``: those columns, and a row's ``None``s there."""
+
+    columns: tuple[int, ...]
+    of: Callable[[tuple[Any, ...]], tuple[bool, ...]]
+
+
+_EVENT_NULLS = _Nulls((5,), lambda r: (r[5] is None,))
+_DELIVERY_NULLS = _Nulls((5, 7, 8), lambda r: (r[5] is None, r[7] is None, r[8] is None))
+_RESULT_NULLS = _Nulls((2, 4, 5), lambda r: (r[2] is None, r[4] is None, r[5] is None))
+
+
+def _values(
+    rows: Sequence[tuple[Any, ...]], per: int, nulls: _Nulls
+) -> list[tuple[str, list[Any]]]:
     """``rows`` as ``VALUES`` lists of up to ``per`` rows each, with their parameters.
 
     A ``None`` is written as ``NULL`` in the text instead of being bound: the
     sqlite3 module binds ``None`` only after looking for an adapter, which
     raises and clears an exception each time. Rows are grouped by where their
-    ``None`` values are, so that one text serves each group.
+    ``None`` values are (among ``nulls.columns``; the other columns are ``NOT
+    NULL``), so that one text serves each group.
     """
-    if not rows:
-        return []
-    nones = (None,) * len(rows[0])
     groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+    of = nulls.of
     for row in rows:
-        mask = tuple(map(operator.is_, nones, row))
+        mask = of(row)
         group = groups.get(mask)
         if group is None:
             groups[mask] = [row]
@@ -211,7 +223,7 @@ def _values(rows: Sequence[tuple[Any, ...]], per: int) -> list[tuple[str, list[A
             group.append(row)
     return [
         (
-            _marks(mask, min(per, len(group) - i)),
+            _marks(len(group[0]), nulls.columns, mask, min(per, len(group) - i)),
             [v for row in group[i : i + per] for v in row if v is not None],
         )
         for mask, group in groups.items()
@@ -220,10 +232,14 @@ def _values(rows: Sequence[tuple[Any, ...]], per: int) -> list[tuple[str, list[A
 
 
 @functools.lru_cache(maxsize=1024)
-def _marks(mask: tuple[bool, ...], count: int) -> str:
-    """``(?, NULL), (?, NULL)``: ``count`` rows of placeholders, ``NULL`` where ``mask`` is set."""
-    one = "(" + ", ".join(["NULL" if none else "?" for none in mask]) + ")"
-    return ", ".join([one] * count)
+def _marks(width: int, columns: tuple[int, ...], mask: tuple[bool, ...], count: int) -> str:
+    """``(?, NULL), (?, NULL)``: ``count`` rows ``width`` wide, ``NULL`` in the ``columns``
+    that ``mask`` sets."""
+    one = ["?"] * width
+    for column, none in zip(columns, mask, strict=True):
+        if none:
+            one[column] = "NULL"
+    return ", ".join(["(" + ", ".join(one) + ")"] * count)
 
 
 def _id_lists(ids: Collection[str]) -> Iterator[tuple[str, list[str]]]:
@@ -253,13 +269,14 @@ class _Rows:
         self.events = _values(
             [(e.id, e.name, e.created_at, e.body, e.tenant, e.trace_context) for e, _ in batch],
             _EVENTS_PER_INSERT,
+            _EVENT_NULLS,
         )
         self.deliveries = _delivery_values([d for _, ds in batch for d in ds])
 
 
 def _delivery_values(deliveries: Sequence[Delivery]) -> list[tuple[str, list[Any]]]:
     """Deliveries as ``_upsert`` takes them."""
-    return _values([delivery_row(d) for d in deliveries], _DELIVERIES_PER_INSERT)
+    return _values([delivery_row(d) for d in deliveries], _DELIVERIES_PER_INSERT, _DELIVERY_NULLS)
 
 
 class _Queued:
@@ -593,7 +610,7 @@ class SQLiteStore(ClosesOnExit):
                     "WHERE id = ? AND locked_by = ? AND lease_token = ? AND state = 'in_flight'",
                     each,
                 ).rowcount
-        params = _values(rows, _RESULTS_PER_UPDATE)
+        params = _values(rows, _RESULTS_PER_UPDATE, _RESULT_NULLS)
         written = 0
         with self._write(durable=False) as db:
             for marks, values in params:
