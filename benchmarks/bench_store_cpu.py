@@ -21,9 +21,10 @@ prints that figure; ``--until publish`` or ``--until claim`` stops after
 that step, so that differences between those figures price each step.
 
 The figure holds the core's share of the path too (building and fanning
-out events, ``Start`` and ``Finish``). Under valgrind a run is slow enough
-that ids cross millisecond boundaries far more often than at full speed,
-so ``new_id`` weighs more there than it does outside.
+out events, ``Start`` and ``Finish``). Ids are made as within one
+millisecond (``transports.ids`` is given a clock that stands still): under
+valgrind, ids would otherwise cross millisecond boundaries as often as the
+run is slow, so the count would follow the machine's load.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ import re
 import subprocess
 import sys
 import tempfile
+import types
 from pathlib import Path
+from unittest import mock
 
 ENDPOINTS = 10
 
@@ -42,6 +45,7 @@ def run(events: int, group: int, batch: int, until: str = "complete") -> int:
     """The workload on a fresh file, up to ``until``; the number of deliveries written."""
     from benchmarks.receiver import mark_active
     from benchmarks.workload import DATA, EVENT
+    from transports import ids
     from transports.driving import operations
     from transports.driving.config import DEFAULT_HEALTH
     from transports.stores.interface import DeliveryFilter
@@ -58,7 +62,8 @@ def run(events: int, group: int, batch: int, until: str = "complete") -> int:
 
     now = 1_000_000.0
     policy = RetryPolicy()
-    with tempfile.TemporaryDirectory() as folder:
+    still = types.SimpleNamespace(time_ns=lambda: 1_000_000 * 10**9)
+    with tempfile.TemporaryDirectory() as folder, mock.patch.object(ids, "time", still):
         store = SQLiteStore(Path(folder) / "cpu.db")
         for i in range(ENDPOINTS):
             endpoint = operations.add_endpoint(
