@@ -21,6 +21,21 @@ def test_attempts_are_written_as_cattrs_writes_them() -> None:
     assert attempts_to_json(()) == "[]"
 
 
+def test_values_a_format_would_write_otherwise_are_written_by_the_encoder() -> None:
+    odd = (
+        Attempt(1, 10, 40, Outcome.SUCCESS, 200),  # times given as ints
+        Attempt(2, 1.0, float("inf"), Outcome.TIMEOUT),
+        Attempt(3, float("nan"), 2.0, Outcome.HTTP_ERROR, 500),
+        Attempt(4, 1.0, 2.0, Outcome.HTTP_ERROR, True),
+    )
+    for attempt in odd:
+        cattrs_text = json.dumps(converter.unstructure((attempt,)), separators=(",", ":"))
+        assert attempts_to_json((attempt,)) == cattrs_text
+    assert attempts_to_json(odd[:1]) == '[{"number":1,"started_at":10,"ended_at":40,' + (
+        '"outcome":"success","status":200,"error":null,"response_excerpt":null}]'
+    )
+
+
 def test_attempts_read_back_equal_including_history_written_by_cattrs() -> None:
     assert attempts_from_json(attempts_to_json(HISTORY)) == HISTORY
     cattrs_text = json.dumps(converter.unstructure(HISTORY))

@@ -356,6 +356,31 @@ def test_batches_wider_than_one_statement_are_written_whole(store: Store) -> Non
     assert store.get_delivery(failed[-1].id) == unleased(failed[-1])
 
 
+def test_a_batch_of_every_kind_of_result_is_written_each_as_given(store: Store) -> None:
+    """Delivered (no due time, no reason), retrying (a due time) and failed (a reason)
+    records in one call, interleaved, each read back as written."""
+    for n in range(3):
+        store.save_endpoint(endpoint(n))
+    publish_many(store, CATALOG, [("message.sent", message(i), None) for i in range(20)], T0)
+    claimed = store.claim(T0, 100, "w1", T0 + 60)
+    assert len(claimed) == 60
+    kinds = [
+        lambda c: attempted(c, T0, 200),
+        lambda c: attempted(c, T0, 503),
+        lambda c: attempted(c, T0, 503, LAST_TRY),
+    ]
+    done = [kinds[i % 3](c) for i, c in enumerate(claimed)]
+    assert {d.state for d in done} == {
+        DeliveryState.DELIVERED,
+        DeliveryState.RETRY_SCHEDULED,
+        DeliveryState.FAILED,
+    }
+    assert all(d.reason for d in done if d.state is DeliveryState.FAILED)
+    assert store.complete(done, "w1") == 60
+    for d in done:
+        assert store.get_delivery(d.id) == unleased(d)
+
+
 def test_a_result_given_twice_in_a_batch_is_written_as_first_given(store: Store) -> None:
     store.save_endpoint(endpoint())
     (delivery,) = publish_one(store)

@@ -371,6 +371,12 @@ def disable_endpoint(
     return endpoint
 
 
+# Module constants: on Python 3.11 every ``DeliveryState.X`` goes through the enum
+# class's ``__getattr__`` hook, and this loop runs once per finished attempt.
+_DELIVERED = DeliveryState.DELIVERED
+_ENDED = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED})
+
+
 def record_outcomes(
     store: Store,
     deliveries: Sequence[Delivery],
@@ -386,9 +392,10 @@ def record_outcomes(
     """
     ended: dict[str, list[tuple[bool, float]]] = {}
     for d in deliveries:
-        if d.attempts and d.state in (DeliveryState.DELIVERED, DeliveryState.FAILED):
-            delivered = d.state is DeliveryState.DELIVERED
-            ended.setdefault(d.endpoint_id, []).append((delivered, d.attempts[-1].ended_at))
+        if d.attempts and d.state in _ENDED:
+            ended.setdefault(d.endpoint_id, []).append(
+                (d.state is _DELIVERED, d.attempts[-1].ended_at)
+            )
     disabled: list[Endpoint] = []
     current = store.get_endpoints(ended) if ended else {}
     for endpoint_id, outcomes in ended.items():
@@ -398,7 +405,7 @@ def record_outcomes(
         endpoint = endpoint_machine.apply_outcomes(
             before, sorted(outcomes, key=lambda o: o[1]), policy
         )
-        if endpoint == before:
+        if endpoint is before or endpoint == before:
             continue
         store.save_endpoint(endpoint)
         if endpoint.state is EndpointState.DISABLED and before.state is not EndpointState.DISABLED:

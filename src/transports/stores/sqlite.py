@@ -37,13 +37,14 @@ the same file, inside the caller's transaction (the outbox pattern).
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from transports.stores.interface import (
     ALL_DELIVERIES,
@@ -60,6 +61,7 @@ from transports.stores.interface import (
 )
 from transports.stores.records import (
     DELIVERY_COLUMNS,
+    attempts_to_json,
     check_prunable,
     delivery_from_row,
     delivery_row,
@@ -172,7 +174,6 @@ def _filtered(where: DeliveryFilter) -> tuple[str, list[Any]]:
 
 # Rows per statement, under the oldest SQLite's limit of 999 parameters.
 _EVENTS_PER_INSERT = 160  # 6 parameters each
-_DELIVERY_WIDTH = len(DELIVERY_COLUMNS.split(","))
 _DELIVERIES_PER_INSERT = 100  # 9 parameters each
 _RESULTS_PER_UPDATE = 150  # 6 each, and the worker
 _IDS_PER_QUERY = 500
@@ -188,14 +189,57 @@ def _event(row: Sequence[Any]) -> Event:
     return Event(row[0], row[1], row[2], bytes(row[3]), row[4], row[5])
 
 
-def _flat(rows: Sequence[tuple[Any, ...]], per: int) -> list[list[Any]]:
-    """``rows`` as parameter lists of ``per`` rows each, for multi-row statements."""
-    return [[v for row in rows[i : i + per] for v in row] for i in range(0, len(rows), per)]
+class _Nulls(NamedTuple):
+    """Where a kind of row may hold ``None``: those columns, and a row's ``None``s there."""
+
+    columns: tuple[int, ...]
+    of: Callable[[tuple[Any, ...]], tuple[bool, ...]]
 
 
-def _marks(params: list[Any], width: int) -> str:
-    """``(?, ?), (?, ?)``: the row placeholders for ``params`` of rows ``width`` wide."""
-    return ", ".join(["(" + ", ".join("?" * width) + ")"] * (len(params) // width))
+_EVENT_NULLS = _Nulls((5,), lambda r: (r[5] is None,))
+_DELIVERY_NULLS = _Nulls((5, 7, 8), lambda r: (r[5] is None, r[7] is None, r[8] is None))
+_RESULT_NULLS = _Nulls((2, 4, 5), lambda r: (r[2] is None, r[4] is None, r[5] is None))
+
+
+def _values(
+    rows: Sequence[tuple[Any, ...]], per: int, nulls: _Nulls
+) -> list[tuple[str, list[Any]]]:
+    """``rows`` as ``VALUES`` lists of up to ``per`` rows each, with their parameters.
+
+    A ``None`` is written as ``NULL`` in the text instead of being bound: the
+    sqlite3 module binds ``None`` only after looking for an adapter, which
+    raises and clears an exception each time. Rows are grouped by where their
+    ``None`` values are (among ``nulls.columns``; the other columns are ``NOT
+    NULL``), so that one text serves each group.
+    """
+    groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+    of = nulls.of
+    for row in rows:
+        mask = of(row)
+        group = groups.get(mask)
+        if group is None:
+            groups[mask] = [row]
+        else:
+            group.append(row)
+    return [
+        (
+            _marks(len(group[0]), nulls.columns, mask, min(per, len(group) - i)),
+            [v for row in group[i : i + per] for v in row if v is not None],
+        )
+        for mask, group in groups.items()
+        for i in range(0, len(group), per)
+    ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _marks(width: int, columns: tuple[int, ...], mask: tuple[bool, ...], count: int) -> str:
+    """``(?, NULL), (?, NULL)``: ``count`` rows ``width`` wide, ``NULL`` in the ``columns``
+    that ``mask`` sets."""
+    one = ["?"] * width
+    for column, none in zip(columns, mask, strict=True):
+        if none:
+            one[column] = "NULL"
+    return ", ".join(["(" + ", ".join(one) + ")"] * count)
 
 
 def _id_lists(ids: Collection[str]) -> Iterator[tuple[str, list[str]]]:
@@ -222,16 +266,17 @@ class _Rows:
 
     def __init__(self, batch: Sequence[EventBatch]) -> None:
         self.event_ids = [e.id for e, _ in batch]
-        self.events = _flat(
+        self.events = _values(
             [(e.id, e.name, e.created_at, e.body, e.tenant, e.trace_context) for e, _ in batch],
             _EVENTS_PER_INSERT,
+            _EVENT_NULLS,
         )
-        self.deliveries = _delivery_params([d for _, ds in batch for d in ds])
+        self.deliveries = _delivery_values([d for _, ds in batch for d in ds])
 
 
-def _delivery_params(deliveries: Sequence[Delivery]) -> list[list[Any]]:
+def _delivery_values(deliveries: Sequence[Delivery]) -> list[tuple[str, list[Any]]]:
     """Deliveries as ``_upsert`` takes them."""
-    return _flat([delivery_row(d) for d in deliveries], _DELIVERIES_PER_INSERT)
+    return _values([delivery_row(d) for d in deliveries], _DELIVERIES_PER_INSERT, _DELIVERY_NULLS)
 
 
 class _Queued:
@@ -467,10 +512,10 @@ class SQLiteStore(ClosesOnExit):
         the write lock that claims and results wait for.
         """
         try:
-            for values in rows.events:
+            for marks, values in rows.events:
                 db.execute(
                     "INSERT INTO events (id, name, created_at, body, tenant, trace_context) "
-                    f"VALUES {_marks(values, 6)}",
+                    f"VALUES {marks}",
                     values,
                 )
         except sqlite3.IntegrityError as exc:
@@ -478,12 +523,11 @@ class SQLiteStore(ClosesOnExit):
         SQLiteStore._upsert(db, rows.deliveries)
 
     @staticmethod
-    def _upsert(db: sqlite3.Connection, params: list[list[Any]]) -> None:
-        """Insert or replace deliveries given as ``_delivery_params``."""
-        for values in params:
+    def _upsert(db: sqlite3.Connection, params: list[tuple[str, list[Any]]]) -> None:
+        """Insert or replace deliveries given as ``_delivery_values``."""
+        for marks, values in params:
             db.execute(
-                f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) "
-                f"VALUES {_marks(values, _DELIVERY_WIDTH)} "
+                f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES {marks} "
                 "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
                 "next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts, "
                 "reason = excluded.reason, locked_by = NULL, lease_expires_at = NULL, "
@@ -546,10 +590,17 @@ class SQLiteStore(ClosesOnExit):
         true). Up to 150 records a statement (``UPDATE ... FROM``, SQLite 3.33
         and later; one a statement before).
         """
-        rows = []
-        for d in first_of_each(deliveries):
-            r = delivery_row(d)
-            rows.append((r[0], r[4], r[5], r[6], r[7], d.lease_token))
+        rows = [
+            (
+                d.id,
+                d.state._value_,
+                d.next_attempt_at,
+                attempts_to_json(d.attempts) if d.attempts else "[]",
+                d.reason,
+                d.lease_token,
+            )
+            for d in first_of_each(deliveries)
+        ]
         if not _UPDATE_FROM:
             each = [(*r[1:5], r[0], worker, r[5]) for r in rows]
             with self._write(durable=False) as db:
@@ -559,15 +610,15 @@ class SQLiteStore(ClosesOnExit):
                     "WHERE id = ? AND locked_by = ? AND lease_token = ? AND state = 'in_flight'",
                     each,
                 ).rowcount
-        params = _flat(rows, _RESULTS_PER_UPDATE)
+        params = _values(rows, _RESULTS_PER_UPDATE, _RESULT_NULLS)
         written = 0
         with self._write(durable=False) as db:
-            for values in params:
+            for marks, values in params:
                 written += db.execute(
                     "UPDATE deliveries SET state = r.column2, next_attempt_at = r.column3, "
                     "attempts = r.column4, reason = r.column5, locked_by = NULL, "
                     "lease_expires_at = NULL, lease_token = NULL "
-                    f"FROM (VALUES {_marks(values, 6)}) AS r "
+                    f"FROM (VALUES {marks}) AS r "
                     "WHERE deliveries.id = r.column1 AND locked_by = ? "
                     "AND lease_token = r.column6 AND state = 'in_flight'",
                     [*values, worker],
@@ -587,7 +638,7 @@ class SQLiteStore(ClosesOnExit):
 
     def save_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         """Insert or replace delivery records."""
-        params = _delivery_params(deliveries)
+        params = _delivery_values(deliveries)
         with self._write() as db:
             self._upsert(db, params)
 
