@@ -90,8 +90,8 @@ class AsyncDriver(DriverConfig, abc.ABC):
 
     @abc.abstractmethod
     def _queue_result(self, delivery: Delivery) -> bool:
-        """Hand a finished record to the writer; False if the writer is gone (leaving on an
-        error: the lease brings the claim back)."""
+        """Hand a finished record to the writer (the caller counts it); False if the writer is
+        gone (leaving on an error: the lease brings the claim back)."""
 
     @abc.abstractmethod
     async def _sleep_until(self, timeout: float, next_due: float | None) -> None:
@@ -573,6 +573,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
     async def _work(self, claim: Claimed) -> None:
         """A worker's turn with one claim: send it (or write it back unsent, as the core
         decides), or keep it for release once stopping."""
+        queued = False
         try:
             if not self._running():
                 with self._state_lock:
@@ -599,6 +600,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
                 self.observer.attempt_ended(claim, delivery, token)
             if not self._queue_result(delivery):
                 return
+            queued = True
             for effect in effects:
                 await self._carry_out(effect)
         except Exception:
@@ -608,7 +610,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
             )
         finally:
             with self._state_lock:
-                self._state.ended()
+                self._state.ended(queued=queued)
             self._signal()
 
     async def _carry_out(self, effect: DeliveryEffect) -> None:

@@ -276,7 +276,6 @@ class WebhookService(AsyncDriver):
             self._results.put(delivery)
         except anyio.ClosedResourceError:
             return False
-        self._state.queued()
         return True
 
     async def _sleep_until(self, timeout: float, next_due: float | None) -> None:

@@ -210,9 +210,13 @@ class DriverState:
         """``count`` claims were taken and handed to the workers."""
         self.held += count
 
-    def ended(self, count: int = 1) -> None:
-        """``count`` held claims ended: sent and finished, written back unsent, or released."""
+    def ended(self, count: int = 1, queued: bool = False) -> None:
+        """``count`` held claims ended: sent and finished, written back unsent, or released;
+        ``queued``: one record was handed to the writer (unwritten until ``written``, which
+        may come first: the claim was still held meanwhile, so nothing looked idle)."""
         self.held -= count
+        if queued:
+            self.unwritten += 1
 
     def scan_due(self, now: float) -> bool:
         """True when endpoints should be listed for handshakes left undone (then rescheduled)."""
@@ -306,10 +310,6 @@ class DriverState:
             self.gate.finished(claim.endpoint.id, now, False, begun_at)
 
     # -- results and idleness ------------------------------------------------------
-
-    def queued(self) -> None:
-        """A finished record was handed to the writer."""
-        self.unwritten += 1
 
     def written(self, count: int) -> None:
         """The writer is done with ``count`` records (written, or given up on)."""

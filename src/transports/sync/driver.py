@@ -85,8 +85,8 @@ class SyncDriver(DriverConfig, abc.ABC):
 
     @abc.abstractmethod
     def _queue_result(self, delivery: Delivery) -> bool:
-        """Hand a finished record to the writer; False if the writer is gone (leaving on an
-        error: the lease brings the claim back)."""
+        """Hand a finished record to the writer (the caller counts it); False if the writer is
+        gone (leaving on an error: the lease brings the claim back)."""
 
     @abc.abstractmethod
     def _sleep_until(self, timeout: float, next_due: float | None) -> None:
@@ -560,6 +560,7 @@ class SyncDriver(DriverConfig, abc.ABC):
     def _work(self, claim: Claimed) -> None:
         """A worker's turn with one claim: send it (or write it back unsent, as the core
         decides), or keep it for release once stopping."""
+        queued = False
         try:
             if not self._running():
                 with self._state_lock:
@@ -586,6 +587,7 @@ class SyncDriver(DriverConfig, abc.ABC):
                 self.observer.attempt_ended(claim, delivery, token)
             if not self._queue_result(delivery):
                 return
+            queued = True
             for effect in effects:
                 self._carry_out(effect)
         except Exception:
@@ -595,7 +597,7 @@ class SyncDriver(DriverConfig, abc.ABC):
             )
         finally:
             with self._state_lock:
-                self._state.ended()
+                self._state.ended(queued=queued)
             self._signal()
 
     def _carry_out(self, effect: DeliveryEffect) -> None:

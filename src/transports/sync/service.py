@@ -294,8 +294,6 @@ class ThreadedWebhookService(SyncDriver):
             self._attempts.submit(self._work, claim)
 
     def _queue_result(self, delivery: Delivery) -> bool:
-        with self._state_lock:
-            self._state.queued()
         self._results.put(delivery)
         return True
 
