@@ -300,6 +300,48 @@ def test_asyncio_exchanges_answered_before_their_deadline_are_not_kept_for_it() 
         assert waiting == 0
 
 
+def test_trio_pooled_exchanges_keep_their_deadlines_without_a_scope_each() -> None:
+    """Under trio one system task keeps pooled exchanges' deadlines: a hanging exchange
+    among answered ones fails on time and its connection is not reused, and no table is
+    left for a deadline nothing waits for."""
+    with LoopbackReceiver() as rx:
+        rx.route("/slow", Hang(5.0))
+
+        async def main() -> tuple[list[int | Outcome], float, int, HttpResponse]:
+            transport = Http1Transport(policy=LOOPBACK)
+            out: list[int | Outcome] = []
+
+            async def send(path: str) -> None:
+                try:
+                    out.append((await transport.send(request(rx.url(path), timeout=0.3))).status)
+                except TransportError as exc:
+                    out.append(exc.kind)
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(3):
+                        tg.start_soon(send, "/fast")
+                began = anyio.current_time()
+                async with anyio.create_task_group() as tg:
+                    for path in ("/fast", "/slow", "/fast"):
+                        tg.start_soon(send, path)
+                took = anyio.current_time() - began
+                deadlines = transport._trio_deadlines
+                assert deadlines is not None
+                left = len(deadlines._tables)
+                return out, took, left, await transport.send(request(rx.url("/fast")))
+            finally:
+                await transport.aclose()
+
+        out, took, left, after = anyio.run(main, backend="trio")
+        assert out == [200, 200, 200, 200, 200, Outcome.TIMEOUT]
+        assert 0.3 <= took < 0.3 + 0.2
+        assert left == 0
+        assert after.status == 200
+        slow = rx.requests_for("/slow")[0].connection_id
+        assert rx.requests[-1].connection_id != slow
+
+
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
 @pytest.mark.parametrize("parser", PARSERS)
 def test_a_cancelled_exchange_closes_its_connection(backend: str, parser: str) -> None:

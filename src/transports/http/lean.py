@@ -25,10 +25,11 @@ refused or unresolvable → connect error, certificate or handshake failure →
 TLS error, a reset or a hang-up → network error, bytes that are not HTTP or
 a response head larger than ``header_limit`` → protocol error. Both keep the
 request's total deadline themselves, past which ``send`` fails with a timeout:
-the async one on a pooled asyncio connection with a loop timer shared by the
+the async one on a pooled connection by sharing one wake-up among the
 exchanges whose deadlines fall in the same 10 ms (so within 10 ms of the
-deadline), and with a cancel scope otherwise; the sync one by bounding every
-socket wait by the time left.
+deadline: a loop timer under asyncio, a system task that wakes the socket
+waits under trio), and with a cancel scope otherwise; the sync one by
+bounding every socket wait by the time left.
 
 Under asyncio a connection is an ``asyncio.Protocol`` that feeds the wire as the
 event loop reads and wakes the exchange once; under trio it is an anyio

@@ -7,9 +7,11 @@ and idle pool it shares with ``Http1SyncTransport``.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
@@ -73,28 +75,136 @@ class _TrioConnection(_StreamConnection):
     scheduler passes an exchange.
     """
 
-    async def exchange(self, payload: bytes) -> HttpResponse:
+    async def exchange(
+        self, payload: bytes, kept: tuple[_TrioDeadlines, float, float] | None = None
+    ) -> HttpResponse:
+        """Write ``payload``; the response. With ``kept`` (the run's deadlines, the deadline
+        and the timeout) a timeout error past that deadline; else the caller's scope bounds it.
+        """
         sock = self._sock
         assert sock is not None  # a TCP stream always has its socket
+        waiting = None if kept is None else kept[0].add(sock, kept[1])
         try:
             view = memoryview(payload)
             while view:
                 try:
                     view = view[sock.send(view) :]
                 except BlockingIOError:
-                    await trio.lowlevel.wait_writable(sock)
+                    await _wait(trio.lowlevel.wait_writable, sock, waiting)
             await trio.lowlevel.cancel_shielded_checkpoint()
             while True:
                 try:
                     data = sock.recv(_READ_SIZE)
                 except BlockingIOError:
-                    await trio.lowlevel.wait_readable(sock)
+                    await _wait(trio.lowlevel.wait_readable, sock, waiting)
                     continue
                 response = self.wire.feed(data)
                 if response is not None:
                     return response
+        except _Expired:
+            assert kept is not None
+            raise timeout_error(kept[2]) from None
         except OSError as exc:
             raise _classify(exc, connecting=False) from exc
+        finally:
+            if kept is not None and waiting is not None:
+                kept[0].leave(waiting)
+
+
+class _Expired(Exception):
+    """An exchange's deadline passed while it waited on its socket."""
+
+
+async def _wait(
+    wait: Callable[[socket.socket], Awaitable[None]],
+    sock: socket.socket,
+    waiting: _TrioWaiting | None,
+) -> None:
+    if waiting is not None and waiting.expired:
+        raise _Expired
+    try:
+        await wait(sock)
+    except trio.ClosedResourceError:
+        if waiting is not None and waiting.expired:
+            raise _Expired from None
+        raise
+
+
+class _TrioWaiting:
+    """A pooled trio exchange in a tick's table: its socket, and whether it expired."""
+
+    __slots__ = ("expired", "sock", "tick")
+
+    def __init__(self, sock: socket.socket, tick: int) -> None:
+        self.sock = sock
+        self.tick = tick
+        self.expired = False
+
+
+class _TrioDeadlines:
+    """The deadlines of one trio run's pooled exchanges, kept by one system task.
+
+    Trio keeps a deadline with a cancel scope, whose entry and exit cost
+    several Python calls an exchange. Here exchanges whose deadlines fall in
+    the same ``_TICK`` share a table, and a system task sleeps until the
+    earliest table's tick, marks what is still in it expired and wakes each
+    from its socket wait (``trio.lowlevel.notify_closing``); the exchange
+    then fails with a timeout and its connection is closed. An exchange
+    leaves its table when it ends; a table left empty is dropped, so the
+    task never sleeps towards a deadline nothing waits for (under trio's
+    ``MockClock`` with autojump it would move the clock there).
+    """
+
+    def __init__(self) -> None:
+        self.token = trio.lowlevel.current_trio_token()
+        self._tables: dict[int, dict[int, _TrioWaiting]] = {}
+        self._ticks: list[int] = []  # a heap of the tables' ticks; a dropped one may linger
+        self._sleep: trio.CancelScope | None = None
+        trio.lowlevel.spawn_system_task(self._keep)
+
+    def add(self, sock: socket.socket, deadline: float) -> _TrioWaiting:
+        """Keep ``deadline`` (trio time) for an exchange on ``sock``."""
+        tick = math.ceil(deadline / _TICK)
+        waiting = _TrioWaiting(sock, tick)
+        table = self._tables.get(tick)
+        if table is None:
+            table = self._tables[tick] = {}
+            heapq.heappush(self._ticks, tick)
+            if self._ticks[0] == tick:
+                self._wake_at(tick)
+        table[id(waiting)] = waiting
+        return waiting
+
+    def leave(self, waiting: _TrioWaiting) -> None:
+        """The exchange ended (or expired)."""
+        table = self._tables.get(waiting.tick)
+        if table is None:
+            return
+        table.pop(id(waiting), None)
+        if not table:
+            del self._tables[waiting.tick]
+            ticks = self._ticks
+            if ticks and ticks[0] == waiting.tick:
+                while ticks and ticks[0] not in self._tables:
+                    heapq.heappop(ticks)
+                self._wake_at(ticks[0] if ticks else None)
+
+    def _wake_at(self, tick: int | None) -> None:
+        if self._sleep is not None:
+            self._sleep.deadline = math.inf if tick is None else tick * _TICK
+
+    async def _keep(self) -> None:
+        while True:
+            ticks = self._ticks
+            with trio.CancelScope(deadline=ticks[0] * _TICK if ticks else math.inf) as self._sleep:
+                await trio.sleep_forever()
+            self._sleep = None
+            now = trio.current_time()
+            while ticks and ticks[0] * _TICK <= now:
+                for waiting in self._tables.pop(heapq.heappop(ticks), {}).values():
+                    waiting.expired = True
+                    if waiting.sock.fileno() != -1:
+                        trio.lowlevel.notify_closing(waiting.sock)
 
 
 class _ProtocolConnection(asyncio.Protocol):
@@ -224,15 +334,16 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
 
     keeps_deadline = True
     _deadlines: _Deadlines | None = None
+    _trio_deadlines: _TrioDeadlines | None = None
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         """POST ``request``; the status, headers and up to ``body_limit`` bytes of body.
 
         The whole exchange ends within ``request.timeout``: past it, ``send``
-        raises a ``TransportError`` of kind ``timeout``. On a pooled asyncio
-        connection a loop timer shared per 10 ms of deadlines keeps it (within
-        those 10 ms); otherwise a cancel scope (trio's own on a pooled trio
-        connection).
+        raises a ``TransportError`` of kind ``timeout``. On a pooled connection
+        one wake-up per 10 ms of deadlines keeps it (within those 10 ms: a loop
+        timer under asyncio, a system task under trio); otherwise a cancel scope
+        (trio's own on a pooled TLS connection under trio).
         """
         target = self._target(request.url)
         conn = await self._idle_connection(target)
@@ -240,7 +351,10 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
             loop = asyncio.get_running_loop()
             deadline = loop.time() + request.timeout
             return await self._exchange(conn, target, request, deadline)
-        if conn is not None:  # pooled under trio: trio's own scope, without anyio's wrapper
+        if isinstance(conn, _TrioConnection):  # pooled under trio: the run's deadlines
+            deadline = trio.current_time() + request.timeout
+            return await self._exchange(conn, target, request, deadline, kept=True)
+        if conn is not None:  # pooled TLS under trio: trio's own scope, without anyio's wrapper
             deadline = trio.current_time() + request.timeout
             with trio.move_on_at(deadline):
                 return await self._exchange(conn, target, request, deadline)
@@ -253,7 +367,12 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         raise timeout_error(request.timeout)
 
     async def _exchange(
-        self, conn: _AsyncConnection, target: Target, request: HttpRequest, deadline: float
+        self,
+        conn: _AsyncConnection,
+        target: Target,
+        request: HttpRequest,
+        deadline: float,
+        kept: bool = False,
     ) -> HttpResponse:
         done = False
         try:
@@ -261,6 +380,10 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
             if isinstance(conn, _ProtocolConnection):
                 response = await conn.exchange(
                     payload, deadline, request.timeout, self._loop_deadlines()
+                )
+            elif kept and isinstance(conn, _TrioConnection):
+                response = await conn.exchange(
+                    payload, (self._run_deadlines(), deadline, request.timeout)
                 )
             else:
                 response = await conn.exchange(payload)
@@ -275,6 +398,12 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         deadlines = self._deadlines
         if deadlines is None or deadlines.loop is not loop:
             deadlines = self._deadlines = _Deadlines(loop)
+        return deadlines
+
+    def _run_deadlines(self) -> _TrioDeadlines:
+        deadlines = self._trio_deadlines
+        if deadlines is None or deadlines.token is not trio.lowlevel.current_trio_token():
+            deadlines = self._trio_deadlines = _TrioDeadlines()
         return deadlines
 
     async def _idle_connection(self, target: Target) -> _AsyncConnection | None:
