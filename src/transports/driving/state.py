@@ -25,9 +25,10 @@ no I/O (as aioquic's protocol objects are told ``now`` and answer
 * which handshakes to send (``handshake_wanted``): one per endpoint and
   verification token at a time, none once stopping;
 * what an attempt means: ``begin`` (the core's ``begin_attempt`` under the
-  driver's policy and endpoint gate) and ``finish`` (the gate told, the
-  pace updated, the core's ``Finish`` applied), whose effects the driver
-  carries out through ``DeliveryEffect``'s exhaustive match;
+  driver's policy and endpoint gate), ``attempt_ended`` (the gate told, the
+  pace updated) and ``finish`` (the core's ``Finish`` applied), whose
+  effects the driver carries out through ``DeliveryEffect``'s exhaustive
+  match;
 * what a store error means (``StoreFaults``): back off, starting at 50 ms
   and doubling to 2 s, and log each activity's failure once per episode,
   then once more when it answers again.
@@ -286,21 +287,22 @@ class DriverState:
             claim.lease_until,
         )
 
-    def finish(
-        self,
-        claim: Claimed,
-        delivery: Delivery,
-        result: AttemptResult,
-        now: float,
-        begun_at: float,
-    ) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
-        """The record after the attempt ``begin`` started at ``begun_at`` ended with ``result``,
-        and the effects to carry out. The gate knows the attempt by ``begun_at``."""
+    def attempt_ended(
+        self, claim: Claimed, result: AttemptResult, now: float, begun_at: float
+    ) -> None:
+        """The attempt ``begin`` started at ``begun_at`` ended with ``result``: the gate
+        (which knows the attempt by ``begun_at``) and the pace are told."""
         if self.gate is not None:
             ok = result.status is not None and 200 <= result.status <= 299
             self.gate.finished(claim.endpoint.id, now, ok, begun_at)
         took = result.ended_at - result.started_at
         self._attempt_time += _PACE_WEIGHT * (took - self._attempt_time)
+
+    def finish(
+        self, delivery: Delivery, result: AttemptResult
+    ) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
+        """The record after the attempt ``begin`` started ended with ``result``, and the
+        effects to carry out (reads only the policy: asked without the state's lock)."""
         return delivery_machine.apply(delivery, Finish(result), self.policy)
 
     def abandoned(self, claim: Claimed, now: float, begun_at: float) -> None:
