@@ -278,7 +278,7 @@ def test_asyncio_exchanges_answered_before_their_deadline_are_not_kept_for_it() 
                         tg.start_soon(send, path)
                 deadlines = transport._deadlines
                 assert deadlines is not None
-                waiting = sum(len(due) for due in deadlines._ticks.values())
+                waiting = sum(len(table) for table, _ in deadlines._ticks.values())
                 began = anyio.current_time()
                 async with anyio.create_task_group() as tg:
                     for path in ("/fast", "/slow", "/fast"):

@@ -27,6 +27,10 @@ from transports.http.transport import HttpResponse, TransportError, timeout_erro
 from transports.http.wire import Target, Wire, closed_error
 from webhook_core import HttpRequest
 
+_TICK = 0.01
+"""Seconds: an exchange on a pooled connection fails with a timeout within this much after
+its deadline (exchanges whose deadlines fall in one tick share one wake-up)."""
+
 
 def _classify(exc: BaseException, connecting: bool) -> TransportError:
     """``lean._classify``, and an anyio stream that ended or broke mid-exchange as a hang-up."""
@@ -265,11 +269,11 @@ class _ProtocolConnection(asyncio.Protocol):
             self._transport.write(payload)
         except (OSError, RuntimeError) as exc:
             raise _classify(exc, connecting=False) from exc
-        due = deadlines.add(waiter, deadline, timeout)
+        tick = deadlines.add(waiter, deadline, timeout)
         try:
             return await waiter
         finally:
-            del due[id(waiter)]
+            deadlines.leave(waiter, tick)
 
     def hung_up(self) -> bool:
         return self._unusable or self._transport is None or self._transport.is_closing()
@@ -280,9 +284,6 @@ class _ProtocolConnection(asyncio.Protocol):
             self._transport.close()
 
 
-_TICK = 0.01
-"""Seconds: an asyncio exchange fails with a timeout within this much after its deadline."""
-
 _Waiting = dict[int, tuple[asyncio.Future[HttpResponse], float]]
 
 
@@ -292,28 +293,39 @@ class _Deadlines:
     A timer per exchange costs the loop a handle, its place in the timer heap
     (compared in Python) and a cancellation; exchanges whose deadlines fall in
     the same ``_TICK`` share one timer instead. An exchange leaves its tick's
-    table when it ends, so nothing it answered is kept until the tick.
+    table when it ends, so nothing it answered is kept until the tick, and a
+    table left empty cancels its timer (as trio's ``_TrioDeadlines`` drops its
+    tick): the loop keeps no timer for a deadline nothing waits for.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._ticks: dict[int, _Waiting] = {}
+        self._ticks: dict[int, tuple[_Waiting, asyncio.TimerHandle]] = {}
 
-    def add(
-        self, waiter: asyncio.Future[HttpResponse], deadline: float, timeout: float
-    ) -> _Waiting:
-        """Fail ``waiter`` with a timeout once ``deadline`` (loop time) has passed; the table
-        to remove it from (by ``id``) when it ends first."""
+    def add(self, waiter: asyncio.Future[HttpResponse], deadline: float, timeout: float) -> int:
+        """Fail ``waiter`` with a timeout once ``deadline`` (loop time) has passed; its tick,
+        for ``leave``."""
         tick = math.ceil(deadline / _TICK)
-        due = self._ticks.get(tick)
-        if due is None:
-            due = self._ticks[tick] = {}
-            self.loop.call_at(tick * _TICK, self._expire, tick)
-        due[id(waiter)] = (waiter, timeout)
-        return due
+        entry = self._ticks.get(tick)
+        if entry is None:
+            entry = self._ticks[tick] = ({}, self.loop.call_at(tick * _TICK, self._expire, tick))
+        entry[0][id(waiter)] = (waiter, timeout)
+        return tick
+
+    def leave(self, waiter: asyncio.Future[HttpResponse], tick: int) -> None:
+        """``waiter``'s exchange ended (or expired)."""
+        entry = self._ticks.get(tick)
+        if entry is None:
+            return
+        table, timer = entry
+        del table[id(waiter)]
+        if not table:
+            timer.cancel()
+            del self._ticks[tick]
 
     def _expire(self, tick: int) -> None:
-        for waiter, timeout in self._ticks.pop(tick).values():
+        table, _ = self._ticks.pop(tick)
+        for waiter, timeout in table.values():
             if not waiter.done():
                 waiter.set_exception(timeout_error(timeout))
 
@@ -348,8 +360,7 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         target = self._target(request.url)
         conn = await self._idle_connection(target)
         if isinstance(conn, _ProtocolConnection):
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + request.timeout
+            deadline = asyncio.get_running_loop().time() + request.timeout
             return await self._exchange(conn, target, request, deadline)
         if isinstance(conn, _TrioConnection):  # pooled under trio: the run's deadlines
             deadline = trio.current_time() + request.timeout

@@ -100,7 +100,7 @@ class MemoryStore(ClosesOnExit):
 
     def _put(self, d: Delivery) -> None:
         if d.lease_token is not None:
-            d = _with_token(d, None)
+            d = _record(d, d.state, d.next_attempt_at, None)
         old = self._deliveries.get(d.id)
         if old is not None:
             self._counts[old.state] -= 1
@@ -146,7 +146,7 @@ class MemoryStore(ClosesOnExit):
                 self._lease(delivery_id, worker, lease_until, token)
                 self._counts[d.state] -= 1
                 self._counts[DeliveryState.IN_FLIGHT] += 1
-                self._deliveries[delivery_id] = _in_flight(d)
+                self._deliveries[delivery_id] = _record(d, DeliveryState.IN_FLIGHT, None, None)
                 claimed.append(self._claimed(d, lease_until, token))
         return claimed
 
@@ -156,7 +156,7 @@ class MemoryStore(ClosesOnExit):
 
     def _claimed(self, d: Delivery, lease_until: float, token: str) -> Claimed:
         return Claimed(
-            _with_token(d, token),
+            _record(d, d.state, d.next_attempt_at, token),
             self._events[d.event_id],
             self._endpoints[d.endpoint_id],
             lease_until,
@@ -293,29 +293,17 @@ class MemoryStore(ClosesOnExit):
         """Nothing to release."""
 
 
-def _in_flight(d: Delivery) -> Delivery:
-    return Delivery(
-        d.id,
-        d.event_id,
-        d.endpoint_id,
-        d.created_at,
-        DeliveryState.IN_FLIGHT,
-        None,
-        d.attempts,
-        d.reason,
-        d.replay_of,
-    )
-
-
-def _with_token(d: Delivery, token: str | None) -> Delivery:
+def _record(
+    d: Delivery, state: DeliveryState, next_attempt_at: float | None, token: str | None
+) -> Delivery:
     # Positional, like the core's transitions: attrs.evolve costs several times more.
     return Delivery(
         d.id,
         d.event_id,
         d.endpoint_id,
         d.created_at,
-        d.state,
-        d.next_attempt_at,
+        state,
+        next_attempt_at,
         d.attempts,
         d.reason,
         d.replay_of,

@@ -27,8 +27,9 @@ Each attempt has a total deadline (``policy.timeout``): the transport bounds
 every socket wait, name resolution included, by the time left, and an
 exchange that outlasted the deadline is recorded as a timeout whatever came
 back. The shared state is asked under its own lock (``_state_lock``); the
-wake-ups (``_signal``, the dispatcher's sleep, ``drain`` and ``stop``) use
-another (``_lock``, with the condition ``_changed``).
+wake-ups (``_signal``, the dispatcher's sleep, ``drain`` and ``stop``) and
+their count (``DriverState.progress``) use another (``_lock``, with the
+condition ``_changed``).
 
 ``stop()`` stops claiming, lets attempts in flight finish within their
 deadline, flushes the writer, gives claims no worker started back to the
