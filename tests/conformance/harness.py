@@ -25,7 +25,14 @@ from transports.stores.sqlite import SQLiteStore
 from transports.testing import LOOPBACK_NETWORKS, Handler, ReceivedRequest, Respond
 from webhook_core import Endpoint, EndpointState
 
-DRIVERS = ("trio", "asyncio", "threads")
+DRIVERS = ("trio", "asyncio", "uvloop", "threads")
+# The async drivers' event loops: "uvloop" is the asyncio driver on uvloop's loop, which
+# uvicorn runs when uvloop is installed.
+BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "trio": ("trio", {}),
+    "asyncio": ("asyncio", {}),
+    "uvloop": ("asyncio", {"use_uvloop": True}),
+}
 STORES = ("memory", "sqlite", "postgres")
 # "default": no ``http`` argument (the lean HTTP/1.1 transport); "httpx": ``http="httpx"``.
 TRANSPORTS = ("default", "httpx")
@@ -89,7 +96,8 @@ def running(
         with ThreadedWebhookService(**options) as hooks:
             yield hooks
         return
-    with anyio.from_thread.start_blocking_portal(driver) as portal:
+    backend, backend_options = BACKENDS[driver]
+    with anyio.from_thread.start_blocking_portal(backend, backend_options) as portal:
         service = WebhookService(**options)
         with portal.wrap_async_context_manager(service):
             yield PortalService(service, portal)

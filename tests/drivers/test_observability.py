@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conformance.harness import (
+    BACKENDS,
     DRIVERS,
     make_store,
     message,
@@ -317,7 +318,8 @@ def publish_in_a_span(driver: str, store_kind: str, url: str, directory: Path) -
                 await service.drain()
         return format(span.get_span_context().trace_id, "032x")
 
-    return anyio.run(main, backend=driver)
+    backend, backend_options = BACKENDS[driver]
+    return anyio.run(main, backend=backend, backend_options=backend_options)
 
 
 @pytest.mark.parametrize(

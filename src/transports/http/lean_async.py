@@ -12,6 +12,7 @@ import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import anyio
 import anyio.abc
@@ -227,8 +228,8 @@ class _ProtocolConnection(asyncio.Protocol):
         self._unusable = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio's, but have the same methods.
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._feed(data)
