@@ -17,7 +17,7 @@ import trustme
 
 from transports.http.guard import OutboundPolicy
 from transports.http.lean import Http1SyncTransport
-from transports.http.lean_async import Http1Transport
+from transports.http.lean_async import Http1Transport, _ProtocolConnection
 from transports.http.transport import HttpResponse, TransportError
 from transports.http.wire import PARSERS
 from transports.testing import (
@@ -256,6 +256,103 @@ def test_the_async_transport_ends_a_hanging_exchange_at_its_deadline(
         assert timed_out != next_one
 
 
+def test_asyncio_requests_made_in_one_turn_are_written_together_at_the_next() -> None:
+    """Exchanges started in one loop turn queue their requests; one callback at the next
+    turn writes them all, and every exchange gets its own answer."""
+    with LoopbackReceiver() as rx:
+
+        async def main() -> tuple[list[int], list[int]]:
+            transport = Http1Transport(policy=LOOPBACK)
+            statuses: list[int] = []
+            flushed: list[int] = []
+
+            async def send(path: str) -> None:
+                statuses.append((await transport.send(request(rx.url(path)))).status)
+
+            try:
+                async with anyio.create_task_group() as tg:  # three pooled connections
+                    for i in range(3):
+                        tg.start_soon(send, f"/warm/{i}")
+                assert transport._on_loop is not None
+                _, outbox = transport._on_loop
+                flush = outbox._flush
+
+                def counted() -> None:
+                    flushed.append(len(outbox._queued))
+                    flush()
+
+                outbox._flush = counted  # type: ignore[method-assign]
+                async with anyio.create_task_group() as tg:
+                    for i in range(3):
+                        tg.start_soon(send, f"/burst/{i}")
+                return statuses, flushed
+            finally:
+                await transport.aclose()
+
+        statuses, flushed = anyio.run(main, backend="asyncio")
+        assert statuses == [200] * 6
+        assert flushed == [3]
+        assert len(rx.requests_for("/burst/0")) == 1
+
+
+@contextlib.contextmanager
+def answers_once_then_holds() -> Iterator[int]:
+    """A one-connection server on 127.0.0.1: it answers the first request with 200 and then
+    keeps the connection open, whatever arrives (a half-close included), until the test
+    ends; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    stop = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError), listener.accept()[0] as conn:
+            conn.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            stop.wait(10)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_an_asyncio_request_the_transport_refuses_fails_its_exchange_at_once() -> None:
+    """A write the connection refuses when the outbox is flushed (here: after its write
+    side was shut, with a server that keeps the connection open) fails that exchange with
+    a network error at once, not at its deadline."""
+    with answers_once_then_holds() as port:
+        url = f"http://127.0.0.1:{port}/hook"
+
+        async def main() -> tuple[HttpResponse | TransportError, float]:
+            transport = Http1Transport(policy=LOOPBACK)
+            try:
+                await transport.send(request(url))
+                ((_, conn),) = next(iter(transport._idle.by_origin.values()))
+                assert isinstance(conn, _ProtocolConnection) and conn._transport is not None
+                conn._transport.write_eof()  # the next write raises RuntimeError
+                began = anyio.current_time()
+                try:
+                    result: HttpResponse | TransportError = await transport.send(
+                        request(url, timeout=3.0)
+                    )
+                except TransportError as exc:
+                    result = exc
+                return result, anyio.current_time() - began
+            finally:
+                await transport.aclose()
+
+        result, took = anyio.run(main, backend="asyncio")
+        assert failed(result) is Outcome.NETWORK_ERROR
+        assert took < 1.0
+
+
 def test_asyncio_exchanges_answered_before_their_deadline_are_not_kept_for_it() -> None:
     """Deadlines in one tick share a timer: a hanging exchange among answered ones still
     fails on time, and none of the answered ones (nor their responses) waits for the tick."""
@@ -276,8 +373,8 @@ def test_asyncio_exchanges_answered_before_their_deadline_are_not_kept_for_it() 
                 async with anyio.create_task_group() as tg:
                     for path in ("/fast", "/fast", "/fast"):
                         tg.start_soon(send, path)
-                deadlines = transport._deadlines
-                assert deadlines is not None
+                assert transport._on_loop is not None
+                deadlines, _ = transport._on_loop
                 waiting = sum(len(table) for table, _ in deadlines._ticks.values())
                 began = anyio.current_time()
                 async with anyio.create_task_group() as tg:

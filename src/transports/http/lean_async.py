@@ -260,21 +260,40 @@ class _ProtocolConnection(asyncio.Protocol):
             waiter.set_result(response)
 
     async def exchange(
-        self, payload: bytes, deadline: float, timeout: float, deadlines: _Deadlines
+        self,
+        payload: bytes,
+        deadline: float,
+        timeout: float,
+        deadlines: _Deadlines,
+        outbox: _Outbox,
     ) -> HttpResponse:
-        """Write ``payload``; the response, or a timeout error at ``deadline`` (loop time)."""
-        assert self._transport is not None
+        """Write ``payload`` (at the loop's next turn, with the other exchanges' requests:
+        see ``_Outbox``); the response, or a timeout error at ``deadline`` (loop time)."""
+        transport = self._transport
+        assert transport is not None
+        if self._unusable or transport.is_closing():
+            raise closed_error()
         waiter: asyncio.Future[HttpResponse] = deadlines.loop.create_future()
         self._waiter = waiter
-        try:
-            self._transport.write(payload)
-        except (OSError, RuntimeError) as exc:
-            raise _classify(exc, connecting=False) from exc
+        outbox.add(self, payload)
         tick = deadlines.add(waiter, deadline, timeout)
         try:
             return await waiter
         finally:
             deadlines.leave(waiter, tick)
+
+    def write(self, payload: bytes) -> None:
+        """Write ``payload`` now, failing the waiting exchange if the transport refuses."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return  # closed meanwhile: connection_lost has failed (or will fail) the waiter
+        try:
+            transport.write(payload)
+        except (OSError, RuntimeError) as exc:
+            self._unusable = True
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(_classify(exc, connecting=False))
 
     def hung_up(self) -> bool:
         return self._unusable or self._transport is None or self._transport.is_closing()
@@ -283,6 +302,33 @@ class _ProtocolConnection(asyncio.Protocol):
         self._unusable = True
         if self._transport is not None:
             self._transport.close()
+
+
+class _Outbox:
+    """The requests one event loop's exchanges write in a turn, sent together at the next.
+
+    A request written while the receiving process sleeps wakes it, and on a
+    virtual machine that wake-up (an interprocessor interrupt) costs the
+    writer several microseconds of kernel time; written one after another,
+    only the first of a burst finds it asleep. So requests are queued as the
+    workers make them, and one callback at the loop's next turn writes them
+    all: within the same turn, before the loop waits again.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._queued: list[tuple[_ProtocolConnection, bytes]] = []
+
+    def add(self, conn: _ProtocolConnection, payload: bytes) -> None:
+        """Write ``payload`` on ``conn`` at the loop's next turn."""
+        if not self._queued:
+            self.loop.call_soon(self._flush)
+        self._queued.append((conn, payload))
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        for conn, payload in queued:
+            conn.write(payload)
 
 
 _Waiting = dict[int, tuple[asyncio.Future[HttpResponse], float]]
@@ -346,7 +392,7 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
     """
 
     keeps_deadline = True
-    _deadlines: _Deadlines | None = None
+    _on_loop: tuple[_Deadlines, _Outbox] | None = None
     _trio_deadlines: _TrioDeadlines | None = None
 
     async def send(self, request: HttpRequest) -> HttpResponse:
@@ -390,8 +436,9 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         try:
             payload = conn.wire.request(target, request)
             if isinstance(conn, _ProtocolConnection):
+                deadlines, outbox = self._loop_helpers()
                 response = await conn.exchange(
-                    payload, deadline, request.timeout, self._loop_deadlines()
+                    payload, deadline, request.timeout, deadlines, outbox
                 )
             elif kept and isinstance(conn, _TrioConnection):
                 response = await conn.exchange(
@@ -405,12 +452,13 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
             if not (done and conn.wire.reuse() and self._idle.put(target.origin, conn)):
                 await conn.aclose()
 
-    def _loop_deadlines(self) -> _Deadlines:
+    def _loop_helpers(self) -> tuple[_Deadlines, _Outbox]:
+        """The running event loop's deadline table and outbox."""
         loop = asyncio.get_running_loop()
-        deadlines = self._deadlines
-        if deadlines is None or deadlines.loop is not loop:
-            deadlines = self._deadlines = _Deadlines(loop)
-        return deadlines
+        helpers = self._on_loop
+        if helpers is None or helpers[0].loop is not loop:
+            helpers = self._on_loop = (_Deadlines(loop), _Outbox(loop))
+        return helpers
 
     def _run_deadlines(self) -> _TrioDeadlines:
         deadlines = self._trio_deadlines
