@@ -7,6 +7,7 @@ import functools
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -222,11 +223,21 @@ def test_redirects_are_not_followed(flavour: str) -> None:
         assert [r.path for r in rx.requests] == ["/hook"]
 
 
-def test_the_sync_transport_ends_a_hanging_exchange_at_its_deadline() -> None:
+@pytest.mark.parametrize("pooled", [True, False], ids=["pooled", "new-connection"])
+def test_the_sync_transport_ends_a_hanging_exchange_at_its_deadline(pooled: bool) -> None:
+    """The socket's receive timeout, set to the time left, ends the wait at the deadline
+    on a pooled connection as on a new one."""
     with LoopbackReceiver() as rx:
-        rx.route("/hook", Hang(5.0))
-        (answer,) = Client("sync-llhttp").run(request(rx.url("/hook"), timeout=0.3))
+        rx.route("/hook", *([Respond(200)] if pooled else []), Hang(5.0))
+        requests = [request(rx.url("/hook"))] if pooled else []
+        began = time.monotonic()
+        *before, answer = Client("sync-llhttp").run(
+            *requests, request(rx.url("/hook"), timeout=0.3)
+        )
+        took = time.monotonic() - began
+        assert [r.status for r in before if isinstance(r, HttpResponse)] == [200] * len(before)
         assert failed(answer) is Outcome.TIMEOUT
+        assert 0.3 <= took < 0.3 + 0.25
 
 
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
