@@ -34,6 +34,7 @@ MAX_BODY = 1024 * 1024
 """The largest body a receiver reads (1 MiB), and so the largest event a sender publishes."""
 _MAX_ARRAY_INDEX = 2**32 - 2
 _MAX_DEPTH = 64
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 _encode_string = json.encoder.encode_basestring
 _fast_dumps = json.JSONEncoder(
@@ -73,14 +74,19 @@ def check_depth(value: Any, path: str = "$", depth: int = 0) -> None:
         item, where, level = stack.pop()
         if level > _MAX_DEPTH:
             raise PayloadError(_render(where), f"nested deeper than {_MAX_DEPTH} levels")
-        if isinstance(item, Mapping):
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is dict or isinstance(item, Mapping):
             children: list[tuple[Any, _Where]] = [(v, (where, str(k))) for k, v in item.items()]
-        elif attrs.has(type(item)):
-            children = [(getattr(item, f.name), (where, f.name)) for f in attrs.fields(type(item))]
+        elif attrs.has(kind):
+            children = [(getattr(item, f.name), (where, f.name)) for f in attrs.fields(kind)]
         elif isinstance(item, Sequence) and not isinstance(item, (str, bytes, bytearray)):
             children = [(v, (where, i)) for i, v in enumerate(item)]
         else:
             continue
+        if level < _MAX_DEPTH:  # scalars this shallow cannot be too deep: skip them
+            children = [c for c in children if type(c[0]) not in _SCALARS]
         stack.extend((child, at, level + 1) for child, at in reversed(children))
 
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from webhook_core.canonical import MAX_SAFE_INTEGER, canonical_json, js_number
+from webhook_core.canonical import MAX_SAFE_INTEGER, canonical_json, check_depth, js_number
 from webhook_core.errors import PayloadError
 
 # Reads one base64 line of UTF-8 JSON text per request and answers one line:
@@ -451,3 +451,22 @@ def test_a_bad_leaf_anywhere_is_refused_with_its_exact_path(value: Any, bad: Any
         canonical_json(container)
     # The good value comes first, so the reported field is the bad leaf.
     assert info.value.path == "$.data.wrapper[1].leaf"
+
+
+@pytest.mark.parametrize("leaf", [1, "s", None, 1.5, True, {}, [], {"k": 1}, [1]])
+@pytest.mark.parametrize("levels", [63, 64, 65])
+@pytest.mark.parametrize("wrap", ["list", "dict"])
+def test_check_depth_refuses_what_canonical_json_refuses_with_the_same_path(
+    leaf: Any, levels: int, wrap: str
+) -> None:
+    value: Any = leaf
+    for _ in range(levels):
+        value = [value, "beside"] if wrap == "list" else {"k": value, "x": "beside"}
+    try:
+        canonical_json(value)
+    except PayloadError as exc:
+        with pytest.raises(PayloadError) as info:
+            check_depth(value)
+        assert (info.value.path, info.value.reason) == (exc.path, exc.reason)
+    else:
+        check_depth(value)
