@@ -32,7 +32,9 @@ def test_ids_stay_ordered_where_the_counter_carries_into_the_shared_head(
     # A millisecond in the future holds the clock still, so the random part counts up
     # across the 10-bit boundary where the cached first 24 characters change.
     later = time.time_ns() // 1_000_000 + 60_000
-    monkeypatch.setattr(ids, "_last", [later, (1 << 30) - 3])
+    monkeypatch.setattr(ids, "_last_millis", later)
+    monkeypatch.setattr(ids, "_last_random", (1 << 30) - 3)
+    monkeypatch.setattr(ids, "_last_head", "")
     made = [new_id("dlv") for _ in range(6)]
     assert made == sorted(made)
     assert len({i[:-2] for i in made}) == 2

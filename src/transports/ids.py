@@ -12,8 +12,12 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # every 10-bit value as two characters
 _HEAD_SHIFTS = range(120, 0, -10)  # 12 pairs, then the last 10 bits: 128 bits as 26 characters
 _lock = threading.Lock()
-_last = [0, 0]  # the last id's milliseconds and random part
-_head = [(-1, "")]  # an id's value without its last 10 bits, and its first 24 characters
+# The last id made: its milliseconds, its random part and its first 24 characters
+# ("" when not known). Ids made within a millisecond count up and share those
+# characters until the count carries past its last 10 bits.
+_last_millis = 0
+_last_random = 0
+_last_head = ""
 
 
 def new_id(prefix: str) -> str:
@@ -22,21 +26,19 @@ def new_id(prefix: str) -> str:
     Within one millisecond the random part increases monotonically, so ids made
     by one process sort in the order they were made.
     """
+    global _last_millis, _last_random, _last_head
     millis = time.time_ns() // 1_000_000
     with _lock:
-        last_millis, last_random = _last
-        if millis <= last_millis:
-            millis, rand = last_millis, last_random + 1
+        if millis <= _last_millis:
+            millis, rand, head = _last_millis, _last_random + 1, _last_head
         else:
-            rand = int.from_bytes(os.urandom(10), "big") >> 1
-        _last[:] = [millis, rand]
-        value = (millis << 80) | (rand & ((1 << 80) - 1))
-        high, text = _head[0]
-        if value >> 10 != high:
-            # Ids made within a millisecond count up: they share all but their last pair.
-            high, text = value >> 10, "".join([_PAIRS[(value >> s) & 1023] for s in _HEAD_SHIFTS])
-            _head[0] = high, text
-    return prefix + "_" + text + _PAIRS[value & 1023]
+            rand, head = int.from_bytes(os.urandom(10), "big") >> 1, ""
+        low = rand & 1023
+        if not (low and head):
+            value = (millis << 80) | (rand & ((1 << 80) - 1))
+            head = "".join([_PAIRS[(value >> s) & 1023] for s in _HEAD_SHIFTS])
+        _last_millis, _last_random, _last_head = millis, rand, head
+    return prefix + "_" + head + _PAIRS[low]
 
 
 def new_token() -> str:

@@ -14,6 +14,7 @@ tenant is its event's. The dispatcher's own calls (``record_outcomes``,
 from __future__ import annotations
 
 import contextlib
+import functools
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
@@ -589,7 +590,7 @@ def _fanned_out(
         for name, data, event_id in events
     ]
     return fan_out_many(
-        built, targets, new_id=lambda: new_id("dlv"), now=now, subscribers=subscribers
+        built, targets, new_id=functools.partial(new_id, "dlv"), now=now, subscribers=subscribers
     )
 
 
