@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+import pytest
 
 from tests import pg
 from transports.aio.service import WebhookService
@@ -96,6 +97,8 @@ def running(
         with ThreadedWebhookService(**options) as hooks:
             yield hooks
         return
+    if driver == "uvloop":
+        pytest.importorskip("uvloop")
     backend, backend_options = BACKENDS[driver]
     with anyio.from_thread.start_blocking_portal(backend, backend_options) as portal:
         service = WebhookService(**options)

@@ -223,21 +223,77 @@ def test_redirects_are_not_followed(flavour: str) -> None:
         assert [r.path for r in rx.requests] == ["/hook"]
 
 
+@pytest.mark.parametrize("thread", ["worker", "main"])
 @pytest.mark.parametrize("pooled", [True, False], ids=["pooled", "new-connection"])
-def test_the_sync_transport_ends_a_hanging_exchange_at_its_deadline(pooled: bool) -> None:
-    """The socket's receive timeout, set to the time left, ends the wait at the deadline
-    on a pooled connection as on a new one."""
+def test_the_sync_transport_ends_a_hanging_exchange_at_its_deadline(
+    pooled: bool, thread: str
+) -> None:
+    """On a worker thread the socket's receive timeout, set to the time left, ends the
+    wait at the deadline; on the main thread Python's socket timeout does."""
     with LoopbackReceiver() as rx:
         rx.route("/hook", *([Respond(200)] if pooled else []), Hang(5.0))
         requests = [request(rx.url("/hook"))] if pooled else []
-        began = time.monotonic()
-        *before, answer = Client("sync-llhttp").run(
-            *requests, request(rx.url("/hook"), timeout=0.3)
-        )
-        took = time.monotonic() - began
+        out: list[tuple[list[HttpResponse | TransportError], float]] = []
+
+        def run() -> None:
+            began = time.monotonic()
+            answers = Client("sync-llhttp").run(*requests, request(rx.url("/hook"), timeout=0.3))
+            out.append((answers, time.monotonic() - began))
+
+        if thread == "main":
+            run()
+        else:
+            worker = threading.Thread(target=run)
+            worker.start()
+            worker.join(10)
+        ((answers, took),) = out
+        *before, answer = answers
         assert [r.status for r in before if isinstance(r, HttpResponse)] == [200] * len(before)
         assert failed(answer) is Outcome.TIMEOUT
-        assert 0.3 <= took < 0.3 + 0.25
+        assert 0.3 <= took < 0.3 + 0.4
+
+
+def test_the_sync_transport_keeps_the_deadline_across_a_slow_send() -> None:
+    """A send that took most of the time leaves the response only what is left: a server
+    that reads the request late and never answers ends the exchange at its deadline.
+    Run on a worker thread, as the threaded driver's exchanges are."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError), listener.accept()[0] as conn:
+            time.sleep(0.6)  # the client's send blocks on the full buffers meanwhile
+            conn.settimeout(0.1)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    if not conn.recv(1 << 20):
+                        return
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    big = HttpRequest(url, (), b"x" * (32 << 20), 1.0)
+    out: list[tuple[HttpResponse | TransportError, float]] = []
+
+    def send() -> None:
+        transport = Http1SyncTransport(policy=LOOPBACK)
+        began = time.monotonic()
+        try:
+            out.append((_catch(functools.partial(transport.send, big)), time.monotonic() - began))
+        finally:
+            transport.close()
+
+    try:
+        worker = threading.Thread(target=send)
+        worker.start()
+        worker.join(10)
+    finally:
+        stop.set()
+        server.join(5)
+        listener.close()
+    ((answer, took),) = out
+    assert failed(answer) is Outcome.TIMEOUT
+    assert 1.0 <= took < 1.0 + 0.4
 
 
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])

@@ -211,18 +211,31 @@ class _Http1Client(Generic[C, R]):
 
 
 class _SyncConnection:
-    """A blocking connection. A plain one on Linux stays in blocking mode and is bounded
-    by the kernel's send and receive timeouts (``kernel_timeouts``), set to the time left
-    before each call: then every send and receive is one system call, where Python's own
-    timeouts add a ``poll`` before each, and every system call lets the other threads take
-    the interpreter lock (32 workers then wait on each other twice as often)."""
+    """A blocking connection (see ``uses_kernel_timeouts`` for how its waits are bounded)."""
 
     def __init__(self, sock: socket.socket, wire: Wire) -> None:
         self.sock = sock
         self.wire = wire
-        self.kernel_timeouts = _KERNEL_TIMEOUTS and not isinstance(sock, ssl.SSLSocket)
-        if self.kernel_timeouts:
-            sock.settimeout(None)
+        self.plain = not isinstance(sock, ssl.SSLSocket)
+
+    def uses_kernel_timeouts(self) -> bool:
+        """Whether this exchange bounds its waits with the kernel's timeouts.
+
+        A plain connection used off the main thread on 64-bit Linux is put in
+        blocking mode and given ``SO_SNDTIMEO``/``SO_RCVTIMEO`` set to the time
+        left before each call (``bound``): every send and receive is then one
+        system call, where Python's own timeouts add a ``poll`` before each,
+        and each system call lets the other workers take the interpreter lock
+        (32 workers waited on each other twice as often). Not on the main
+        thread: Linux hands a process's signals to it first, and a receive
+        interrupted by one is restarted by Python with the whole timeout again,
+        where Python's own timeouts recompute what is left.
+        """
+        if not (_KERNEL_TIMEOUTS and self.plain and threading.get_ident() != _MAIN_THREAD):
+            return False
+        if self.sock.gettimeout() is not None:
+            self.sock.settimeout(None)
+        return True
 
     def bound(self, option: int, deadline: float) -> None:
         """Let the next blocking send or receive (``SO_SNDTIMEO``, ``SO_RCVTIMEO``) wait no
@@ -233,8 +246,10 @@ class _SyncConnection:
         self.sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", whole, micros))
 
 
-# ``SO_RCVTIMEO`` and ``SO_SNDTIMEO`` take a ``struct timeval`` of two longs on Linux.
-_KERNEL_TIMEOUTS = sys.platform == "linux"
+# ``SO_RCVTIMEO`` and ``SO_SNDTIMEO`` take a ``struct timeval`` of two longs on 64-bit
+# Linux (32-bit builds with a 64-bit ``time_t`` expect another layout).
+_KERNEL_TIMEOUTS = sys.platform == "linux" and sys.maxsize > 2**32
+_MAIN_THREAD = threading.main_thread().ident
 
 
 def _left(deadline: float) -> float:
@@ -273,18 +288,19 @@ class Http1SyncTransport(_Http1Client[_SyncConnection, SyncResolver]):
     ) -> HttpResponse:
         sock = conn.sock
         try:
-            if conn.kernel_timeouts:
-                conn.bound(socket.SO_SNDTIMEO, deadline)
-                conn.bound(socket.SO_RCVTIMEO, deadline)
+            if conn.uses_kernel_timeouts():
                 try:
                     unsent = memoryview(conn.wire.request(target, request))
-                    while unsent := unsent[sock.send(unsent) :]:
+                    while unsent:
                         conn.bound(socket.SO_SNDTIMEO, deadline)
-                    while (response := conn.wire.feed(sock.recv(_READ_SIZE))) is None:
+                        unsent = unsent[sock.send(unsent) :]
+                    while True:
                         conn.bound(socket.SO_RCVTIMEO, deadline)
+                        response = conn.wire.feed(sock.recv(_READ_SIZE))
+                        if response is not None:
+                            return response
                 except BlockingIOError as exc:  # a kernel timeout ran out
                     raise TimeoutError("timed out") from exc
-                return response
             sock.settimeout(_left(deadline))
             sock.sendall(conn.wire.request(target, request))
             while True:

@@ -79,7 +79,7 @@ class _TrioConnection(_StreamConnection):
     it came from only closes it: its checkpoints and guards cost trio several
     scheduler passes an exchange. An exchange checkpoints before it writes, so
     the requests of the tasks that ran in one scheduler batch go out together
-    in the next.
+    in the next, and once more before it reads.
     """
 
     async def exchange(
@@ -93,7 +93,10 @@ class _TrioConnection(_StreamConnection):
         waiting = None if kept is None else kept[0].add(sock, kept[1])
         try:
             # Written one by one, requests would each wake the receiver (see ``_Outbox``).
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            # A cancelled or expired exchange writes nothing.
+            await trio.lowlevel.checkpoint()
+            if waiting is not None and waiting.expired:
+                raise _Expired
             view = memoryview(payload)
             while view:
                 try:
@@ -287,13 +290,14 @@ class _ProtocolConnection(asyncio.Protocol):
             deadlines.leave(waiter, tick)
 
     def write(self, payload: bytes) -> None:
-        """Write ``payload`` now, failing the waiting exchange if the transport refuses."""
+        """Write ``payload`` now; if the connection closed meanwhile or refuses it, fail the
+        waiting exchange instead."""
         transport = self._transport
-        if transport is None or transport.is_closing():
-            return  # closed meanwhile: connection_lost has failed (or will fail) the waiter
         try:
+            if transport is None or transport.is_closing():
+                raise closed_error()
             transport.write(payload)
-        except (OSError, RuntimeError) as exc:
+        except Exception as exc:
             self._unusable = True
             waiter = self._waiter
             if waiter is not None and not waiter.done():
@@ -309,14 +313,15 @@ class _ProtocolConnection(asyncio.Protocol):
 
 
 class _Outbox:
-    """The requests one event loop's exchanges write in a turn, sent together at the next.
+    """The requests one event loop's exchanges make in a turn, written together at the next.
 
     A request written while the receiving process sleeps wakes it, and on a
     virtual machine that wake-up (an interprocessor interrupt) costs the
     writer several microseconds of kernel time; written one after another,
     only the first of a burst finds it asleep. So requests are queued as the
-    workers make them, and one callback at the loop's next turn writes them
-    all: within the same turn, before the loop waits again.
+    workers make them, and one callback (``call_soon``) writes them all in the
+    loop's next iteration, whose poll does not wait because that callback is
+    ready.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
