@@ -219,17 +219,16 @@ class _SyncConnection:
         self.plain = not isinstance(sock, ssl.SSLSocket)
 
     def uses_kernel_timeouts(self) -> bool:
-        """Whether this exchange bounds its waits with the kernel's timeouts.
+        """Whether this exchange bounds its waits with the kernel's timeouts (``bound``).
 
         A plain connection used off the main thread on 64-bit Linux is put in
-        blocking mode and given ``SO_SNDTIMEO``/``SO_RCVTIMEO`` set to the time
-        left before each call (``bound``): every send and receive is then one
-        system call, where Python's own timeouts add a ``poll`` before each,
-        and each system call lets the other workers take the interpreter lock
-        (32 workers waited on each other twice as often). Not on the main
-        thread: Linux hands a process's signals to it first, and a receive
-        interrupted by one is restarted by Python with the whole timeout again,
-        where Python's own timeouts recompute what is left.
+        blocking mode and given ``SO_SNDTIMEO``/``SO_RCVTIMEO``: every send and
+        receive is then one system call, where Python's own timeouts add a
+        ``poll`` before each, and each system call lets the other workers take
+        the interpreter lock (32 workers waited on each other twice as often).
+        Not on the main thread: Linux hands a process's signals to it first,
+        and a receive interrupted by one is restarted by Python with the whole
+        timeout again, where Python's own timeouts recompute what is left.
         """
         if not (_KERNEL_TIMEOUTS and self.plain and threading.get_ident() != _MAIN_THREAD):
             return False
@@ -237,10 +236,14 @@ class _SyncConnection:
             self.sock.settimeout(None)
         return True
 
-    def bound(self, option: int, deadline: float) -> None:
-        """Let the next blocking send or receive (``SO_SNDTIMEO``, ``SO_RCVTIMEO``) wait no
-        longer than until ``deadline``."""
+    def bound(self, option: int, deadline: float, kernel: bool) -> None:
+        """Let the next send or receive wait no longer than until ``deadline``: through the
+        kernel's ``option`` (``SO_SNDTIMEO``, ``SO_RCVTIMEO``) when ``kernel``, else
+        through Python's socket timeout."""
         left = _left(deadline)
+        if not kernel:
+            self.sock.settimeout(left)
+            return
         whole = int(left)
         micros = max(int((left - whole) * 1_000_000), 0 if whole else 1)  # 0 would wait forever
         self.sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", whole, micros))
@@ -287,27 +290,21 @@ class Http1SyncTransport(_Http1Client[_SyncConnection, SyncResolver]):
         conn: _SyncConnection, target: Target, request: HttpRequest, deadline: float
     ) -> HttpResponse:
         sock = conn.sock
+        kernel = conn.uses_kernel_timeouts()
         try:
-            if conn.uses_kernel_timeouts():
-                try:
-                    unsent = memoryview(conn.wire.request(target, request))
-                    while unsent:
-                        conn.bound(socket.SO_SNDTIMEO, deadline)
-                        unsent = unsent[sock.send(unsent) :]
-                    while True:
-                        conn.bound(socket.SO_RCVTIMEO, deadline)
-                        response = conn.wire.feed(sock.recv(_READ_SIZE))
-                        if response is not None:
-                            return response
-                except BlockingIOError as exc:  # a kernel timeout ran out
-                    raise TimeoutError("timed out") from exc
-            sock.settimeout(_left(deadline))
-            sock.sendall(conn.wire.request(target, request))
+            unsent = memoryview(conn.wire.request(target, request))
+            while unsent:
+                conn.bound(socket.SO_SNDTIMEO, deadline, kernel)
+                unsent = unsent[sock.send(unsent) :]
             while True:
-                sock.settimeout(_left(deadline))
+                conn.bound(socket.SO_RCVTIMEO, deadline, kernel)
                 response = conn.wire.feed(sock.recv(_READ_SIZE))
                 if response is not None:
                     return response
+        except BlockingIOError as exc:  # the kernel's timeout ran out
+            raise TransportError(
+                Outcome.TIMEOUT, "no complete response in time: timed out"
+            ) from exc
         except TimeoutError as exc:
             raise TransportError(Outcome.TIMEOUT, f"no complete response in time: {exc}") from exc
         except OSError as exc:

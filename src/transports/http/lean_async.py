@@ -275,11 +275,8 @@ class _ProtocolConnection(asyncio.Protocol):
         outbox: _Outbox,
     ) -> HttpResponse:
         """Write ``payload`` (at the loop's next turn, with the other exchanges' requests:
-        see ``_Outbox``); the response, or a timeout error at ``deadline`` (loop time)."""
-        transport = self._transport
-        assert transport is not None
-        if self._unusable or transport.is_closing():
-            raise closed_error()
+        see ``_Outbox``, whose ``write`` fails a connection closed meanwhile); the response,
+        or a timeout error at ``deadline`` (loop time)."""
         waiter: asyncio.Future[HttpResponse] = deadlines.loop.create_future()
         self._waiter = waiter
         outbox.add(self, payload)
