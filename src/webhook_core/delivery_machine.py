@@ -32,6 +32,8 @@ leaves the record untouched for any (state, input) pair the table lacks.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import attrs
 
 from webhook_core.errors import IllegalTransition
@@ -179,7 +181,7 @@ DeliveryEffect = DisableEndpoint
 """Every effect ``apply`` may return: drivers match on it exhaustively (``assert_never``)."""
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: see delivery_of
 class Delivery:
     """One event's delivery to one endpoint, with its attempt history."""
 
@@ -208,9 +210,34 @@ class Delivery:
         return self.state in TERMINAL
 
 
+# A frozen attrs class sets each field with a generic ``object.__setattr__``
+# (0.66 us for a Delivery, built several times on the way to each 2xx). A
+# mutable class with the same slots sets them with plain stores, and an object
+# can change its class to one of the same layout: built that way, the record
+# is a Delivery like any other, for half the cost. The layouts match only
+# without a ``__weakref__`` slot (CPython compares slots added after the base).
+_Unfrozen = attrs.make_class(
+    "_Unfrozen",
+    [a.name for a in attrs.fields(Delivery)],
+    slots=True,
+    weakref_slot=False,
+    eq=False,
+    repr=False,
+)
+_become = object.__setattr__
+
+
+def delivery_of(*fields: Any) -> Delivery:
+    """``Delivery(*fields)`` with every field given, in order, at half the cost: for
+    drivers and stores building records on their hot paths."""
+    record = _Unfrozen(*fields)
+    _become(record, "__class__", Delivery)
+    return cast(Delivery, record)
+
+
 def new_delivery(delivery_id: str, event_id: str, endpoint_id: str, now: float) -> Delivery:
     """A pending delivery, due at ``now``."""
-    return Delivery(delivery_id, event_id, endpoint_id, now, DeliveryState.PENDING, now)
+    return delivery_of(delivery_id, event_id, endpoint_id, now, PENDING, now, (), None, None, None)
 
 
 def replay(original: Delivery, delivery_id: str, now: float) -> Delivery:
@@ -261,8 +288,7 @@ def _moved(
     attempts: tuple[Attempt, ...],
     reason: str | None,
 ) -> Delivery:
-    # A positional constructor call: several times cheaper than attrs.evolve on the hot path.
-    return Delivery(
+    return delivery_of(
         d.id,
         d.event_id,
         d.endpoint_id,

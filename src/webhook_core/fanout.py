@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from webhook_core.delivery_machine import Delivery, DeliveryState
+from webhook_core.delivery_machine import Delivery, DeliveryState, delivery_of
 from webhook_core.endpoint_machine import Endpoint, EndpointState
 from webhook_core.envelope import Event
 
@@ -51,4 +51,7 @@ def _deliveries(
     event: Event, targets: list[Endpoint], new_id: Callable[[], str], now: float
 ) -> list[Delivery]:
     event_id, pending = event.id, DeliveryState.PENDING
-    return [Delivery(new_id(), event_id, e.id, now, pending, now) for e in targets]
+    return [
+        delivery_of(new_id(), event_id, e.id, now, pending, now, (), None, None, None)
+        for e in targets
+    ]

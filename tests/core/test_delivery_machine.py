@@ -769,3 +769,34 @@ def test_replay_of_a_non_terminal_delivery_raises() -> None:
     for d in (pending, in_flight, scheduled):
         with pytest.raises(IllegalTransition, match="replay"):
             replay(d, "dlv_2", 10.0)
+
+
+@given(
+    fields=st.tuples(
+        st.text(max_size=5),
+        st.text(max_size=5),
+        st.text(max_size=5),
+        st.floats(allow_nan=False),
+        st.sampled_from(list(DeliveryState)),
+        st.none() | st.floats(allow_nan=False),
+        st.just(()),
+        st.none() | st.text(max_size=5),
+        st.none() | st.text(max_size=5),
+        st.none() | st.text(max_size=5),
+    )
+)
+def test_delivery_of_builds_what_the_constructor_builds(fields: tuple[Any, ...]) -> None:
+    built, constructed = delivery_machine.delivery_of(*fields), Delivery(*fields)
+    assert type(built) is Delivery
+    assert built == constructed and hash(built) == hash(constructed)
+    assert attrs.astuple(built, recurse=False) == fields
+    assert repr(built) == repr(constructed)
+    assert copy.deepcopy(built) == constructed
+    assert attrs.evolve(built, reason="changed").reason == "changed"
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built.state = DeliveryState.FAILED  # type: ignore[misc]
+
+
+def test_delivery_of_takes_every_field() -> None:
+    with pytest.raises(TypeError):
+        delivery_machine.delivery_of("dlv_1", "evt_1", "ep_1", 1.0)

@@ -19,6 +19,7 @@ from webhook_core import (
     EndpointSecret,
     Outcome,
 )
+from webhook_core.delivery_machine import delivery_of
 
 ENDPOINT_CACHE = 32_768
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
@@ -139,7 +140,7 @@ def delivery_from_row(row: tuple[Any, ...], lease_token: str | None = None) -> D
     The lease token is not among the columns read back: only a claim hands
     it out (``lease_token``), so a record read from the store has none.
     """
-    return Delivery(
+    return delivery_of(
         row[0],
         row[1],
         row[2],
