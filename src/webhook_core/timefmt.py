@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from webhook_core.errors import PayloadError
@@ -51,11 +52,15 @@ def rfc3339(epoch_seconds: float) -> str:
     >>> rfc3339(1704067200)
     '2024-01-01T00:00:00Z'
     """
-    whole = int(epoch_seconds // 1)
+    return _whole_seconds(int(epoch_seconds // 1))
+
+
+@functools.lru_cache(maxsize=64)  # events published in one second share their timestamp
+def _whole_seconds(whole: int) -> str:
     days, rest = divmod(whole, _SECONDS_PER_DAY)
     year, month, day = _civil_from_days(days)
     if not 0 <= year <= 9999:
-        raise ValueError(f"epoch seconds {epoch_seconds!r} fall outside years 0000-9999")
+        raise ValueError(f"epoch seconds {whole} fall outside years 0000-9999")
     hour, rest = divmod(rest, 3600)
     minute, second = divmod(rest, 60)
     return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.core.test_canonical import json_values
 from webhook_core.catalog import (
     PLATFORM_EVENTS,
     CampaignData,
@@ -448,6 +449,24 @@ def test_build_event_envelope() -> None:
     assert b'"n":1,' in event.body
     assert b'"big":1e+21' in event.body
     assert "राजेश कुमार".encode() in event.body
+
+
+@given(
+    name=names,
+    event_id=st.from_regex(r"[A-Za-z0-9_\-:]{1,128}", fullmatch=True),
+    now=st.floats(min_value=0, max_value=253402300799),
+    data=st.dictionaries(st.text(max_size=5), json_values, max_size=4),
+)
+def test_build_event_body_is_the_canonical_envelope(
+    name: str, event_id: str, now: float, data: dict[str, Any]
+) -> None:
+    from webhook_core.envelope import build_event, envelope_bytes
+    from webhook_core.timefmt import rfc3339
+
+    catalog = EventCatalog()
+    catalog.register(name)
+    event = build_event(catalog, name, data, event_id=event_id, now=now)
+    assert event.body == envelope_bytes(name, rfc3339(now), data, event_id)
 
 
 @pytest.mark.parametrize(
