@@ -800,3 +800,40 @@ def test_delivery_of_builds_what_the_constructor_builds(fields: tuple[Any, ...])
 def test_delivery_of_takes_every_field() -> None:
     with pytest.raises(TypeError):
         delivery_machine.delivery_of("dlv_1", "evt_1", "ep_1", 1.0)
+
+
+def test_attempt_of_builds_what_the_constructor_builds() -> None:
+    fields = (2, 1.0, 1.5, Outcome.HTTP_ERROR, 503, None, "busy")
+    built, constructed = delivery_machine.attempt_of(*fields), delivery_machine.Attempt(*fields)
+    assert type(built) is delivery_machine.Attempt
+    assert built == constructed and repr(built) == repr(constructed)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built.status = 200  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        attrs.make_class("Weak", ["a"], slots=True, frozen=True),
+        attrs.make_class("Mutable", ["a"], slots=True, weakref_slot=False),
+        attrs.make_class(
+            "Checked",
+            {"a": attrs.field(validator=attrs.validators.instance_of(int))},
+            slots=True,
+            frozen=True,
+            weakref_slot=False,
+        ),
+        attrs.make_class(
+            "Converted",
+            {"a": attrs.field(converter=int)},
+            slots=True,
+            frozen=True,
+            weakref_slot=False,
+        ),
+    ],
+)
+def test_positional_builder_refuses_records_it_would_build_wrongly(record: type) -> None:
+    from webhook_core.statemachine import positional_builder
+
+    with pytest.raises(TypeError, match="not a frozen slotted record"):
+        positional_builder(record)

@@ -19,7 +19,7 @@ from webhook_core import (
     EndpointSecret,
     Outcome,
 )
-from webhook_core.delivery_machine import delivery_of
+from webhook_core.delivery_machine import attempt_of, delivery_of
 
 ENDPOINT_CACHE = 32_768
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
@@ -98,7 +98,7 @@ def attempts_from_json(text: str) -> tuple[Attempt, ...]:
     """A delivery's attempt history from its JSON array."""
     data: list[dict[str, Any]] = json.loads(text)
     return tuple(
-        Attempt(
+        attempt_of(
             a["number"],
             a["started_at"],
             a["ended_at"],
