@@ -143,6 +143,56 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(flavour: str) -
         assert len({r.connection_id for r in rx.requests}) == 2
 
 
+@contextlib.contextmanager
+def _stray_bytes_server() -> Iterator[tuple[str, list[int]]]:
+    """A server that answers each request 200 and, on its first connection, then writes an
+    unasked ``408`` while keeping the connection open; its URL and the connections it took."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    accepted: list[int] = []
+    stop = threading.Event()
+
+    def serve(conn: socket.socket, number: int) -> None:
+        with conn, contextlib.suppress(OSError):  # the client may close it with a reset
+            conn.settimeout(5)
+            while not stop.is_set():
+                data = b""
+                while not data.endswith(BODY):
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+                if number == 0:
+                    time.sleep(0.05)
+                    conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(len(accepted))
+            threading.Thread(target=serve, args=(conn, accepted[-1]), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/x", accepted
+    finally:
+        stop.set()
+        acceptor.join()
+        listener.close()
+
+
+def test_a_connection_that_received_bytes_while_idle_is_not_reused(flavour: str) -> None:
+    with _stray_bytes_server() as (url, accepted):
+        answers = _with_pause(flavour, url, 0.3)
+        assert [ok(a).status for a in answers] == [200, 200]
+        assert len(accepted) == 2
+
+
 def _with_pause(flavour: str, url: str, seconds: float) -> list[HttpResponse | TransportError]:
     parser = flavour.split("-")[1]
     if runtime(flavour) == "sync":

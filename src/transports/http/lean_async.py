@@ -82,6 +82,11 @@ class _TrioConnection(_StreamConnection):
     in the next, and once more before it reads.
     """
 
+    received = 0  # bytes read, for ``hung_up``
+
+    def hung_up(self) -> bool:
+        return _hung_up(self._sock, self.received)
+
     async def exchange(
         self, payload: bytes, kept: tuple[_TrioDeadlines, float, float] | None = None
     ) -> HttpResponse:
@@ -110,6 +115,7 @@ class _TrioConnection(_StreamConnection):
                 except BlockingIOError:
                     await _wait(trio.lowlevel.wait_readable, sock, waiting)
                     continue
+                self.received += len(data)
                 response = self.wire.feed(data)
                 if response is not None:
                     return response
