@@ -96,7 +96,7 @@ class Attempt:
 
 
 attempt_of = positional_builder(Attempt)
-"""``Attempt(*fields)`` with every field given, in order, at half the cost."""
+"""What ``Attempt(...)`` builds, for half the cost (see ``positional_builder``)."""
 
 
 @attrs.frozen
@@ -213,7 +213,7 @@ class Delivery:
 
 
 delivery_of = positional_builder(Delivery)
-"""``Delivery(*fields)`` with every field given, in order, at half the cost."""
+"""What ``Delivery(...)`` builds, for half the cost (see ``positional_builder``)."""
 
 
 def new_delivery(delivery_id: str, event_id: str, endpoint_id: str, now: float) -> Delivery:

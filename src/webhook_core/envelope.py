@@ -75,7 +75,8 @@ def build_event(
     check_depth(data, "$.data", 1)
     json_data = catalog.to_json(name, data)
     # What envelope_bytes writes, around the data encoded alone: the name (a
-    # catalog's), the timestamp and the id (validated) hold nothing JSON escapes.
+    # catalog's), the timestamp and the id (validated) hold nothing JSON escapes,
+    # and check_depth has already refused data too deep for the whole envelope.
     body = b'{"event":"%b","timestamp":"%b","data":%b,"id":"%b"}' % (
         name.encode(),
         rfc3339(now).encode(),

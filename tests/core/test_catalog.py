@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -449,6 +450,24 @@ def test_build_event_envelope() -> None:
     assert b'"n":1,' in event.body
     assert b'"big":1e+21' in event.body
     assert "राजेश कुमार".encode() in event.body
+
+
+def test_names_and_ids_hold_no_character_json_escapes() -> None:
+    """build_event writes the name and the id into the body unescaped (as the timestamp)."""
+    from webhook_core.envelope import validate_id
+
+    for code in [*range(0x80), 0x2028, 0xE9, 0xFFFF]:
+        c = chr(code)
+        escaped = json.dumps(c, ensure_ascii=False) != f'"{c}"'
+        for check in (
+            functools.partial(validate_id, f"a{c}", "id"),
+            functools.partial(validate_event_name, f"a{c}"),
+        ):
+            try:
+                check()
+            except (PayloadError, InvalidEventName):
+                continue
+            assert not escaped, repr(c)
 
 
 @given(

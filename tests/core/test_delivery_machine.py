@@ -797,9 +797,11 @@ def test_delivery_of_builds_what_the_constructor_builds(fields: tuple[Any, ...])
         built.state = DeliveryState.FAILED  # type: ignore[misc]
 
 
-def test_delivery_of_takes_every_field() -> None:
-    with pytest.raises(TypeError):
-        delivery_machine.delivery_of("dlv_1", "evt_1", "ep_1", 1.0)
+def test_delivery_of_takes_keywords_and_defaults_as_the_constructor_does() -> None:
+    built = delivery_machine.delivery_of("dlv_1", "evt_1", "ep_1", 1.0, reason="why")
+    assert built == Delivery("dlv_1", "evt_1", "ep_1", 1.0, reason="why")
+    with pytest.raises(TypeError, match=r"Delivery\.__init__\(\) missing"):
+        delivery_machine.delivery_of("dlv_1", "evt_1")  # type: ignore[call-arg]
 
 
 def test_attempt_of_builds_what_the_constructor_builds() -> None:
@@ -811,29 +813,40 @@ def test_attempt_of_builds_what_the_constructor_builds() -> None:
         built.status = 200  # type: ignore[misc]
 
 
+def _frozen(name: str, fields: Any, **options: Any) -> type:
+    return attrs.make_class(name, fields, slots=True, frozen=True, weakref_slot=False, **options)
+
+
+@attrs.frozen(weakref_slot=False)
+class _Base:
+    a: int
+
+
+@attrs.frozen(weakref_slot=False)
+class _Derived(_Base):
+    b: int
+
+
 @pytest.mark.parametrize(
     "record",
     [
         attrs.make_class("Weak", ["a"], slots=True, frozen=True),
         attrs.make_class("Mutable", ["a"], slots=True, weakref_slot=False),
-        attrs.make_class(
-            "Checked",
-            {"a": attrs.field(validator=attrs.validators.instance_of(int))},
-            slots=True,
-            frozen=True,
-            weakref_slot=False,
+        _frozen("Checked", {"a": attrs.field(validator=attrs.validators.instance_of(int))}),
+        _frozen("Converted", {"a": attrs.field(converter=int)}),
+        _frozen("Uninitialised", {"a": attrs.field(init=False, default=0)}),
+        _frozen("Hashed", ["a"], cache_hash=True),
+        _frozen(
+            "PreInit",
+            ["a"],
+            bases=(type("Hook", (), {"__slots__": (), "__attrs_pre_init__": lambda self: None}),),
         ),
-        attrs.make_class(
-            "Converted",
-            {"a": attrs.field(converter=int)},
-            slots=True,
-            frozen=True,
-            weakref_slot=False,
-        ),
+        _Derived,
     ],
+    ids=lambda r: r.__name__,
 )
 def test_positional_builder_refuses_records_it_would_build_wrongly(record: type) -> None:
     from webhook_core.statemachine import positional_builder
 
-    with pytest.raises(TypeError, match="not a frozen slotted record"):
+    with pytest.raises(TypeError, match=r"does more than set its fields|through a twin"):
         positional_builder(record)

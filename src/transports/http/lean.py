@@ -95,39 +95,48 @@ def _refused(target: Target, exc: Exception | None) -> TransportError:
     return TransportError(Outcome.CONNECT_ERROR, f"resolving {target.host!r}: {reason}")
 
 
-def _hung_up(sock: socket.socket | None, received: int | None = None) -> bool:
-    """True if an idle connection's socket has something to read: a close, or stray bytes.
+# Linux's ``struct tcp_info``: ``tcpi_state`` first, and ``tcpi_bytes_received`` (since
+# Linux 4.1; a FIN counts one) the 8 bytes at 128. Older kernels answer shorter, and
+# where the count stays 0 (a sandbox that does not keep it) it is not asked again.
+class _TcpInfo:
+    option = getattr(socket, "TCP_INFO", None) if sys.platform == "linux" else None
 
-    ``received``: every byte read from a plain socket so far. With it, on Linux,
-    the kernel's ``TCP_INFO`` answers (the connection's state, and the bytes it
-    has received, which must all have been read) in a call that keeps the GIL.
-    ``select`` releases it, and with worker threads waiting for the GIL (the
-    SQLite store's, or the threaded driver's), the caller then waits for its
-    turn again: under trio on SQLite, 0.8 of a context switch and a sixth of
-    the rate a delivery.
+
+_INFO_SIZE = 136
+_BYTES_RECEIVED = struct.Struct("=128xQ")
+_ESTABLISHED = 1
+
+
+def _hung_up(sock: socket.socket | None, received: int | None = None) -> bool:
+    """True if an idle connection cannot carry a request: the server closed or reset it,
+    or sent something unasked.
+
+    ``received``, the bytes read from a plain socket so far, lets Linux answer
+    through ``TCP_INFO``: the connection must still be established, and every
+    byte it received read. That call keeps the GIL, where ``select`` releases
+    it, and a worker thread waiting for the GIL (the SQLite store's, or another
+    threaded worker) would take it, leaving the caller to wait its turn again.
+    A socket error pending on an established connection goes unnoticed here:
+    the exchange then fails as a network error, retried like any other.
     """
     if sock is None:
         return False
-    if received is not None and _TCP_INFO is not None:
+    option = _TcpInfo.option
+    if received is not None and option is not None:
         try:
-            info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _INFO_SIZE)
+            info = sock.getsockopt(socket.IPPROTO_TCP, option, _INFO_SIZE)
         except OSError:
             return True
         if len(info) == _INFO_SIZE:
-            return info[0] != _ESTABLISHED or _BYTES_RECEIVED.unpack_from(info)[0] != received
+            counted = _BYTES_RECEIVED.unpack_from(info)[0]
+            if counted or not received:
+                return info[0] != _ESTABLISHED or counted != received
+            _TcpInfo.option = None
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
     return bool(readable)
-
-
-# Linux's ``struct tcp_info``: ``tcpi_state`` first, and ``tcpi_bytes_received`` (since
-# Linux 4.1) the 8 bytes at 128. An older kernel answers shorter: ``select`` then.
-_TCP_INFO = getattr(socket, "TCP_INFO", None) if sys.platform == "linux" else None
-_INFO_SIZE = 136
-_BYTES_RECEIVED = struct.Struct("=128xQ")
-_ESTABLISHED = 1
 
 
 class _Idle(Generic[C]):

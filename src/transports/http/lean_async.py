@@ -82,7 +82,9 @@ class _TrioConnection(_StreamConnection):
     in the next, and once more before it reads.
     """
 
-    received = 0  # bytes read, for ``hung_up``
+    def __init__(self, stream: anyio.abc.ByteStream, wire: Wire) -> None:
+        super().__init__(stream, wire)
+        self.received = 0  # bytes read, for ``hung_up``
 
     def hung_up(self) -> bool:
         return _hung_up(self._sock, self.received)
