@@ -845,8 +845,8 @@ class _Derived(_Base):
     ],
     ids=lambda r: r.__name__,
 )
-def test_positional_builder_refuses_records_it_would_build_wrongly(record: type) -> None:
-    from webhook_core.statemachine import positional_builder
+def test_record_builder_refuses_records_it_would_build_wrongly(record: type) -> None:
+    from webhook_core.statemachine import record_builder
 
     with pytest.raises(TypeError, match=r"does more than set its fields|through a twin"):
-        positional_builder(record)
+        record_builder(record)
