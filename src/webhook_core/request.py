@@ -8,11 +8,12 @@ from webhook_core.delivery_machine import Delivery
 from webhook_core.endpoint_machine import Endpoint
 from webhook_core.envelope import Event
 from webhook_core.signing import SIGNATURE_HEADER, Secret, platform_signature, webhook_signature
+from webhook_core.statemachine import record_builder
 
 USER_AGENT = "webhooks-delivery/0.1 (+python)"
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: see record_builder
 class HttpRequest:
     """A signed POST: the driver sends exactly these bytes and headers, within ``timeout``."""
 
@@ -20,6 +21,9 @@ class HttpRequest:
     headers: tuple[tuple[str, str], ...]
     body: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
     timeout: float
+
+
+_request_of = record_builder(HttpRequest)
 
 
 def _headers(
@@ -64,7 +68,7 @@ def delivery_request(
         endpoint.headers,
         user_agent,
     )
-    return HttpRequest(endpoint.url, headers, event.body, timeout)
+    return _request_of(endpoint.url, headers, event.body, timeout)
 
 
 def verification_request(

@@ -23,6 +23,7 @@ import h11
 import httpx
 
 from webhook_core import AttemptResult, HttpRequest, Outcome
+from webhook_core.retry import RETRY_AFTER_STATUSES
 
 BODY_LIMIT = 64 * 1024
 
@@ -51,12 +52,13 @@ def attempt_result(
     if isinstance(outcome, TransportError):
         return AttemptResult(started, ended, error_kind=outcome.kind, error=outcome.detail), b""
     excerpt = outcome.body.decode("utf-8", errors="replace")
+    status = outcome.status
     result = AttemptResult(
         started,
         ended,
-        status=outcome.status,
+        status=status,
         response_excerpt=excerpt,
-        retry_after=outcome.header("retry-after"),
+        retry_after=outcome.header("retry-after") if status in RETRY_AFTER_STATUSES else None,
     )
     return result, outcome.body
 

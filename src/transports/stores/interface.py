@@ -45,6 +45,7 @@ from typing import Any, Protocol, Self, TypeAlias, TypeVar
 import attrs
 
 from webhook_core import Delivery, DeliveryState, Endpoint, Event
+from webhook_core.statemachine import record_builder
 
 
 class DuplicateEvent(ValueError):
@@ -93,7 +94,7 @@ def first_of_each(deliveries: Sequence[Delivery]) -> list[Delivery]:
     return list(first.values())
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: see record_builder
 class Claimed:
     """A leased delivery with what is needed to send it, and when the lease ends."""
 
@@ -101,6 +102,10 @@ class Claimed:
     event: Event
     endpoint: Endpoint
     lease_until: float
+
+
+claimed_of = record_builder(Claimed)
+"""What ``Claimed(...)`` builds, at 60 % of the cost (see ``record_builder``)."""
 
 
 @attrs.frozen

@@ -31,6 +31,7 @@ from transports.stores.interface import (
     EventBatch,
     SchemaStatus,
     claim_prefix,
+    claimed_of,
 )
 from transports.stores.records import check_prunable
 from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
@@ -156,7 +157,7 @@ class MemoryStore(ClosesOnExit):
         heapq.heappush(self._lease_heap, (lease_until, next(self._seq), delivery_id))
 
     def _claimed(self, d: Delivery, lease_until: float, token: str) -> Claimed:
-        return Claimed(
+        return claimed_of(
             _record(d, d.state, d.next_attempt_at, token),
             self._events[d.event_id],
             self._endpoints[d.endpoint_id],

@@ -51,6 +51,7 @@ from transports.stores.interface import (
     EventBatch,
     SchemaStatus,
     claim_prefix,
+    claimed_of,
     first_of_each,
 )
 from transports.stores.records import (
@@ -446,7 +447,7 @@ class PostgresStore(ClosesOnExit):
                 else:
                     endpoints[key] = endpoint_from_json(record)
         return [
-            Claimed(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)
+            claimed_of(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)
             for d in deliveries
         ]
 

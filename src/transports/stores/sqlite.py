@@ -56,6 +56,7 @@ from transports.stores.interface import (
     EventBatch,
     SchemaStatus,
     claim_prefix,
+    claimed_of,
     error_twin,
     first_of_each,
 )
@@ -578,7 +579,7 @@ class SQLiteStore(ClosesOnExit):
         events = {r[0]: _event(r) for r in event_rows}
         endpoints = {e.id: e for e in (endpoint_from_json(r[0]) for r in records)}
         return [
-            Claimed(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)
+            claimed_of(d, events[d.event_id], endpoints[d.endpoint_id], lease_until)
             for d in (delivery_from_row(r, prefix + r[0]) for r in rows)
         ]
 
