@@ -419,7 +419,9 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         (trio's own on a pooled TLS connection under trio).
         """
         target = self._target(request.url)
-        conn = await self._idle_connection(target)
+        conn, stale = self._idle_connection(target)
+        if stale:
+            await self._close(stale)
         if isinstance(conn, _ProtocolConnection):
             deadline = asyncio.get_running_loop().time() + request.timeout
             return await self._exchange(conn, target, request, deadline)
@@ -480,15 +482,21 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
             deadlines = self._trio_deadlines = _TrioDeadlines()
         return deadlines
 
-    async def _idle_connection(self, target: Target) -> _AsyncConnection | None:
-        """A pooled connection to ``target``'s origin that is still open, if there is one."""
+    def _idle_connection(
+        self, target: Target
+    ) -> tuple[_AsyncConnection | None, list[_AsyncConnection]]:
+        """A pooled connection to ``target``'s origin that is still open, if there is one, and
+        the connections to close (expired, or hung up): no coroutine when there are none."""
         conn, stale = self._idle.take(target.origin)
-        for old in stale:
-            await old.aclose()
         if conn is not None and conn.hung_up():
+            stale.append(conn)
+            conn = None
+        return conn, stale
+
+    @staticmethod
+    async def _close(conns: list[_AsyncConnection]) -> None:
+        for conn in conns:
             await conn.aclose()
-            return None
-        return conn
 
     async def _connect(self, target: Target) -> _AsyncConnection:
         tls = self._ssl if target.scheme == "https" else None
