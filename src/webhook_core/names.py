@@ -59,4 +59,7 @@ def pattern_matches(pattern: str, name: str) -> bool:
 
 def any_pattern_matches(patterns: tuple[str, ...], name: str) -> bool:
     """True when one of ``patterns`` selects ``name``."""
-    return any(pattern_matches(p, name) for p in patterns)
+    for pattern in patterns:  # a loop, not any() over a generator: once per endpoint and event
+        if pattern_matches(pattern, name):
+            return True
+    return False
