@@ -310,6 +310,10 @@ def test_a_result_from_no_claim_of_the_row_is_refused(store: Store) -> None:
     assert store.complete([attrs.evolve(done, lease_token="made-up")], "w1") == 0
     assert store.get_delivery(delivery.id) == read_back
     assert store.complete([done], "w1") == 1
+    written = store.get_delivery(delivery.id)
+    assert written is not None and written.state is DeliveryState.DELIVERED
+    assert written.lease_token is None  # the claim's token is not part of the stored record
+    assert [d.lease_token for d in store.list_deliveries()] == [None]
     assert store.get_delivery(delivery.id) == unleased(done)
 
 
