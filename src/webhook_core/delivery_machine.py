@@ -96,7 +96,7 @@ class Attempt:
 
 
 attempt_of = record_builder(Attempt)
-"""What ``Attempt(...)`` builds, at 60 % of the cost (see ``record_builder``)."""
+"""What ``Attempt(...)`` builds, for less (see ``record_builder``)."""
 
 
 @attrs.frozen
@@ -213,12 +213,12 @@ class Delivery:
 
 
 delivery_of = record_builder(Delivery)
-"""What ``Delivery(...)`` builds, at 60 % of the cost (see ``record_builder``)."""
+"""What ``Delivery(...)`` builds, for less (see ``record_builder``)."""
 
 
 def new_delivery(delivery_id: str, event_id: str, endpoint_id: str, now: float) -> Delivery:
     """A pending delivery, due at ``now``."""
-    return delivery_of(delivery_id, event_id, endpoint_id, now, PENDING, now, (), None, None, None)
+    return delivery_of(delivery_id, event_id, endpoint_id, now, PENDING, now)
 
 
 def replay(original: Delivery, delivery_id: str, now: float) -> Delivery:

@@ -51,7 +51,4 @@ def _deliveries(
     event: Event, targets: list[Endpoint], new_id: Callable[[], str], now: float
 ) -> list[Delivery]:
     event_id, pending = event.id, DeliveryState.PENDING
-    return [
-        delivery_of(new_id(), event_id, e.id, now, pending, now, (), None, None, None)
-        for e in targets
-    ]
+    return [delivery_of(new_id(), event_id, e.id, now, pending, now) for e in targets]

@@ -105,7 +105,7 @@ class Claimed:
 
 
 claimed_of = record_builder(Claimed)
-"""What ``Claimed(...)`` builds, at 60 % of the cost (see ``record_builder``)."""
+"""What ``Claimed(...)`` builds, for less (see ``record_builder``)."""
 
 
 @attrs.frozen
