@@ -236,8 +236,11 @@ class _ProtocolConnection(asyncio.Protocol):
     close, stray bytes) marks it unusable at once.
     """
 
-    def __init__(self, wire: Wire) -> None:
+    def __init__(self, wire: Wire, deadlines: _Deadlines, outbox: _Outbox) -> None:
         self.wire = wire
+        self.loop = deadlines.loop
+        self._deadlines = deadlines
+        self._outbox = outbox
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._unusable = False
@@ -274,20 +277,14 @@ class _ProtocolConnection(asyncio.Protocol):
         if response is not None:
             waiter.set_result(response)
 
-    async def exchange(
-        self,
-        payload: bytes,
-        deadline: float,
-        timeout: float,
-        deadlines: _Deadlines,
-        outbox: _Outbox,
-    ) -> HttpResponse:
+    async def exchange(self, payload: bytes, deadline: float, timeout: float) -> HttpResponse:
         """Write ``payload`` (at the loop's next turn, with the other exchanges' requests:
         see ``_Outbox``, whose ``write`` fails a connection closed meanwhile); the response,
-        or a timeout error at ``deadline`` (loop time)."""
-        waiter: asyncio.Future[HttpResponse] = deadlines.loop.create_future()
+        or a timeout error at ``deadline`` (the loop's time)."""
+        deadlines = self._deadlines
+        waiter: asyncio.Future[HttpResponse] = self.loop.create_future()
         self._waiter = waiter
-        outbox.add(self, payload)
+        self._outbox.add(self, payload)
         tick = deadlines.add(waiter, deadline, timeout)
         try:
             return await waiter
@@ -309,7 +306,12 @@ class _ProtocolConnection(asyncio.Protocol):
                 waiter.set_exception(_classify(exc, connecting=False))
 
     def hung_up(self) -> bool:
-        return self._unusable or self._transport is None or self._transport.is_closing()
+        return (
+            self._unusable
+            or self._transport is None
+            or self._transport.is_closing()
+            or self.loop.is_closed()
+        )
 
     async def aclose(self) -> None:
         self._unusable = True
@@ -423,7 +425,7 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         if stale:
             await self._close(stale)
         if isinstance(conn, _ProtocolConnection):
-            deadline = asyncio.get_running_loop().time() + request.timeout
+            deadline = conn.loop.time() + request.timeout
             return await self._exchange(conn, target, request, deadline)
         if isinstance(conn, _TrioConnection):  # pooled under trio: the run's deadlines
             deadline = trio.current_time() + request.timeout
@@ -452,10 +454,7 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
         try:
             payload = conn.wire.request(target, request)
             if isinstance(conn, _ProtocolConnection):
-                deadlines, outbox = self._loop_helpers()
-                response = await conn.exchange(
-                    payload, deadline, request.timeout, deadlines, outbox
-                )
+                response = await conn.exchange(payload, deadline, request.timeout)
             elif kept and isinstance(conn, _TrioConnection):
                 response = await conn.exchange(
                     payload, (self._run_deadlines(), deadline, request.timeout)
@@ -530,13 +529,13 @@ class Http1Transport(_Http1Client[_AsyncConnection, AsyncResolver]):
     async def _open_protocol(
         self, addresses: list[str], target: Target, tls: ssl.SSLContext | None
     ) -> _ProtocolConnection:
-        loop = asyncio.get_running_loop()
+        deadlines, outbox = self._loop_helpers()
         error: OSError | None = None
         for address in addresses:
             wire = self._wire()
             try:
-                _, protocol = await loop.create_connection(
-                    lambda wire=wire: _ProtocolConnection(wire),
+                _, protocol = await deadlines.loop.create_connection(
+                    lambda wire=wire: _ProtocolConnection(wire, deadlines, outbox),
                     address,
                     target.port,
                     ssl=tls,
