@@ -161,8 +161,14 @@ def test_the_request_bytes() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [("X-Evil", "a\r\nInjected: yes"), ("X-Evil", "a\nb"), ("X-Name", "caf\u00e9\u20ac")],
-    ids=["crlf", "lf", "not-latin-1"],
+    [
+        ("X-Evil", "a\r\nInjected: yes"),
+        ("X-Evil", "a\nb"),
+        ("X-Evil", "a\rb"),
+        ("X-Evil\r", "a"),
+        ("X-Name", "caf\u00e9\u20ac"),
+    ],
+    ids=["crlf", "lf", "cr", "cr-in-name", "not-latin-1"],
 )
 def test_a_header_that_cannot_be_sent_is_refused(header: tuple[str, str]) -> None:
     bad = HttpRequest(REQUEST.url, (header,), b"{}", 5.0)

@@ -93,11 +93,11 @@ def request_bytes(target: Target, request: HttpRequest) -> bytes:
         f"Content-Length: {len(request.body)}",
         *[f"{name}: {value}" for name, value in request.headers],
     ]
-    head = "\r\n".join(lines)
-    if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
+    flat = "".join(lines)  # "in" finds a character with memchr; "count" reads every one
+    if "\n" in flat or "\r" in flat:
         raise TransportError(Outcome.PROTOCOL_ERROR, "a request header holds CR or LF")
     try:
-        return (head + "\r\n\r\n").encode("latin-1") + request.body
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
     except UnicodeEncodeError as exc:
         raise TransportError(
             Outcome.PROTOCOL_ERROR, f"a request header is not latin-1: {exc}"
