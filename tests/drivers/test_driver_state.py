@@ -197,7 +197,7 @@ def test_a_finished_attempt_leaves_the_endpoint_gate() -> None:
     assert request is not None
     # The send starts a moment after the attempt was admitted; the gate knows it by the latter.
     sent = AttemptResult(started_at=T0 + 0.01, ended_at=T0 + 0.02, status=200)
-    s.attempt_ended(first, sent, T0 + 0.02, T0)
+    s.attempt_ended(first, sent, T0)
     later = T0 + 10
     # A success widened the window to 8: the fifth attempt under way at once is admitted,
     # unless the first one still counts as in flight (then the endpoint looks slow).

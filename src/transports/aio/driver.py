@@ -594,7 +594,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
                     self.observer.attempt_abandoned(claim, token)
                     raise
                 with self._state_lock:
-                    self._state.attempt_ended(claim, result, clock.now(), now)
+                    self._state.attempt_ended(claim, result, now)
                 delivery, effects = self._state.finish(delivery, result)
                 self.observer.attempt_ended(claim, delivery, token)
             if not self._queue_result(delivery):

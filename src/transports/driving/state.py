@@ -287,14 +287,12 @@ class DriverState:
             claim.lease_until,
         )
 
-    def attempt_ended(
-        self, claim: Claimed, result: AttemptResult, now: float, begun_at: float
-    ) -> None:
+    def attempt_ended(self, claim: Claimed, result: AttemptResult, begun_at: float) -> None:
         """The attempt ``begin`` started at ``begun_at`` ended with ``result``: the gate
         (which knows the attempt by ``begun_at``) and the pace are told."""
         if self.gate is not None:
             ok = result.status is not None and 200 <= result.status <= 299
-            self.gate.finished(claim.endpoint.id, now, ok, begun_at)
+            self.gate.finished(claim.endpoint.id, result.ended_at, ok, begun_at)
         took = result.ended_at - result.started_at
         self._attempt_time += _PACE_WEIGHT * (took - self._attempt_time)
 
