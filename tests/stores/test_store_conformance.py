@@ -192,6 +192,20 @@ def test_claim_leases_due_deliveries_oldest_first_up_to_the_limit(store: Store) 
     assert store.count_deliveries(DeliveryFilter(state=DeliveryState.IN_FLIGHT)) == 5
 
 
+def test_claim_takes_the_earliest_due_whatever_order_they_came_in(store: Store) -> None:
+    store.save_endpoint(endpoint())
+    for n, at in enumerate([T0 + 4, T0 + 1, T0 + 3, T0, T0 + 2]):
+        publish_one(store, at, n)
+    assert store.next_due() == T0
+    claimed = store.claim(T0 + 10, 3, "w1", T0 + 60)
+    assert sorted(c.delivery.created_at for c in claimed) == [T0, T0 + 1, T0 + 2]
+    store.claim(T0 + 10, 2, "w1", T0 + 30)  # leases that end before the first three's
+    assert store.next_due() == T0 + 30
+    again = store.claim(T0 + 30, 10, "w2", T0 + 90)
+    assert sorted(c.delivery.created_at for c in again) == [T0 + 3, T0 + 4]
+    assert store.next_due() == T0 + 60
+
+
 def test_an_expired_lease_is_claimed_again_as_in_flight(store: Store) -> None:
     store.save_endpoint(endpoint())
     (delivery,) = publish_one(store)
