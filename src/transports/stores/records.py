@@ -25,6 +25,7 @@ ENDPOINT_CACHE = 32_768
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 _json_text: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _OUTCOMES = {o: _json_text(o.value) for o in Outcome}
+_OUTCOMES_BY_VALUE = {o.value: o for o in Outcome}  # a dict lookup, not Outcome(value)
 
 converter = cattrs.Converter()
 converter.register_unstructure_hook(Outcome, lambda o: o.value)
@@ -102,7 +103,7 @@ def attempts_from_json(text: str) -> tuple[Attempt, ...]:
             a["number"],
             a["started_at"],
             a["ended_at"],
-            Outcome(a["outcome"]),
+            _OUTCOMES_BY_VALUE[a["outcome"]],
             a.get("status"),
             a.get("error"),
             a.get("response_excerpt"),
