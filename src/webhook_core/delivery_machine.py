@@ -69,12 +69,13 @@ class Outcome(Symbol):
 # The kinds an ``AttemptResult`` may carry instead of a status. ``ABANDONED`` is not
 # one: an attempt without a result is fed as ``Abandon``, which does not use up the
 # retry budget, and a ``Finish`` carrying it would retry for ever uncounted.
-ERROR_KINDS = frozenset(Outcome) - {
+SUCCESS, HTTP_ERROR, REDIRECT, ABANDONED = (
     Outcome.SUCCESS,
     Outcome.HTTP_ERROR,
     Outcome.REDIRECT,
     Outcome.ABANDONED,
-}
+)
+ERROR_KINDS = frozenset(Outcome) - {SUCCESS, HTTP_ERROR, REDIRECT, ABANDONED}
 
 
 @attrs.frozen(weakref_slot=False)  # no __weakref__ slot: see record_builder
@@ -203,8 +204,7 @@ class Delivery:
     @property
     def attempts_made(self) -> int:
         """Attempts that count against the retry budget (abandoned ones do not)."""
-        abandoned = Outcome.ABANDONED
-        return sum(1 for a in self.attempts if a.outcome is not abandoned) if self.attempts else 0
+        return sum(1 for a in self.attempts if a.outcome is not ABANDONED) if self.attempts else 0
 
     @property
     def is_terminal(self) -> bool:
@@ -303,11 +303,11 @@ def _finish(
         outcome = result.error_kind
         assert outcome is not None
     elif 200 <= status <= 299:
-        outcome = Outcome.SUCCESS
+        outcome = SUCCESS
     elif 300 <= status <= 399:
-        outcome = Outcome.REDIRECT
+        outcome = REDIRECT
     else:
-        outcome = Outcome.HTTP_ERROR
+        outcome = HTTP_ERROR
     excerpt = result.response_excerpt
     if excerpt is not None and len(excerpt) > RESPONSE_EXCERPT_LIMIT:
         excerpt = excerpt[:RESPONSE_EXCERPT_LIMIT]
@@ -315,7 +315,7 @@ def _finish(
         number, result.started_at, result.ended_at, outcome, status, result.error, excerpt
     )
     attempts = (*d.attempts, attempt)
-    if outcome is Outcome.SUCCESS:
+    if outcome is SUCCESS:
         return _moved(d, DELIVERED, None, attempts, None), ()
     if status == 410:
         reason = "endpoint answered 410 Gone"
@@ -340,11 +340,9 @@ def _abandon(
     d: Delivery, event: Abandon, policy: RetryPolicy
 ) -> tuple[Delivery, tuple[DeliveryEffect, ...]]:
     started = event.now
-    attempt = attempt_of(
-        d.attempts_made + 1, started, started, Outcome.ABANDONED, None, event.reason, None
-    )
+    attempt = attempt_of(d.attempts_made + 1, started, started, ABANDONED, None, event.reason, None)
     attempts = (*d.attempts, attempt)
-    abandoned = sum(1 for a in attempts if a.outcome is Outcome.ABANDONED)
+    abandoned = sum(1 for a in attempts if a.outcome is ABANDONED)
     if abandoned >= policy.max_abandoned:
         reason = f"abandoned {abandoned} times; last: {event.reason}"
         return _moved(d, FAILED, None, attempts, reason), ()

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from webhook_core import delivery_machine
 from webhook_core.delivery_machine import (
+    IN_FLIGHT,
     Abandon,
     AttemptResult,
     Cancel,
     Defer,
     Delivery,
-    DeliveryState,
     Start,
 )
-from webhook_core.endpoint_machine import Endpoint, EndpointState, HandshakeResult
+from webhook_core.endpoint_machine import ACTIVE, Endpoint, HandshakeResult
 from webhook_core.envelope import Event
 from webhook_core.gate import EndpointGate
 from webhook_core.request import USER_AGENT, HttpRequest, delivery_request
@@ -51,9 +51,9 @@ def begin_attempt(
     being sent. An attempt the gate admits must be reported to it with
     ``gate.finished`` when it ends.
     """
-    if delivery.state is DeliveryState.IN_FLIGHT:
+    if delivery.state is IN_FLIGHT:
         delivery, _ = delivery_machine.apply(delivery, Abandon(now, "lease expired"), policy)
-    if endpoint.state is not EndpointState.ACTIVE and not delivery.is_terminal:
+    if endpoint.state is not ACTIVE and not delivery.is_terminal:
         reason = f"endpoint {endpoint.state.value}"
         delivery, _ = delivery_machine.apply(delivery, Cancel(now, reason), policy)
     if delivery.is_terminal:

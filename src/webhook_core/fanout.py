@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from webhook_core.delivery_machine import Delivery, DeliveryState, delivery_of
-from webhook_core.endpoint_machine import Endpoint, EndpointState
+from webhook_core.delivery_machine import PENDING, Delivery, delivery_of
+from webhook_core.endpoint_machine import ACTIVE, Endpoint
 from webhook_core.envelope import Event
 
 
@@ -44,11 +44,11 @@ def fan_out_many(
 
 
 def _subscribers(endpoints: Iterable[Endpoint], name: str) -> list[Endpoint]:
-    return [e for e in endpoints if e.state is EndpointState.ACTIVE and e.subscribes_to(name)]
+    return [e for e in endpoints if e.state is ACTIVE and e.subscribes_to(name)]
 
 
 def _deliveries(
     event: Event, targets: list[Endpoint], new_id: Callable[[], str], now: float
 ) -> list[Delivery]:
-    event_id, pending = event.id, DeliveryState.PENDING
+    event_id, pending = event.id, PENDING
     return [delivery_of(new_id(), event_id, e.id, now, pending, now) for e in targets]

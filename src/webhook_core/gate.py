@@ -55,6 +55,9 @@ class BreakerState(Symbol):
     HALF_OPEN = "half_open"
 
 
+CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+
+
 @attrs.frozen
 class GatePolicy:
     """Per-endpoint limits; ``None`` turns a limit off."""
@@ -105,7 +108,7 @@ class _Endpoint:
     started: list[float] = attrs.Factory(list)  # start times of attempts in flight
     tokens: float = 0.0
     refilled_at: float = -math.inf
-    breaker: BreakerState = BreakerState.CLOSED
+    breaker: BreakerState = CLOSED
     failures: int = 0
     open_until: float = -math.inf
     cooldown: float = 0.0
@@ -144,11 +147,11 @@ class EndpointGate:
     def admit(self, endpoint_id: str, now: float) -> Hold | None:
         """``None`` if an attempt may start now (it is then counted), else a ``Hold``."""
         policy, e = self.policy, self._get(endpoint_id)
-        if e.breaker is BreakerState.OPEN:
+        if e.breaker is OPEN:
             if now < e.open_until:
                 return Hold(e.open_until, f"circuit open after {e.failures} failed attempts")
-            e.breaker, e.probing = BreakerState.HALF_OPEN, False
-        if e.breaker is BreakerState.HALF_OPEN and e.probing:
+            e.breaker, e.probing = HALF_OPEN, False
+        if e.breaker is HALF_OPEN and e.probing:
             return Hold(now + policy.busy_retry, "circuit half open: a probe is in flight")
         if e.started and now - e.started[0] > policy.slow_after:
             if e.in_flight >= policy.initial_window:
@@ -165,7 +168,7 @@ class EndpointGate:
             if e.tokens < 1:
                 return Hold(now + (1 - e.tokens) / policy.rate, "rate limit")
             e.tokens -= 1
-        if e.breaker is BreakerState.HALF_OPEN:
+        if e.breaker is HALF_OPEN:
             e.probing, e.probe_at = True, now
         e.in_flight += 1
         bisect.insort(e.started, now)
@@ -180,19 +183,19 @@ class EndpointGate:
             del e.started[index]
         if ok:
             e.failures, e.cooldown, e.probing = 0, 0.0, False
-            e.breaker = BreakerState.CLOSED
+            e.breaker = CLOSED
             e.window = min(e.window * 2, policy.max_in_flight or _MAX_WINDOW)
             return
         e.failures += 1
         e.window = policy.initial_window
         threshold = policy.failures_to_open
-        if e.breaker is BreakerState.CLOSED:
+        if e.breaker is CLOSED:
             opens = threshold is not None and e.failures >= threshold
         else:
             # Attempts admitted before the circuit opened change nothing; the probe's does.
-            opens = e.breaker is BreakerState.HALF_OPEN and e.probing and started_at == e.probe_at
+            opens = e.breaker is HALF_OPEN and e.probing and started_at == e.probe_at
         if opens:
             e.cooldown = (
                 policy.cooldown if e.cooldown == 0 else min(e.cooldown * 2, policy.max_cooldown)
             )
-            e.breaker, e.open_until, e.probing = BreakerState.OPEN, now + e.cooldown, False
+            e.breaker, e.open_until, e.probing = OPEN, now + e.cooldown, False

@@ -39,7 +39,7 @@ from webhook_core import (
     verification_event,
     verification_request,
 )
-from webhook_core.delivery_machine import DeliveryEffect
+from webhook_core.delivery_machine import FAILED, DeliveryEffect
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -645,7 +645,7 @@ class AsyncDriver(DriverConfig, abc.ABC):
             )
         else:
             for delivery in batch:
-                if delivery.state is DeliveryState.FAILED:
+                if delivery.state is FAILED:
                     self.observer.delivery_failed(delivery)
             for endpoint in disabled:
                 self.observer.endpoint_disabled(endpoint)

@@ -46,9 +46,9 @@ from webhook_core import (
     EndpointState,
     HandshakeResult,
     HttpRequest,
-    Outcome,
     rfc3339,
 )
+from webhook_core.delivery_machine import SUCCESS
 
 if TYPE_CHECKING:
     from transports.driving.config import DriverSettings
@@ -173,7 +173,7 @@ class LoggingObserver(Observer):
 
     def attempt_ended(self, claim: Claimed, delivery: Delivery, token: Any) -> None:
         attempt = delivery.attempts[-1]
-        ok = attempt.outcome is Outcome.SUCCESS
+        ok = attempt.outcome is SUCCESS
         level = logging.DEBUG if ok else logging.WARNING
         if not self.log.isEnabledFor(level):
             return

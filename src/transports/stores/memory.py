@@ -38,7 +38,7 @@ from transports.stores.interface import (
 )
 from transports.stores.records import check_prunable
 from webhook_core import ConfigError, Delivery, DeliveryState, Endpoint, Event
-from webhook_core.delivery_machine import delivery_of
+from webhook_core.delivery_machine import IN_FLIGHT, delivery_of
 
 _WAITING = (DeliveryState.PENDING, DeliveryState.RETRY_SCHEDULED)
 
@@ -185,8 +185,8 @@ class MemoryStore(ClosesOnExit):
                 token = prefix + delivery_id
                 self._lease(delivery_id, worker, lease_until, token)
                 self._counts[d.state] -= 1
-                self._counts[DeliveryState.IN_FLIGHT] += 1
-                self._deliveries[delivery_id] = _record(d, DeliveryState.IN_FLIGHT, None, None)
+                self._counts[IN_FLIGHT] += 1
+                self._deliveries[delivery_id] = _record(d, IN_FLIGHT, None, None)
                 claimed.append(self._claimed(d, lease_until, token))
         return claimed
 

@@ -34,7 +34,7 @@ from webhook_core import (
     verification_event,
     verification_request,
 )
-from webhook_core.delivery_machine import DeliveryEffect
+from webhook_core.delivery_machine import FAILED, DeliveryEffect
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -632,7 +632,7 @@ class SyncDriver(DriverConfig, abc.ABC):
             )
         else:
             for delivery in batch:
-                if delivery.state is DeliveryState.FAILED:
+                if delivery.state is FAILED:
                     self.observer.delivery_failed(delivery)
             for endpoint in disabled:
                 self.observer.endpoint_disabled(endpoint)
