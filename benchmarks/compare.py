@@ -34,7 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.workload import SHAPES, scaled
+from benchmarks.workload import SHAPE_NAMES, SHAPES, scaled
 
 # Runs in the tree measured: its own benchmarks package, its profiler hook replaced
 # by a CPU clock around the row.
@@ -84,13 +84,15 @@ def start_counted(
         str(scale),
     ]
     return subprocess.Popen(
-        command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
 
 
 def counted(process: subprocess.Popen[str], out: Path) -> int:
     """The instructions a run under ``start_counted`` executed."""
-    cpu_seconds(process)
+    _, errors = process.communicate()
+    if process.returncode:
+        raise SystemExit(f"a run under callgrind failed (exit {process.returncode}):\n{errors}")
     for line in out.read_text().splitlines():
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
@@ -104,6 +106,11 @@ def instructions_per_delivery(args: argparse.Namespace) -> int:
     trees = [args.before.resolve(), args.after.resolve()]
     shape = next(s for s in SHAPES if s.name == args.shape)
     small, large = args.scale / 10, args.scale * 3 / 10
+    deliveries = scaled(shape, large, False).deliveries - scaled(shape, small, False).deliveries
+    if deliveries <= 0:
+        raise SystemExit(
+            f"--instructions needs a shape whose deliveries grow with --scale, not {shape.name!r}"
+        )
     totals: dict[Path, list[int]] = {tree: [] for tree in trees}
     with tempfile.TemporaryDirectory() as directory:
         for scale in (small, large):
@@ -112,9 +119,14 @@ def instructions_per_delivery(args: argparse.Namespace) -> int:
                 start_counted(tree, args.row, args.shape, scale, out)
                 for tree, out in zip(trees, outs, strict=True)
             ]
-            for tree, run, out in zip(trees, runs, outs, strict=True):
-                totals[tree].append(counted(run, out))
-    deliveries = scaled(shape, large, False).deliveries - scaled(shape, small, False).deliveries
+            try:
+                for tree, run, out in zip(trees, runs, outs, strict=True):
+                    totals[tree].append(counted(run, out))
+            finally:
+                for run in runs:
+                    if run.poll() is None:
+                        run.kill()
+                        run.wait()
     before, after = ((totals[t][1] - totals[t][0]) / deliveries for t in trees)
     print(
         f"{args.row} ({args.shape}): instructions per delivery, before {before:,.0f}, "
@@ -137,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     parser.add_argument("--row", default="asyncio+memory")
-    parser.add_argument("--shape", default="events")
+    parser.add_argument("--shape", default="events", choices=SHAPE_NAMES)
     parser.add_argument("--scale", type=float, default=0.03)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument(

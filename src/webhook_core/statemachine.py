@@ -104,8 +104,8 @@ def record_builder(cls: Callable[P, R]) -> Callable[P, R]:
 
     twin = attrs.make_class(
         record.__name__,
-        {f.name: attrs.field(default=f.default, kw_only=f.kw_only) for f in fields},
-        class_body={"__attrs_post_init__": become_record, "__module__": record.__module__},
+        {f.name: attrs.field(default=f.default, kw_only=f.kw_only, alias=f.alias) for f in fields},
+        class_body={"__attrs_post_init__": become_record},
         slots=True,
         weakref_slot=False,
         eq=False,

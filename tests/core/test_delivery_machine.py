@@ -817,6 +817,19 @@ def _frozen(name: str, fields: Any, **options: Any) -> type:
     return attrs.make_class(name, fields, slots=True, frozen=True, weakref_slot=False, **options)
 
 
+def test_record_builder_keeps_aliases_and_keyword_only_fields() -> None:
+    from webhook_core.statemachine import record_builder
+
+    record: Any = _frozen(
+        "Aliased", {"a": attrs.field(alias="why"), "b": attrs.field(default=0, kw_only=True)}
+    )
+    build = record_builder(record)
+    assert build(why=1, b=2) == record(why=1, b=2)
+    assert type(build(1)) is record and build(1).b == 0
+    with pytest.raises(TypeError):
+        build(1, 2)
+
+
 @attrs.frozen(weakref_slot=False)
 class _Base:
     a: int

@@ -470,6 +470,35 @@ def test_an_asyncio_request_the_transport_refuses_fails_its_exchange_at_once() -
         assert took < 1.0
 
 
+@pytest.mark.parametrize("first_loop", ["closed", "stopped"])
+def test_an_asyncio_connection_pooled_under_another_loop_is_not_reused(first_loop: str) -> None:
+    """A transport used by one event loop and then another (two ``asyncio.run`` calls,
+    say) opens a connection of the new loop's, and still closes."""
+    import asyncio
+
+    with LoopbackReceiver(default=Respond(200)) as rx:
+        url = rx.url("/hook")
+        transport = Http1Transport(policy=LOOPBACK)
+        first = asyncio.new_event_loop()
+        assert first.run_until_complete(transport.send(request(url))).status == 200
+        if first_loop == "closed":
+            first.close()
+        ((_, stale),) = next(iter(transport._idle.by_origin.values()))
+
+        async def again() -> list[int]:
+            try:
+                return [(await transport.send(request(url))).status for _ in range(2)]
+            finally:
+                await transport.aclose()
+
+        try:
+            assert asyncio.run(again()) == [200, 200]
+        finally:
+            first.close()
+        assert len(rx.requests) == 3
+        assert stale.hung_up()
+
+
 def test_asyncio_exchanges_answered_before_their_deadline_are_not_kept_for_it() -> None:
     """Deadlines in one tick share a timer: a hanging exchange among answered ones still
     fails on time, and none of the answered ones (nor their responses) waits for the tick."""

@@ -306,16 +306,19 @@ class _ProtocolConnection(asyncio.Protocol):
                 waiter.set_exception(_classify(exc, connecting=False))
 
     def hung_up(self) -> bool:
+        # A loop that is not running is not the caller's: its connections are spent.
         return (
             self._unusable
             or self._transport is None
             or self._transport.is_closing()
-            or self.loop.is_closed()
+            or not self.loop.is_running()
         )
 
     async def aclose(self) -> None:
         self._unusable = True
-        if self._transport is not None:
+        # A closed loop cannot close its transport (that schedules a callback); the
+        # transport's finalizer closes the socket.
+        if self._transport is not None and not self.loop.is_closed():
             self._transport.close()
 
 
