@@ -17,7 +17,7 @@ process. The figure is the median of the rounds' ratios, AFTER over BEFORE.
 under ``valgrind --tool=callgrind`` (the trees side by side), at a tenth of
 ``--scale`` and at three tenths, and the difference between the two runs'
 instructions over the difference in deliveries (start-up cancels out) is
-the tree's instructions per delivery. It moves by well under 1 % between
+the tree's instructions per delivery. It moves by about 1 % between
 runs of one tree, so it shows a change of a few per cent that the CPU time
 cannot; it counts no time spent in the kernel (a system call counts as the
 few instructions that make it).
