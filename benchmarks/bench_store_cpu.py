@@ -30,13 +30,14 @@ run is slow, so the count would follow the machine's load.
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import tempfile
 import types
 from pathlib import Path
 from unittest import mock
+
+from benchmarks.callgrind import total, under_callgrind
 
 ENDPOINTS = 10
 
@@ -101,29 +102,21 @@ def instructions(events: int, group: int, batch: int, until: str) -> int:
     """Instructions callgrind counts for a run of ``events`` events."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "benchmarks.bench_store_cpu",
-                "--events",
-                str(events),
-                "--group",
-                str(group),
-                "--batch",
-                str(batch),
-                "--until",
-                until,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        found = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
-        assert found is not None
-        return int(found.group(1))
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_store_cpu",
+            "--events",
+            str(events),
+            "--group",
+            str(group),
+            "--batch",
+            str(batch),
+            "--until",
+            until,
+        ]
+        subprocess.run(under_callgrind(out, command), check=True, capture_output=True)
+        return total(out)
 
 
 def main() -> None:

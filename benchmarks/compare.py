@@ -34,6 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.callgrind import total, under_callgrind
 from benchmarks.workload import SHAPE_NAMES, SHAPES, scaled
 
 # Runs in the tree measured: its own benchmarks package, its profiler hook replaced
@@ -53,14 +54,20 @@ main(["--profile", sys.argv[1], "--shape", sys.argv[2], "--scale", sys.argv[3], 
 """
 
 
+def _child(row: str, shape: str, scale: float) -> list[str]:
+    return [sys.executable, "-c", _CHILD, row, shape, str(scale)]
+
+
+def _env(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
+
+
 def start(tree: Path, core: int, row: str, shape: str, scale: float) -> subprocess.Popen[str]:
     """The row running in ``tree``, pinned to ``core``."""
-    env = {**os.environ, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
-    command = [sys.executable, "-c", _CHILD, row, shape, str(scale)]
     return subprocess.Popen(
-        command,
+        _child(row, shape, scale),
         cwd=tree,
-        env=env,
+        env=_env(tree),
         stdout=subprocess.PIPE,
         text=True,
         preexec_fn=lambda: os.sched_setaffinity(0, {core}),  # noqa: PLW1509 - no threads here
@@ -71,20 +78,13 @@ def start_counted(
     tree: Path, row: str, shape: str, scale: float, out: Path
 ) -> subprocess.Popen[str]:
     """The row running in ``tree`` under callgrind, which writes its counts to ``out``."""
-    env = {**os.environ, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        "-c",
-        _CHILD,
-        row,
-        shape,
-        str(scale),
-    ]
     return subprocess.Popen(
-        command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        under_callgrind(out, _child(row, shape, scale)),
+        cwd=tree,
+        env=_env(tree),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -93,10 +93,7 @@ def counted(process: subprocess.Popen[str], out: Path) -> int:
     _, errors = process.communicate()
     if process.returncode:
         raise SystemExit(f"a run under callgrind failed (exit {process.returncode}):\n{errors}")
-    for line in out.read_text().splitlines():
-        if line.startswith(("summary:", "totals:")):
-            return int(line.split()[1])
-    raise SystemExit(f"callgrind wrote no totals to {out}")
+    return total(out)
 
 
 def instructions_per_delivery(args: argparse.Namespace) -> int:

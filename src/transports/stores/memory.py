@@ -59,20 +59,22 @@ class _Timeline:
         else:
             heapq.heappush(self._heap, (at, next(self._seq), (at, key)))
 
+    def _heap_leads(self) -> bool:
+        ordered, heap = self._ordered, self._heap
+        return bool(heap) and (not ordered or heap[0][0] < ordered[0][0])
+
     def first(self) -> tuple[float, str] | None:
         """The earliest time and its id, or None when empty."""
-        ordered, heap = self._ordered, self._heap
-        if heap and (not ordered or heap[0][0] < ordered[0][0]):
-            return heap[0][2]
-        return ordered[0] if ordered else None
+        if self._heap_leads():
+            return self._heap[0][2]
+        return self._ordered[0] if self._ordered else None
 
     def pop_first(self) -> None:
         """Remove the entry ``first`` returns."""
-        ordered, heap = self._ordered, self._heap
-        if heap and (not ordered or heap[0][0] < ordered[0][0]):
-            heapq.heappop(heap)
+        if self._heap_leads():
+            heapq.heappop(self._heap)
         else:
-            ordered.popleft()
+            self._ordered.popleft()
 
 
 class MemoryStore(ClosesOnExit):
