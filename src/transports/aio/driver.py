@@ -69,6 +69,11 @@ class AsyncDriver(DriverConfig, abc.ABC):
         """Run a store call where the store may block (a worker thread, or under a lock)."""
 
     @abc.abstractmethod
+    async def _call_on_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a store call of an ``on_loop`` activity (``ACTIVITIES``): on the event loop's
+        thread where the store can make it without waiting, else as ``_call`` does."""
+
+    @abc.abstractmethod
     def _signal(self) -> None:
         """Wake the dispatcher and ``drain``; call without holding ``_state_lock``."""
 
@@ -440,7 +445,10 @@ class AsyncDriver(DriverConfig, abc.ABC):
         activity = ACTIVITIES[call]
         while True:
             try:
-                result = await self._call(fn, *args, **kwargs)
+                if activity.on_loop:
+                    result = await self._call_on_loop(fn, *args, **kwargs)
+                else:
+                    result = await self._call(fn, *args, **kwargs)
             except Exception as exc:
                 with self._state_lock:
                     backoff = self._state.store_failed(call, self.clock.now())

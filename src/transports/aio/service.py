@@ -50,7 +50,7 @@ import math
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, Unpack
+from typing import Any, ParamSpec, TypeVar, Unpack, cast
 
 import anyio
 import anyio.abc
@@ -72,7 +72,7 @@ from transports.http.transport import (
     attempt_result,
     timeout_result,
 )
-from transports.stores.interface import Claimed, Store
+from transports.stores.interface import Claimed, Store, Waitless, WouldWait
 from webhook_core import AttemptResult, Delivery, Endpoint, HttpRequest
 
 P = ParamSpec("P")
@@ -248,6 +248,15 @@ class WebhookService(AsyncDriver):
         if not self.store.blocking:
             return fn(*args, **kwargs)
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
+
+    async def _call_on_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if hasattr(self.store, "without_waiting"):
+            try:
+                with cast(Waitless, self.store).without_waiting():
+                    return fn(*args, **kwargs)
+            except WouldWait:
+                pass
+        return await self._call(fn, *args, **kwargs)
 
     def _signal(self) -> None:
         self._state.signalled()

@@ -85,17 +85,20 @@ class Activity:
     call: str  # the Store method (or operation) called: the ``store_call`` field of log records
     doing: str
     patience: Patience
+    # The async drivers make it on the event loop's thread where the store can without
+    # waiting (``Waitless``); each must be safe to make again after ``WouldWait``.
+    on_loop: bool = False
 
 
 ACTIVITIES = {
     a.call: a
     for a in (
-        Activity("claim", "claiming due deliveries", Patience.WHILE_RUNNING),
-        Activity("next_due", "reading the next due time", Patience.WHILE_RUNNING),
+        Activity("claim", "claiming due deliveries", Patience.WHILE_RUNNING, on_loop=True),
+        Activity("next_due", "reading the next due time", Patience.WHILE_RUNNING, on_loop=True),
         Activity("list_endpoints", "listing endpoints to verify", Patience.WHILE_RUNNING),
         Activity("prune", "pruning finished deliveries", Patience.WHILE_RUNNING),
         Activity("release", "releasing unsent claims", Patience.WHILE_RUNNING),
-        Activity("complete", "writing attempt results", Patience.LEASE),
+        Activity("complete", "writing attempt results", Patience.LEASE, on_loop=True),
         Activity("record_handshake", "recording a handshake's answer", Patience.WHILE_RUNNING),
         Activity("disable_endpoint", "disabling an endpoint that asked", Patience.LEASE),
         Activity("count_deliveries", "counting open deliveries", Patience.FOREVER),

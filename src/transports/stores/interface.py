@@ -33,6 +33,9 @@ Stores that other processes write may offer ``subscribe(wake)`` (see
 
 Methods are synchronous. A backend that blocks (``blocking = True``) is called
 from worker threads by the async drivers; the memory store is called directly.
+A blocking store may offer ``without_waiting`` (see ``Waitless``): the async
+drivers then make their claims and results on the event loop's thread, and
+only a call that would wait goes to a worker thread.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from __future__ import annotations
 import copy
 import secrets
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, Self, TypeAlias, TypeVar
 
 import attrs
@@ -285,6 +289,19 @@ class ClosesOnExit:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class WouldWait(Exception):
+    """A call made inside a store's ``without_waiting`` would have waited (see ``Waitless``)."""
+
+
+class Waitless(Protocol):
+    """A blocking store whose calls can be made without waiting, from an event loop's thread."""
+
+    def without_waiting(self) -> AbstractContextManager[None]:
+        """Inside, calls on this thread raise ``WouldWait`` instead of waiting for a lock,
+        another process or the disk (a call that raised may be made again elsewhere)."""
+        ...
 
 
 class Subscribable(Protocol):

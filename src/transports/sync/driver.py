@@ -64,6 +64,11 @@ class SyncDriver(DriverConfig, abc.ABC):
         """Run a store call where the store may block (a worker thread, or under a lock)."""
 
     @abc.abstractmethod
+    def _call_on_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a store call of an ``on_loop`` activity (``ACTIVITIES``): on the event loop's
+        thread where the store can make it without waiting, else as ``_call`` does."""
+
+    @abc.abstractmethod
     def _signal(self) -> None:
         """Wake the dispatcher and ``drain``; call without holding ``_state_lock``."""
 
@@ -427,7 +432,10 @@ class SyncDriver(DriverConfig, abc.ABC):
         activity = ACTIVITIES[call]
         while True:
             try:
-                result = self._call(fn, *args, **kwargs)
+                if activity.on_loop:
+                    result = self._call_on_loop(fn, *args, **kwargs)
+                else:
+                    result = self._call(fn, *args, **kwargs)
             except Exception as exc:
                 with self._state_lock:
                     backoff = self._state.store_failed(call, self.clock.now())

@@ -272,6 +272,10 @@ class ThreadedWebhookService(SyncDriver):
         with self._store_lock:
             return fn(*args, **kwargs)
 
+    def _call_on_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        # No event loop here: such a call is made where the thread calling it runs.
+        return self._call(fn, *args, **kwargs)
+
     def _signal(self) -> None:
         with self._lock:
             self._wake = True
