@@ -159,22 +159,23 @@ def main_file(store: SQLiteStore) -> str:
     return hashlib.sha256(store.path.read_bytes()).hexdigest()
 
 
-def test_lease_writes_leave_the_checkpoints_to_a_thread(
+def test_checkpoints_are_left_to_writes_made_in_a_thread(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "_CHECKPOINT_ROWS", 20)
-    publish(store, 15)  # 30 deliveries; the durable commits checkpoint on their own
+    for writer in (store._db, store._lease_db):
+        assert writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    publish(store, 10)
+    monkeypatch.setattr(sqlite_module, "_CHECKPOINT_ROWS", store._written + 5)
     before = main_file(store)
     with store.without_waiting():
         claimed = store.claim(NOW + 1, 10, "worker", NOW + 61)
-        store.complete(delivered(claimed), "worker")
-    assert main_file(store) == before, "a lease write made without waiting checkpointed"
+    assert main_file(store) == before, "the log was checkpointed too soon"
     with pytest.raises(WouldWait, match="checkpoint"), store.without_waiting():
         pytest.fail("entered with a checkpoint due")
-    claimed = store.claim(NOW + 1, 10, "worker", NOW + 61)
-    assert main_file(store) != before, "the lease write made in a thread did not checkpoint"
+    store.complete(delivered(claimed), "worker")
+    assert main_file(store) != before, "the write made in a thread did not checkpoint"
     with store.without_waiting():
-        store.complete(delivered(claimed), "worker")
+        store.complete(delivered(store.claim(NOW + 1, 10, "worker", NOW + 61)), "worker")
     assert count(store, DeliveryState.DELIVERED) == 20
 
 
@@ -210,5 +211,16 @@ def test_a_read_under_way_in_another_thread_does_not_hold_it_up(store: SQLiteSto
     with store._read_lock:  # held by another thread's listing, say
         reader = threading.Thread(target=read_without_waiting, daemon=True)
         reader.start()
-        reader.join(10)
+        reader.join(5)
+        assert not reader.is_alive(), "the read waited for the reader connection's lock"
     assert answers == [NOW]
+
+
+def test_an_error_inside_leaves_the_store_as_it_was(store: SQLiteStore) -> None:
+    with pytest.raises(KeyboardInterrupt), store.without_waiting():
+        raise KeyboardInterrupt
+    taken = threading.Thread(target=lambda: store.save_endpoint(store.list_endpoints()[0]))
+    taken.start()
+    taken.join(5)
+    assert not taken.is_alive(), "the write lock was not released"
+    assert store._lease_db.execute("PRAGMA busy_timeout").fetchone() == (30_000,)

@@ -250,7 +250,8 @@ class WebhookService(AsyncDriver):
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
 
     async def _call_on_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        if hasattr(self.store, "without_waiting"):
+        # Offered by the store's class itself: a wrapper that forwards attributes may block.
+        if hasattr(type(self.store), "without_waiting"):
             try:
                 with cast(Waitless, self.store).without_waiting():
                     return fn(*args, **kwargs)

@@ -41,11 +41,11 @@ time costs more than that in thread hand-offs, and the thread and the event
 loop take the GIL from each other at every row SQLite steps through. Inside,
 a call that would wait raises ``WouldWait`` instead: for the write lock
 (another thread's write, another process's), for the disk (a durable
-commit), or for a checkpoint. Lease commits never checkpoint the write-ahead
-log themselves. Durable commits do (once the log holds 1,000 pages, as
-SQLite does by default); after ``_CHECKPOINT_ROWS`` lease rows with no
-durable commit between, the next lease write made in a thread checkpoints,
-and ``without_waiting`` refuses until then.
+commit), or for a checkpoint. So no connection checkpoints the write-ahead
+log on its own: a write made in a thread checkpoints before it begins, once
+``_CHECKPOINT_ROWS`` rows have been written since the last checkpoint (and
+``without_waiting`` refuses until one has), so that this same write, not
+one made without waiting, starts the log again (which syncs its header).
 """
 
 from __future__ import annotations
@@ -195,10 +195,10 @@ _IDS_PER_QUERY = 500
 # UPDATE ... FROM came with SQLite 3.33; before it, results take a statement each.
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 _BUSY_MS = 30_000  # how long a write waits for another connection's (made without waiting: 0)
-# Lease rows (claimed, written back, released) with no checkpoint of the write-ahead log
-# between: about 1,600 pages of log for the benchmark's deliveries (a claim and a result
-# write 0.16 pages a row), against the 1,000 at which SQLite checkpoints on its own.
-_CHECKPOINT_ROWS = 10_000
+# Rows written (published, claimed, written back; a transaction counts one at least)
+# between two checkpoints of the write-ahead log: about SQLite's own 1,000 pages for the
+# benchmark's deliveries, whose claims and results write 0.16 pages a row.
+_CHECKPOINT_ROWS = 5_000
 
 
 _EVENT_COLUMNS = "id, name, created_at, body, tenant, trace_context"
@@ -282,9 +282,10 @@ def _select_by_ids(db: sqlite3.Connection, selected: str, ids: set[str]) -> list
 class _Rows:
     """A batch's parameters, encoded before the write lock is taken."""
 
-    __slots__ = ("deliveries", "event_ids", "events")
+    __slots__ = ("count", "deliveries", "event_ids", "events")
 
     def __init__(self, batch: Sequence[EventBatch]) -> None:
+        self.count = len(batch) + sum(len(ds) for _, ds in batch)
         self.event_ids = [e.id for e, _ in batch]
         self.events = _values(
             [(e.id, e.name, e.created_at, e.body, e.tenant, e.trace_context) for e, _ in batch],
@@ -316,7 +317,8 @@ def _refused_when_busy(waitless: bool = True) -> Iterator[None]:
     try:
         yield
     except sqlite3.OperationalError as exc:
-        if waitless and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+        # The extended codes (SQLITE_BUSY_RECOVERY, ...) keep the primary code's low byte.
+        if waitless and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
             raise WouldWait("another connection is writing") from exc
         raise
 
@@ -353,11 +355,12 @@ class SQLiteStore(ClosesOnExit):
         durable = synchronous.upper()
         self._db = self._connect(durable)
         self._lease_db = self._connect("NORMAL" if durable in ("FULL", "NORMAL") else durable)
-        self._lease_db.execute("PRAGMA wal_autocheckpoint=0")
+        for writer in (self._db, self._lease_db):
+            writer.execute("PRAGMA wal_autocheckpoint=0")  # see the module
         self._reader = self._connect(durable)
         self._waitless = _Waitless()
-        self._can_skip_waits = durable != "EXTRA"  # EXTRA syncs every commit
-        self._lease_rows = 0  # since the last checkpoint
+        self._lease_syncs = durable == "EXTRA"  # every commit, so none can skip waiting
+        self._written = 0  # rows since the last checkpoint
         self.migrate()
 
     def _connect(self, synchronous: str) -> sqlite3.Connection:
@@ -377,26 +380,33 @@ class SQLiteStore(ClosesOnExit):
     def without_waiting(self) -> Iterator[None]:
         """Make this thread's calls inside raise ``WouldWait`` wherever they would wait.
 
-        Claims, results and reads then cost SQLite's own work and nothing more;
-        a durable write (publishing, an endpoint change) raises, as does a write
-        while another connection writes. Raises at once when another thread is
-        writing, or when the write-ahead log is due for a checkpoint (see the
-        module). A call that raised may have committed a lease write before it
-        did: a result written is not written twice (the lease is cleared), so
-        such calls can be made again in a worker thread.
+        Claims, results and reads then cost SQLite's own work (and the GIL
+        taken back after each row it steps through); a durable write
+        (publishing, an endpoint change) raises, as does a write while another
+        connection writes. Raises at once when another thread is writing, when
+        a checkpoint is due (see the module) or with ``synchronous="EXTRA"``
+        (whose every commit syncs). A call that raised may have committed a
+        lease write before it did: a result written is not written twice (the
+        lease is cleared), so such calls can be made again in a worker thread.
+        Rarely, a call can still wait: for a page read from a cold disk, or to
+        start the log again after another process's checkpoint.
         """
-        if not self._can_skip_waits or self._lease_rows >= _CHECKPOINT_ROWS:
-            raise WouldWait("the write-ahead log is due for a checkpoint")
+        if self._lease_syncs:
+            raise WouldWait('synchronous="EXTRA" syncs every commit')
         if not self._lock.acquire(blocking=False):
             raise WouldWait("another thread is writing")
-        lease = self._lease_db
         try:
+            if self._written >= _CHECKPOINT_ROWS:
+                raise WouldWait("the write-ahead log is due for a checkpoint")
+            lease = self._lease_db
             lease.execute("PRAGMA busy_timeout=0")
-            self._waitless.on = True
-            yield
+            try:
+                self._waitless.on = True
+                yield
+            finally:
+                self._waitless.on = False
+                lease.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
         finally:
-            self._waitless.on = False
-            lease.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             self._lock.release()
 
     @contextmanager
@@ -422,6 +432,8 @@ class SQLiteStore(ClosesOnExit):
             raise WouldWait("a durable commit waits for the disk")
         db = self._db if durable else self._lease_db
         with self._lock:
+            if not waitless:
+                self._checkpoint_if_due(db)
             with _refused_when_busy(waitless):
                 db.execute("BEGIN IMMEDIATE")
             try:
@@ -430,16 +442,14 @@ class SQLiteStore(ClosesOnExit):
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-            if durable:
-                self._checkpointed()
-            elif not waitless and self._lease_rows >= _CHECKPOINT_ROWS:
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                self._checkpointed()
+            self._written += 1
 
-    def _checkpointed(self) -> None:
-        """The write-ahead log was checkpointed (explicitly, or by a durable commit, whose
-        connection checkpoints on its own once the log holds 1,000 pages)."""
-        self._lease_rows = 0
+    def _checkpoint_if_due(self, db: sqlite3.Connection) -> None:
+        """Checkpoint the write-ahead log if due (see the module); called holding the write
+        lock, from a thread, before a write begins."""
+        if self._written >= _CHECKPOINT_ROWS:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._written = 0
 
     def schema_status(self) -> SchemaStatus:
         """The applied schema version against the latest this library knows."""
@@ -552,6 +562,7 @@ class SQLiteStore(ClosesOnExit):
         """
         db = self._db
         try:
+            self._checkpoint_if_due(db)
             db.execute("BEGIN IMMEDIATE")
         except BaseException:
             with self._queue_lock:
@@ -572,7 +583,7 @@ class SQLiteStore(ClosesOnExit):
                         queued.error = exc
                     db.execute("RELEASE webhooks_publish")
             db.execute("COMMIT")
-            self._checkpointed()
+            self._written += sum(queued.rows.count for queued in group)
         except BaseException as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -655,7 +666,7 @@ class SQLiteStore(ClosesOnExit):
                 ).fetchall()
             if not rows:
                 return []
-            self._lease_rows += len(rows)
+            self._written += len(rows)
             for marks, some in _id_lists([r[0] for r in rows]):
                 db.execute(
                     "UPDATE deliveries SET state = 'in_flight', next_attempt_at = NULL, "
@@ -694,7 +705,7 @@ class SQLiteStore(ClosesOnExit):
         if not _UPDATE_FROM:
             each = [(*r[1:5], r[0], worker, r[5]) for r in rows]
             with self._write(durable=False) as db:
-                self._lease_rows += len(each)
+                self._written += len(each)
                 return db.executemany(
                     "UPDATE deliveries SET state = ?, next_attempt_at = ?, attempts = ?, "
                     "reason = ?, locked_by = NULL, lease_expires_at = NULL, lease_token = NULL "
@@ -704,7 +715,7 @@ class SQLiteStore(ClosesOnExit):
         params = _values(rows, _RESULTS_PER_UPDATE, _RESULT_NULLS)
         written = 0
         with self._write(durable=False) as db:
-            self._lease_rows += len(rows)
+            self._written += len(rows)
             for marks, values in params:
                 written += db.execute(
                     "UPDATE deliveries SET state = r.column2, next_attempt_at = r.column3, "
@@ -720,7 +731,7 @@ class SQLiteStore(ClosesOnExit):
     def release(self, delivery_ids: Sequence[str], worker: str) -> None:
         """Return unstarted claims: due again at once (fenced by worker only; see ``Store``)."""
         with self._write(durable=False) as db:
-            self._lease_rows += len(delivery_ids)
+            self._written += len(delivery_ids)
             db.executemany(
                 "UPDATE deliveries SET state = CASE WHEN attempts = '[]' THEN 'pending' "
                 "ELSE 'retry_scheduled' END, next_attempt_at = created_at, "
