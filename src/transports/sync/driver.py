@@ -430,12 +430,10 @@ class SyncDriver(DriverConfig, abc.ABC):
         fields; once it gives up (see ``Patience``) the last error is raised.
         """
         activity = ACTIVITIES[call]
+        make = self._call_on_loop if activity.on_loop else self._call
         while True:
             try:
-                if activity.on_loop:
-                    result = self._call_on_loop(fn, *args, **kwargs)
-                else:
-                    result = self._call(fn, *args, **kwargs)
+                result = make(fn, *args, **kwargs)
             except Exception as exc:
                 with self._state_lock:
                     backoff = self._state.store_failed(call, self.clock.now())
